@@ -1,0 +1,118 @@
+"""Datasets of the benchmark.
+
+``build_datasets(cfg, contrastive=False) -> (train_set, val_set, num_classes)``
+is the entry point; ``get_dataset(cfg)`` keeps mdistiller's loader-returning
+interface. Config keys read:
+
+* ``DATASET.TYPE``: one of :data:`DATASET_TYPES`;
+* ``DATASET.ROOT`` (default ``"data"``): folder holding the datasets;
+* ``DATASET.DOWNLOAD`` (default True): download CIFAR / SVHN when missing;
+* ``DATASET.NUM_CLASSES`` (default 0 = the dataset's own count): override the
+  number of classes reported (e.g. for a reduced copy of a dataset); every
+  label must be smaller than it;
+* ``CRD.NCE.K`` and ``CRD.MODE`` ("exact" | "relax") when ``contrastive``.
+
+Train items are ``(image, target, index)`` (``+ contrastive_index`` when
+contrastive), val items ``(image, target)``; every train set has ``.targets``.
+"""
+from torch.utils.data import DataLoader
+
+from .cifar import CIFAR10, CIFAR100, CIFAR100Instance, build_cifar10, build_cifar100
+from .contrastive import ContrastiveSample
+from .digits import Digits, build_digits
+from .imagefolder import ImageFolderInstance, build_imagenet, build_tiny_imagenet
+from .svhn import SVHN, build_svhn
+
+_BUILDERS = {
+    "cifar100": build_cifar100,
+    "cifar10": build_cifar10,
+    "svhn": build_svhn,
+    "imagenet": build_imagenet,
+    "tiny_imagenet": build_tiny_imagenet,
+    "digits": build_digits,
+}
+DATASET_TYPES = tuple(_BUILDERS)
+CONTRASTIVE_DISTILLERS = ("CRD", "CRDKD")
+
+__all__ = [
+    "DATASET_TYPES",
+    "build_datasets",
+    "get_dataset",
+    "wrap_contrastive",
+    "resolve_num_classes",
+    "ContrastiveSample",
+    "CIFAR10",
+    "CIFAR100",
+    "CIFAR100Instance",
+    "SVHN",
+    "Digits",
+    "ImageFolderInstance",
+]
+
+
+def _get(node, dotted, default):
+    for part in dotted.split("."):
+        if node is None:
+            return default
+        try:
+            node = node[part] if isinstance(node, dict) else getattr(node, part)
+        except (KeyError, AttributeError):
+            return default
+    return default if node is None else node
+
+
+def resolve_num_classes(own, override, *label_lists):
+    """Return ``override`` if > 0 else ``own``; check every label fits."""
+    num_classes = int(override) if override and int(override) > 0 else int(own)
+    top = max((max(labels) for labels in label_lists if len(labels)), default=-1)
+    if top >= num_classes:
+        raise ValueError(
+            "DATASET.NUM_CLASSES=%d but the data has label %d; use 0 for the dataset's "
+            "own count (%d) or a value > %d" % (num_classes, top, own, top)
+        )
+    return num_classes
+
+
+def wrap_contrastive(dataset, k, mode="exact"):
+    """Contrastive (CRD) view of any train set of this package."""
+    return ContrastiveSample(dataset, k=k, mode=mode)
+
+
+def build_datasets(cfg, contrastive=False):
+    """Build ``(train_set, val_set, num_classes)`` from ``cfg.DATASET``."""
+    name = str(_get(cfg, "DATASET.TYPE", "")).lower()
+    if name not in _BUILDERS:
+        raise ValueError(
+            "unknown DATASET.TYPE %r; valid names: %s"
+            % (_get(cfg, "DATASET.TYPE", None), ", ".join(DATASET_TYPES))
+        )
+    root = str(_get(cfg, "DATASET.ROOT", "data"))
+    download = bool(_get(cfg, "DATASET.DOWNLOAD", True))
+    train_set, val_set, own = _BUILDERS[name](root, download)
+    num_classes = resolve_num_classes(
+        own, _get(cfg, "DATASET.NUM_CLASSES", 0), train_set.targets, val_set.targets
+    )
+    if contrastive:
+        train_set = wrap_contrastive(
+            train_set, k=int(_get(cfg, "CRD.NCE.K", 4096)), mode=str(_get(cfg, "CRD.MODE", "exact"))
+        )
+    return train_set, val_set, num_classes
+
+
+def get_dataset(cfg):
+    """mdistiller's interface: ``(train_loader, val_loader, num_data, num_classes)``.
+
+    Contrastive items are produced when ``cfg.DISTILLER.TYPE`` is CRD.
+    """
+    contrastive = _get(cfg, "DISTILLER.TYPE", "") in CONTRASTIVE_DISTILLERS
+    train_set, val_set, num_classes = build_datasets(cfg, contrastive=contrastive)
+    workers = int(_get(cfg, "DATASET.NUM_WORKERS", 0))
+    train_loader = DataLoader(
+        train_set, batch_size=int(_get(cfg, "SOLVER.BATCH_SIZE", 64)), shuffle=True,
+        num_workers=workers,
+    )
+    val_loader = DataLoader(
+        val_set, batch_size=int(_get(cfg, "DATASET.TEST.BATCH_SIZE", 64)), shuffle=False,
+        num_workers=workers,
+    )
+    return train_loader, val_loader, len(train_set), num_classes

@@ -1,0 +1,114 @@
+"""Pieces shared by every dataset family of :mod:`mdistiller.dataset`."""
+import os
+
+import torch
+from torch.utils.data import Dataset
+from torchvision import transforms
+from torchvision.transforms import functional as TF
+
+
+class ToFloatTensor:
+    """Like ``transforms.ToTensor`` but also accepts ``uint8`` CHW tensors.
+
+    The in-memory datasets (CIFAR, SVHN) keep their images as ``uint8`` CHW
+    tensors and run the (tensor-capable) torchvision augmentations on them
+    directly, which gives bit-identical results to mdistiller's
+    PIL -> RandomCrop -> flip -> ToTensor pipeline without the PIL round trip.
+    PIL images and HWC ndarrays are still accepted, so the transforms below can
+    be reused on ImageFolder data or by user code.
+    """
+
+    def __call__(self, pic):
+        if isinstance(pic, torch.Tensor):
+            if pic.dtype == torch.uint8:
+                return pic.to(torch.float32).div_(255.0)
+            return pic.to(torch.float32)
+        return TF.to_tensor(pic)
+
+    def __repr__(self):
+        return self.__class__.__name__ + "()"
+
+
+def train_transform_32(mean, std, padding=4, flip=True):
+    """RandomCrop(32, padding) [+ horizontal flip] + to float + Normalize."""
+    ops = [transforms.RandomCrop(32, padding=padding)]
+    if flip:
+        ops.append(transforms.RandomHorizontalFlip())
+    ops += [ToFloatTensor(), transforms.Normalize(mean, std)]
+    return transforms.Compose(ops)
+
+
+def test_transform_32(mean, std):
+    return transforms.Compose([ToFloatTensor(), transforms.Normalize(mean, std)])
+
+
+class TensorImageDataset(Dataset):
+    """Images held in memory as one tensor (``N x C x H x W``).
+
+    Items are ``(image, target)``, or ``(image, target, index)`` when
+    ``return_index`` is true (the form mdistiller's trainers expect for
+    training sets). ``targets`` is a list of python ints.
+    """
+
+    def __init__(self, images, targets, transform=None, target_transform=None,
+                 return_index=False):
+        if len(images) != len(targets):
+            raise ValueError(
+                "images and targets differ in length: %d vs %d" % (len(images), len(targets))
+            )
+        self.images = images
+        self.targets = [int(t) for t in targets]
+        self.transform = transform
+        self.target_transform = target_transform
+        self.return_index = return_index
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, index):
+        img = self.images[index]
+        target = self.targets[index]
+        if self.transform is not None:
+            img = self.transform(img)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        if self.return_index:
+            return img, target, index
+        return img, target
+
+
+def missing_data_error(name, path, hint):
+    return FileNotFoundError(
+        "%s data not found: expected %s. %s" % (name, os.path.abspath(path), hint)
+    )
+
+
+def ensure_files(name, folder, files, download, download_fn, hint):
+    """Make sure ``files`` (paths) exist, downloading with ``download_fn`` if allowed.
+
+    Raises FileNotFoundError naming the absolute ``folder`` when the files are
+    missing and cannot be downloaded (``download`` false or the download failed,
+    e.g. offline).
+    """
+    if all(os.path.isfile(f) for f in files):
+        return
+    cause = None
+    if download:
+        try:
+            download_fn()
+        except Exception as exc:  # network errors come in many types
+            cause = exc
+        if cause is None and all(os.path.isfile(f) for f in files):
+            return
+    missing = [os.path.basename(f) for f in files if not os.path.isfile(f)]
+    if download:
+        how = "Automatic download failed"
+        if cause is not None:
+            how += " (%s: %s)" % (type(cause).__name__, cause)
+        how += "; " + hint
+    else:
+        how = "DATASET.DOWNLOAD is False; set it to True to download automatically, or " + hint
+    err = missing_data_error(name, folder, "Missing: %s. %s" % (", ".join(missing), how))
+    if cause is not None:
+        raise err from cause
+    raise err

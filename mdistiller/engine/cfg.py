@@ -1,0 +1,314 @@
+"""The configuration tree (yacs), a superset of mdistiller's.
+
+Every key mdistiller defines keeps its name, default and type, so its yaml files
+merge unchanged; keys added here default to mdistiller's behaviour. Method
+blocks live in one place per method (the block named after the registry key).
+"""
+import yaml
+from yacs.config import CfgNode as CN
+
+CFG = CN()
+
+# Experiment
+CFG.EXPERIMENT = CN()
+CFG.EXPERIMENT.PROJECT = "distill"
+CFG.EXPERIMENT.NAME = ""
+CFG.EXPERIMENT.TAG = "default"
+CFG.EXPERIMENT.SEED = 0  # seeds python, numpy and torch (official WKD key)
+CFG.EXPERIMENT.DEVICE = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
+CFG.EXPERIMENT.LOGIT_STAND = False  # mdistiller's logit-standardization switch (unused by our methods)
+
+# Dataset
+CFG.DATASET = CN()
+CFG.DATASET.TYPE = "cifar100"
+CFG.DATASET.ROOT = "data"
+CFG.DATASET.DOWNLOAD = True  # torchvision download when the files are absent
+CFG.DATASET.NUM_CLASSES = 0  # 0: the dataset's own number of classes
+CFG.DATASET.INPUT_SIZE = None  # official WKD key; informational (int or (H, W))
+CFG.DATASET.NUM_WORKERS = 2
+CFG.DATASET.TEST = CN()
+CFG.DATASET.TEST.BATCH_SIZE = 64
+
+# Distiller
+CFG.DISTILLER = CN()
+CFG.DISTILLER.TYPE = "NONE"  # Vanilla as default
+CFG.DISTILLER.TEACHER = "ResNet50"
+CFG.DISTILLER.STUDENT = "resnet32"
+CFG.DISTILLER.TEACHER_CKPT = ""  # overrides the zoo's checkpoint path for the teacher
+
+# Solver
+CFG.SOLVER = CN()
+CFG.SOLVER.TRAINER = "base"  # mdistiller key: "base" and "crd" both run the one trainer
+CFG.SOLVER.BATCH_SIZE = 64
+CFG.SOLVER.EPOCHS = 240
+CFG.SOLVER.LR = 0.05
+CFG.SOLVER.LR_DECAY_STAGES = [150, 180, 210]
+CFG.SOLVER.LR_DECAY_RATE = 0.1
+CFG.SOLVER.WEIGHT_DECAY = 0.0001
+CFG.SOLVER.MOMENTUM = 0.9
+CFG.SOLVER.TYPE = "SGD"
+CFG.SOLVER.NESTEROV = False  # the official WKD/WKL recipe sets True
+CFG.SOLVER.LR_SCHEDULER = "step"  # "step" (mdistiller) | "cosine"
+CFG.SOLVER.AMP = False  # autocast for the forward; distillation losses stay fp32
+CFG.SOLVER.CHANNELS_LAST = False
+CFG.SOLVER.DOT = CN()
+CFG.SOLVER.DOT.DELTA = 0.075
+
+# Log
+CFG.LOG = CN()
+CFG.LOG.TENSORBOARD_FREQ = 500
+CFG.LOG.SAVE_CHECKPOINT_FREQ = 40
+CFG.LOG.PREFIX = "./output"
+CFG.LOG.WANDB = False  # mdistiller defaults to True; we never log remotely unless asked
+CFG.LOG.PROGRESS_BAR = True
+CFG.LOG.DIAGNOSTICS = True  # per-epoch alignment diagnostics (KL, TC, NC, W, logit gradients)
+CFG.LOG.DIAGNOSTICS_SAMPLES = 256  # size of the fixed validation probe batch the diagnostics use
+
+# ---------------------------------------------------------------------------
+# Distillation methods: one block per registry key.
+# ---------------------------------------------------------------------------
+
+# KD (Hinton et al. 2015)
+CFG.KD = CN()
+CFG.KD.TEMPERATURE = 4
+CFG.KD.LOSS = CN()
+CFG.KD.LOSS.CE_WEIGHT = 0.1
+CFG.KD.LOSS.KD_WEIGHT = 0.9
+
+# DKD (Zhao et al. CVPR 2022)
+CFG.DKD = CN()
+CFG.DKD.CE_WEIGHT = 1.0
+CFG.DKD.ALPHA = 1.0
+CFG.DKD.BETA = 8.0
+CFG.DKD.T = 4.0
+CFG.DKD.WARMUP = 20
+
+# CRD (Tian et al. ICLR 2020)
+CFG.CRD = CN()
+CFG.CRD.MODE = "exact"  # ("exact", "relax")
+CFG.CRD.FEAT = CN()
+CFG.CRD.FEAT.DIM = 128
+CFG.CRD.FEAT.STUDENT_DIM = 256
+CFG.CRD.FEAT.TEACHER_DIM = 256
+CFG.CRD.LOSS = CN()
+CFG.CRD.LOSS.CE_WEIGHT = 1.0
+CFG.CRD.LOSS.FEAT_WEIGHT = 0.8
+CFG.CRD.NCE = CN()
+CFG.CRD.NCE.K = 16384
+CFG.CRD.NCE.MOMENTUM = 0.5
+CFG.CRD.NCE.TEMPERATURE = 0.07
+
+# Blocks of mdistiller methods not implemented here: kept so that every
+# mdistiller yaml merges; selecting one of them fails with the list of methods.
+CFG.AT = CN()
+CFG.AT.P = 2
+CFG.AT.LOSS = CN()
+CFG.AT.LOSS.CE_WEIGHT = 1.0
+CFG.AT.LOSS.FEAT_WEIGHT = 1000.0
+CFG.RKD = CN()
+CFG.RKD.DISTANCE_WEIGHT = 25
+CFG.RKD.ANGLE_WEIGHT = 50
+CFG.RKD.LOSS = CN()
+CFG.RKD.LOSS.CE_WEIGHT = 1.0
+CFG.RKD.LOSS.FEAT_WEIGHT = 1.0
+CFG.RKD.PDIST = CN()
+CFG.RKD.PDIST.EPSILON = 1e-12
+CFG.RKD.PDIST.SQUARED = False
+CFG.FITNET = CN()
+CFG.FITNET.HINT_LAYER = 2
+CFG.FITNET.INPUT_SIZE = (32, 32)
+CFG.FITNET.LOSS = CN()
+CFG.FITNET.LOSS.CE_WEIGHT = 1.0
+CFG.FITNET.LOSS.FEAT_WEIGHT = 100.0
+CFG.KDSVD = CN()
+CFG.KDSVD.K = 1
+CFG.KDSVD.LOSS = CN()
+CFG.KDSVD.LOSS.CE_WEIGHT = 1.0
+CFG.KDSVD.LOSS.FEAT_WEIGHT = 1.0
+CFG.OFD = CN()
+CFG.OFD.LOSS = CN()
+CFG.OFD.LOSS.CE_WEIGHT = 1.0
+CFG.OFD.LOSS.FEAT_WEIGHT = 0.001
+CFG.OFD.CONNECTOR = CN()
+CFG.OFD.CONNECTOR.KERNEL_SIZE = 1
+CFG.NST = CN()
+CFG.NST.LOSS = CN()
+CFG.NST.LOSS.CE_WEIGHT = 1.0
+CFG.NST.LOSS.FEAT_WEIGHT = 50.0
+CFG.PKT = CN()
+CFG.PKT.LOSS = CN()
+CFG.PKT.LOSS.CE_WEIGHT = 1.0
+CFG.PKT.LOSS.FEAT_WEIGHT = 30000.0
+CFG.SP = CN()
+CFG.SP.LOSS = CN()
+CFG.SP.LOSS.CE_WEIGHT = 1.0
+CFG.SP.LOSS.FEAT_WEIGHT = 3000.0
+CFG.VID = CN()
+CFG.VID.LOSS = CN()
+CFG.VID.LOSS.CE_WEIGHT = 1.0
+CFG.VID.LOSS.FEAT_WEIGHT = 1.0
+CFG.VID.EPS = 1e-5
+CFG.VID.INIT_PRED_VAR = 5.0
+CFG.VID.INPUT_SIZE = (32, 32)
+CFG.REVIEWKD = CN()
+CFG.REVIEWKD.CE_WEIGHT = 1.0
+CFG.REVIEWKD.REVIEWKD_WEIGHT = 1.0
+CFG.REVIEWKD.WARMUP_EPOCHS = 20
+CFG.REVIEWKD.SHAPES = [1, 8, 16, 32]
+CFG.REVIEWKD.OUT_SHAPES = [1, 8, 16, 32]
+CFG.REVIEWKD.IN_CHANNELS = [64, 128, 256, 256]
+CFG.REVIEWKD.OUT_CHANNELS = [64, 128, 256, 256]
+CFG.REVIEWKD.MAX_MID_CHANNEL = 512
+CFG.REVIEWKD.STU_PREACT = False
+
+# >>> method blocks added by later methods go below this line (one block each) <<<
+
+# WKD (Lv, Yang & Li, NeurIPS 2024): keys and defaults of the official release
+# (github.com/JiamingLv/WKD, mdistiller/engine/cfg.py). A part is on when its weight > 0.
+CFG.WKD = CN()
+CFG.WKD.TEMPERATURE = 4.0
+CFG.WKD.LOSS = CN()
+CFG.WKD.LOSS.CE_WEIGHT = 1.0
+CFG.WKD.LOSS.WKD_LOGIT_WEIGHT = 1.0  # WKD-L
+CFG.WKD.LOSS.WKD_FEAT_WEIGHT = 1.0  # WKD-F
+CFG.WKD.LOSS.COSINE_DECAY_EPOCH = 0  # weights decay to 0 (cosine) after this epoch
+CFG.WKD.LOSS.KL_WEIGHT = 1.0  # read by WKL
+CFG.WKD.COST_MATRIX = ""  # "fc": 1 - cos of the teacher's classifier rows; else read COST_MATRIX_PATH ("cka")
+CFG.WKD.COST_MATRIX_PATH = ""  # (C, C) tensor saved by torch.save (tools/generate_cost_matrix.py, download_ckpts.sh)
+CFG.WKD.COST_MATRIX_SHARPEN = 1.0  # D <- 1 - exp(-SHARPEN * D) unless 0
+CFG.WKD.SINKHORN = CN()
+CFG.WKD.SINKHORN.LAMBDA = 0.05
+CFG.WKD.SINKHORN.ITER = 10
+CFG.WKD.EPS = 1e-5
+CFG.WKD.HINT_LAYER = 4  # index into the models' feats list
+CFG.WKD.MEAN_COV_RATIO = 2.0
+CFG.WKD.PROJECTOR = "bottleneck"  # "conv1x1" | "bottleneck"
+CFG.WKD.SPATIAL_GRID = 4
+CFG.WKD.INPUT_SIZE = (224, 224)  # dry-forward size for ImageNet; 32 / 64 for the small datasets
+
+# WKL (Chang et al., "Stage-Adaptive Knowledge Distillation via KL-Wasserstein Hybrid
+# Distribution Alignment"): WKD (reads the WKD block and WKD.LOSS.KL_WEIGHT) plus a
+# KL-side term ramped in by g(e), 1 -> 0. Defaults = the released WKL code.
+CFG.WKL = CN()
+CFG.WKL.SCHEDULE = "cosine"  # "cosine": W side x1, KL side x(1-g), g = (1+cos(pi*t))/2 (release)
+#                              "linear": same with g = 1 - t; "complementary": W side x g, KL side x(1-g) (paper)
+CFG.WKL.START_EPOCH = 0  # t = clip((epoch - START) / (END - START), 0, 1)
+CFG.WKL.END_EPOCH = -1  # -1: SOLVER.EPOCHS
+CFG.WKL.KL_TERM = "dkd"  # "dkd": DKD_ALPHA*TCKD + DKD_BETA*NCKD (x T^2) | "kl": T^2*KL (KD), at WKD.TEMPERATURE
+CFG.WKL.DKD_ALPHA = 1.0
+CFG.WKL.DKD_BETA = 2.0
+CFG.WKL.FEAT_KL_WEIGHT = 0.0  # > 0 (needs WKD_FEAT_WEIGHT > 0): + (1-g)*this*KL(N_t || N_s) of the hint features
+CFG.WKL.FEAT_KL_EPS = 1.0  # variance floor of that Gaussian KL (the release's 1.0)
+
+# OTKD (Lohit & Jones, WACV 2022, "Model Compression Using Optimal Transport")
+CFG.OTKD = CN()
+CFG.OTKD.SOLVER = "ipot"  # "ipot" | "remd" (relaxed EMD)
+CFG.OTKD.BETA = 20.0  # IPOT proximal step β (paper: 20)
+CFG.OTKD.ITER = 50  # IPOT outer iterations N (paper: 50)
+CFG.OTKD.ALPHA = 0.9  # weight of the OT loss summed over stages (paper's alternative: 1.0)
+# Stage k = feats[k + len(feats) - 4] (4-entry models: feats[k]; stem + 4 stages: the
+# stem is skipped); 4 = the penultimate layer (pooled_feat).
+CFG.OTKD.STAGES = [0, 1, 2, 3]
+CFG.OTKD.DETACH_PLAN = True  # IPOT plan treated as a constant (envelope-theorem gradient)
+CFG.OTKD.LOSS = CN()
+CFG.OTKD.LOSS.CE_WEIGHT = 1.0
+
+# WCORD (Chen et al. CVPR 2021, "Wasserstein Contrastive Representation Distillation")
+# The train set's negatives come from CRD.NCE.K / CRD.MODE (the dataset reads those):
+# WCORD.NCE.K must equal CRD.NCE.K.
+CFG.WCORD = CN()
+CFG.WCORD.FEAT = CN()
+CFG.WCORD.FEAT.DIM = 128
+CFG.WCORD.FEAT.STUDENT_DIM = 256
+CFG.WCORD.FEAT.TEACHER_DIM = 256
+CFG.WCORD.LOSS = CN()
+CFG.WCORD.LOSS.CE_WEIGHT = 1.0
+CFG.WCORD.LOSS.GLOBAL_WEIGHT = 0.8  # dual form: contrastive NCE with a Lipschitz (spectral-norm) critic
+CFG.WCORD.LOSS.LOCAL_WEIGHT = 1.0  # primal form: Sinkhorn OT between the batch's embeddings
+CFG.WCORD.NCE = CN()
+CFG.WCORD.NCE.K = 16384
+CFG.WCORD.NCE.MOMENTUM = 0.5
+CFG.WCORD.NCE.TEMPERATURE = 0.07
+CFG.WCORD.SINKHORN = CN()
+CFG.WCORD.SINKHORN.REG = 0.05  # entropic ε on the 1 - cos cost (values in [0, 2])
+CFG.WCORD.SINKHORN.ITER = 100
+
+# COMBINE: sum of registered distillers' losses (one student/teacher forward per step)
+CFG.COMBINE = CN()
+CFG.COMBINE.METHODS = []  # registry keys, e.g. ["OTKD", "KD"]; each part reads its own block
+CFG.COMBINE.WEIGHTS = []  # one float per method; empty = all 1.0
+
+# KD2M (Montesuma, GSI 2025, "KD²M: an unifying framework for feature knowledge distillation")
+CFG.KD2M = CN()
+CFG.KD2M.LOSS = CN()
+CFG.KD2M.LOSS.CE_WEIGHT = 1.0
+CFG.KD2M.LOSS.LAMBDA = 1e-4  # not in the paper's text; the reference code's default (--coef 1e-4)
+CFG.KD2M.DISTANCE = "w2"  # "w2" | "cw2" | "jw2" | "gw2" | "cgw2" | "gkl"
+CFG.KD2M.FEATURE = "pooled"  # "pooled" (pooled_feat) | "feats<i>" ("feats2", "feats-1"): feats[i], GAP-ed to vectors
+CFG.KD2M.COVARIANCE = "diag"  # Gaussian variants: "diag" | "full" (Bures W2 / full KL)
+CFG.KD2M.BETA = 1.0  # jw2: weight of the label cost
+CFG.KD2M.LABEL_COST = "sqeuclidean"  # jw2: "sqeuclidean" (softmax outputs) | "ce" (teacher-target cross-entropy)
+CFG.KD2M.JW2_NORMALIZE = True  # jw2: feature cost / its detached max (reference code)
+CFG.KD2M.EPS = 1e-5  # Gaussian variants: ridge added to the (biased) variances / covariances
+
+
+# ---------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------
+
+
+def _coerce_numbers(value, default):
+    """int -> float where the default is a float (yaml writes 1 for 1.0), recursively."""
+    if isinstance(default, CN) and isinstance(value, dict):
+        return {k: (_coerce_numbers(v, default[k]) if k in default else v) for k, v in value.items()}
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)) and default:
+        if all(isinstance(d, float) for d in default):
+            return type(value)(float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value)
+    return value
+
+
+def merge_from_file(cfg, path):
+    """Merge a yaml file into ``cfg``; unknown keys fail with yacs' error naming the key."""
+    with open(path, "r") as f:
+        loaded = yaml.safe_load(f) or {}
+    cfg.merge_from_other_cfg(CN(_coerce_numbers(loaded, cfg)))
+    return cfg
+
+
+def merge_from_list(cfg, opts):
+    """Merge ``KEY VALUE`` pairs from the command line (values parsed like yacs)."""
+    if len(opts) % 2:
+        raise ValueError("Command-line overrides must be KEY VALUE pairs, got an odd number: {}".format(opts))
+    tree = {}
+    for key, raw in zip(opts[0::2], opts[1::2]):
+        value = CN._decode_cfg_value(raw)
+        node = tree
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    cfg.merge_from_other_cfg(CN(_coerce_numbers(tree, cfg)))
+    return cfg
+
+
+def get_cfg(cfg_file=None, opts=()):
+    """A fresh copy of the defaults with ``cfg_file`` and ``opts`` merged, frozen."""
+    cfg = CFG.clone()
+    if cfg_file:
+        merge_from_file(cfg, cfg_file)
+    if opts:
+        merge_from_list(cfg, list(opts))
+    cfg.freeze()
+    return cfg
+
+
+def show_cfg(cfg):
+    """The config sections that matter for a run, as yaml text (mdistiller prints the same)."""
+    dump_cfg = CN()
+    for section in ("EXPERIMENT", "DATASET", "DISTILLER", "SOLVER", "LOG"):
+        dump_cfg[section] = cfg[section]
+    if cfg.DISTILLER.TYPE in cfg:
+        dump_cfg[cfg.DISTILLER.TYPE] = cfg[cfg.DISTILLER.TYPE]
+    return dump_cfg.dump()

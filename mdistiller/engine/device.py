@@ -1,0 +1,102 @@
+"""Device selection and (optional) torch.distributed set-up: the one place that knows about CUDA.
+
+Launched by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) the process
+joins a process group — NCCL when it drives a GPU, gloo on CPU — and owns the
+GPU ``LOCAL_RANK``. Otherwise everything runs in one process.
+"""
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def distributed(self):
+        return self.world_size > 1
+
+    @property
+    def is_main(self):
+        return self.rank == 0
+
+
+def resolve_device(name="auto", local_rank=0):
+    """``auto`` picks CUDA when available; ``cuda`` means the local rank's GPU."""
+    name = (name or "auto").lower()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        name = "cuda:{}".format(local_rank)
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("EXPERIMENT.DEVICE is {!r} but CUDA is not available; use 'cpu' or 'auto'".format(name))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+def setup_runtime(device_name="auto"):
+    """Join the torchrun process group if there is one and choose this process's device."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Runtime(device=device, rank=rank, world_size=world_size, local_rank=local_rank)
+
+
+def teardown_runtime(runtime):
+    if runtime.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(values, runtime):
+    """Sum a list of floats over all processes (identity in a single process)."""
+    if not runtime.distributed:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=runtime.device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.tolist()
+
+
+def broadcast_buffers(module, runtime):
+    """Give every process rank 0's buffers (BatchNorm statistics drift apart in the last train step)."""
+    if runtime.distributed:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
+def barrier(runtime):
+    if runtime.distributed:
+        dist.barrier()
+
+
+def unwrap(model):
+    """The module inside DistributedDataParallel (or the model itself)."""
+    return getattr(model, "module", model)
+
+
+def autocast(device, enabled):
+    """Mixed precision for the forward: fp16 on CUDA, bf16 on CPU."""
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled)
+
+
+def grad_scaler(device, enabled):
+    return torch.amp.GradScaler(device.type, enabled=enabled and device.type == "cuda")
+
+
+def move_to(obj, device, channels_last=False):
+    if torch.is_tensor(obj):
+        if channels_last and obj.dim() == 4 and obj.is_floating_point():
+            return obj.to(device, non_blocking=True, memory_format=torch.channels_last)
+        return obj.to(device, non_blocking=True)
+    return obj

@@ -1,0 +1,66 @@
+"""Model zoo with mdistiller's names, constructors and state_dict layout.
+
+``cifar_model_dict[name] = (constructor, teacher_checkpoint_path_or_None)`` and
+``imagenet_model_dict[name] = constructor`` keep mdistiller's shapes, so code
+written against mdistiller keeps working. Every model's ``forward(x)`` returns
+``(logits, {"feats": [...], "preact_feats": [...], "pooled_feat": tensor})``.
+"""
+import os
+
+from .cifar.resnet import resnet8, resnet14, resnet20, resnet32, resnet44, resnet56, resnet110, resnet8x4, resnet32x4
+from .cifar.resnetv2 import ResNet18, ResNet50
+from .cifar.wrn import wrn_16_1, wrn_16_2, wrn_40_1, wrn_40_2
+from .cifar.vgg import vgg8_bn, vgg11_bn, vgg13_bn, vgg16_bn, vgg19_bn
+from .cifar.mobilenetv2 import mobile_half
+from .cifar.ShuffleNetv1 import ShuffleV1
+from .cifar.ShuffleNetv2 import ShuffleV2
+from .imagenet.resnet import resnet18, resnet34, resnet50, resnet101
+from .imagenet.mobilenetv1 import MobileNetV1
+
+# Teachers released by mdistiller (cifar_teachers.tar), unpacked by download_ckpts.sh.
+CKPT_ROOT = os.environ.get(
+    "MDISTILLER_CKPT_ROOT",
+    os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "download_ckpts"),
+)
+cifar100_model_prefix = os.path.join(CKPT_ROOT, "cifar_teachers")
+
+
+def _teacher(name):
+    return os.path.join(cifar100_model_prefix, name + "_vanilla", "ckpt_epoch_240.pth")
+
+
+cifar_model_dict = {
+    # teachers
+    "resnet56": (resnet56, _teacher("resnet56")),
+    "resnet110": (resnet110, _teacher("resnet110")),
+    "resnet32x4": (resnet32x4, _teacher("resnet32x4")),
+    "ResNet50": (ResNet50, _teacher("ResNet50")),
+    "wrn_40_2": (wrn_40_2, _teacher("wrn_40_2")),
+    "vgg13": (vgg13_bn, _teacher("vgg13")),
+    # students
+    "resnet8": (resnet8, None),
+    "resnet14": (resnet14, None),
+    "resnet20": (resnet20, None),
+    "resnet32": (resnet32, None),
+    "resnet44": (resnet44, None),
+    "resnet8x4": (resnet8x4, None),
+    "ResNet18": (ResNet18, None),
+    "wrn_16_1": (wrn_16_1, None),
+    "wrn_16_2": (wrn_16_2, None),
+    "wrn_40_1": (wrn_40_1, None),
+    "vgg8": (vgg8_bn, None),
+    "vgg11": (vgg11_bn, None),
+    "vgg16": (vgg16_bn, None),
+    "vgg19": (vgg19_bn, None),
+    "MobileNetV2": (mobile_half, None),
+    "ShuffleV1": (ShuffleV1, None),
+    "ShuffleV2": (ShuffleV2, None),
+}
+
+imagenet_model_dict = {
+    "ResNet18": resnet18,
+    "ResNet34": resnet34,
+    "ResNet50": resnet50,
+    "ResNet101": resnet101,
+    "MobileNetV1": MobileNetV1,
+}

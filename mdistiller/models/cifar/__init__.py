@@ -1,0 +1,1 @@
+"""CIFAR-sized (32x32 input) backbones with mdistiller's names and state_dict layout."""

@@ -1,0 +1,221 @@
+"""COMBINE: sums the parts' losses exactly, with one student/teacher forward per step.
+
+Each part is compared with the same distiller built alone (``DISTILLER.TYPE =
+<key>``) from the same initial state and run on the same batch.
+"""
+import copy
+import glob
+import os
+
+import pytest
+import torch
+
+from mdistiller.distillers import Combine, build_distiller, distiller_dict, get_distiller_class
+from mdistiller.engine.cfg import CFG, get_cfg
+from mdistiller.models import cifar_model_dict
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared 2-core box, contended threads make these small convs ~10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_DATA, K, BATCH, SIZE = 40, 8, 5, 16
+
+
+def base_cfg(methods, weights=()):
+    cfg = CFG.clone()
+    cfg.DISTILLER.TYPE = "COMBINE"
+    cfg.DATASET.INPUT_SIZE = SIZE  # OTKD's shape probe
+    cfg.COMBINE.METHODS = list(methods)
+    cfg.COMBINE.WEIGHTS = list(weights)
+    cfg.OTKD.STAGES = [1, 2, 3]
+    cfg.CRD.NCE.K = K
+    cfg.WCORD.NCE.K = K
+    for block in (cfg.CRD.FEAT, cfg.WCORD.FEAT):
+        block.DIM, block.STUDENT_DIM, block.TEACHER_DIM = 8, 64, 128
+    cfg.WCORD.SINKHORN.ITER = 20
+    return cfg
+
+
+def initial_models(seed=0):
+    torch.manual_seed(seed)
+    return cifar_model_dict["resnet8"][0](num_classes=10), cifar_model_dict["wrn_16_2"][0](num_classes=10)
+
+
+def make_batch(seed=1):
+    g = torch.Generator().manual_seed(seed)
+    image = torch.randn(BATCH, 3, SIZE, SIZE, generator=g)
+    target = torch.randint(0, 10, (BATCH,), generator=g)
+    index = torch.randperm(NUM_DATA, generator=g)[:BATCH]
+    contrast = torch.randint(0, NUM_DATA, (BATCH, K + 1), generator=g)
+    contrast[:, 0] = index
+    return dict(image=image, target=target, index=index, contrastive_index=contrast)
+
+
+def single(cfg, key, student, teacher, part_state):
+    """The part ``key`` built alone on copies of the models, with the combined part's extra state."""
+    cfg = cfg.clone()
+    cfg.DISTILLER.TYPE = key
+    d = build_distiller(cfg, copy.deepcopy(student), copy.deepcopy(teacher), num_data=NUM_DATA)
+    missing, unexpected = d.load_state_dict(part_state, strict=False)
+    assert not unexpected and all(k.startswith(("student.", "teacher.")) for k in missing)
+    return d.train()
+
+
+def check_against_parts(methods, weights, batch):
+    cfg = base_cfg(methods, weights)
+    student, teacher = initial_models()
+    init_s, init_t = copy.deepcopy(student), copy.deepcopy(teacher)
+    comb = build_distiller(cfg, student, teacher, num_data=NUM_DATA)
+    assert isinstance(comb, Combine)
+    singles = {k: single(cfg, k, init_s, init_t, copy.deepcopy(comb.parts[k].state_dict())) for k in methods}
+    comb.train()
+    logits, losses = comb(epoch=1, **batch)
+    total = sum(losses.values())
+    total.backward()
+
+    expected, grads, ce_taken = {}, None, False
+    for key, w in zip(methods, weights or [1.0] * len(methods)):
+        part_logits, part_losses = singles[key](epoch=1, **batch)
+        torch.testing.assert_close(part_logits, logits)
+        kept = 0.0
+        for name, value in part_losses.items():
+            if name in ("loss_ce", "ce"):
+                if ce_taken:
+                    continue
+                ce_taken = True
+            expected["{}.{}".format(key, name)] = w * value
+            kept = kept + w * value
+        kept.backward()
+    assert set(losses) == set(expected)
+    for name in expected:
+        torch.testing.assert_close(losses[name], expected[name], rtol=1e-5, atol=1e-6, msg=name)
+    # gradients: combined = sum over the parts' (separate) student copies
+    for name, p in student.named_parameters():
+        parts = [dict(singles[k].student.named_parameters())[name].grad for k in methods]
+        summed = sum(g for g in parts if g is not None)
+        torch.testing.assert_close(p.grad, summed, rtol=1e-4, atol=1e-6, msg=name)
+    return comb, singles, init_s
+
+
+def test_otkd_kd_sum_weights_and_ce_once():
+    comb, _, _ = check_against_parts(["OTKD", "KD"], [0.5, 2.0], make_batch())
+    assert "KD.loss_ce" not in comb.forward_train(**make_batch(2))[1]
+    assert comb._student_proxy.calls == 1 and comb._teacher_proxy.calls == 1
+
+
+def test_ce_from_first_part_in_order():
+    comb, _, _ = check_against_parts(["KD", "OTKD"], [], make_batch())
+    _, losses = comb(**make_batch(3))
+    assert "KD.loss_ce" in losses and "OTKD.loss_ce" not in losses
+
+
+def test_contrastive_parts_ipot_crd_kd_and_wcord():
+    batch = make_batch()
+    comb, singles, _ = check_against_parts(["OTKD", "CRD", "KD"], [1.0, 1.0, 1.0], batch)
+    # memory banks of the part moved exactly like the single CRD's
+    torch.testing.assert_close(comb.parts["CRD"].contrast.memory_v1, singles["CRD"].contrast.memory_v1)
+    check_against_parts(["WCORD", "KD"], [1.0, 1.0], batch)
+
+
+def test_one_forward_bn_statistics():
+    cfg = base_cfg(["OTKD", "KD", "DKD"])
+    student, teacher = initial_models()
+    reference = copy.deepcopy(student).train()
+    comb = build_distiller(cfg, student, teacher, num_data=NUM_DATA).train()
+    batch = make_batch()
+    comb(epoch=1, **batch)
+    reference(batch["image"])
+    for (name, a), b in zip(student.state_dict().items(), reference.state_dict().values()):
+        assert torch.equal(a, b), name  # running_mean / running_var / num_batches_tracked
+    assert comb._student_proxy.calls == 1
+    # outside forward_train the proxy is a plain pass-through and the cache is empty
+    assert comb._student_proxy._cache is None and not comb._student_proxy._active
+    comb.eval()
+    assert comb(image=batch["image"]).shape == (BATCH, 10)
+
+
+def test_flags_modules_and_state_dict():
+    assert get_distiller_class("COMBINE") is Combine and Combine.requires_num_data
+    assert not Combine.uses_contrastive_data(base_cfg(["OTKD", "KD"]))
+    assert Combine.uses_contrastive_data(base_cfg(["OTKD", "CRD", "KD"]))
+    assert Combine.uses_contrastive_data(base_cfg(["WCORD", "KD"]))
+    student, teacher = initial_models()
+    comb = build_distiller(base_cfg(["OTKD", "CRD", "KD"]), student, teacher, num_data=NUM_DATA)
+    keys = list(comb.state_dict())
+    assert sum(k.startswith("student.") for k in keys) == len(student.state_dict())
+    assert any(k.startswith("parts.CRD.contrast.memory_v1") for k in keys)
+    assert any(k.startswith("parts.OTKD.embeds.") for k in keys)
+    assert not any(".student." in k or ".teacher." in k for k in keys)
+    learnable = {id(p) for p in comb.get_learnable_parameters()}
+    for part in ("OTKD", "CRD"):
+        assert {id(p) for p in comb.parts[part].parameters()} <= learnable
+    assert not learnable & {id(p) for p in teacher.parameters()}
+    comb.train()
+    assert not teacher.training and student.training and comb.parts["OTKD"].embeds.training
+
+
+def test_errors():
+    student, teacher = initial_models()
+    with pytest.raises(KeyError) as err:
+        build_distiller(base_cfg(["OTKD", "NOPE"]), student, teacher, num_data=NUM_DATA)
+    assert "NOPE" in str(err.value) and all(k in str(err.value) for k in ("KD", "OTKD", "WCORD"))
+    with pytest.raises(ValueError, match="WEIGHTS"):
+        build_distiller(base_cfg(["OTKD", "KD"], [1.0]), student, teacher, num_data=NUM_DATA)
+    with pytest.raises(ValueError, match="twice"):
+        build_distiller(base_cfg(["KD", "KD"]), student, teacher, num_data=NUM_DATA)
+    assert set(["KD", "DKD", "CRD", "OTKD", "WCORD", "COMBINE"]) <= set(distiller_dict)
+
+
+OUR_CONFIGS = [
+    p
+    for d in ("remd", "ipot", "remd_kd", "ipot_kd", "ipot_crd_kd", "wcord", "wcord_kd")
+    for p in sorted(glob.glob(os.path.join(ROOT, "configs", "cifar100", d, "*.yaml")))
+] + [
+    os.path.join(ROOT, "configs", p)
+    for p in (
+        "svhn/kd/res32x4_res8x4.yaml",
+        "svhn/ipot_kd/res32x4_res8x4.yaml",
+        "svhn/ipot_kd/wrn40_2_wrn16_2.yaml",
+        "imagenet/r34_r18/ipot.yaml",
+        "imagenet/r34_r18/ipot_kd.yaml",
+    )
+]
+
+
+def test_configs_merge_and_build():
+    """Every config merges; the CIFAR ones whose dims matter (CRD / WCoRD heads, OTKD embeddings
+    ShuffleV2 <- resnet32x4) build and run one step."""
+    assert len(OUR_CONFIGS) == 36
+    for path in OUR_CONFIGS:
+        cfg = get_cfg(path)
+        with open(path) as f:
+            assert "top-1" in f.read(), path
+        kind = cfg.DISTILLER.TYPE
+        methods = list(cfg.COMBINE.METHODS) if kind == "COMBINE" else [kind]
+        assert all(get_distiller_class(m) for m in methods), path
+        assert len(cfg.COMBINE.WEIGHTS) in (0, len(cfg.COMBINE.METHODS))
+        if "WCORD" in methods:
+            assert cfg.WCORD.NCE.K == cfg.CRD.NCE.K, path
+        if "/cifar100/" not in path or not ("CRD" in methods or "WCORD" in methods or "shuv2" in path):
+            continue
+        if "shuv2" in path and "CRD" not in methods and "/ipot/" not in path:
+            continue
+        cfg.defrost()
+        cfg.CRD.NCE.K = cfg.WCORD.NCE.K = 4
+        cfg.DATASET.INPUT_SIZE = SIZE
+        torch.manual_seed(0)
+        student = cifar_model_dict[cfg.DISTILLER.STUDENT][0](num_classes=100)
+        teacher = cifar_model_dict[cfg.DISTILLER.TEACHER][0](num_classes=100)
+        d = build_distiller(cfg, student, teacher, num_data=20).train()
+        image = torch.randn(2, 3, SIZE, SIZE)
+        index = torch.tensor([0, 1])
+        _, losses = d(image=image, target=torch.tensor([0, 1]), epoch=1, index=index,
+                      contrastive_index=torch.tensor([[0, 2, 3, 4, 5], [1, 6, 7, 8, 9]]))
+        assert all(torch.isfinite(v) for v in losses.values()), path

@@ -1,0 +1,493 @@
+"""WKD (WKD-L, WKD-F, WKD-L+F): formulas against straightforward references, POT, schedules, cost files, the
+cost-matrix tool, the configs (merge + one real training step)."""
+import math
+import os
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mdistiller.distillers import build_distiller, distiller_dict
+from mdistiller.distillers.WKD import (
+    ConvReg,
+    ConvRegBottleNeck,
+    classifier_weight,
+    cosine_decay_weight,
+    fc_cost_matrix,
+    load_cost_matrix,
+    prepare_cost_matrix,
+    window_mean_std,
+    wkd_feature_loss,
+    wkd_feature_parts,
+    wkd_logit_parts,
+)
+from mdistiller.engine.cfg import get_cfg
+from mdistiller.ot import sinkhorn_fixed, sinkhorn_masked, sinkhorn_nontarget
+from runutil import REPO, random_teacher_ckpt, tiny_opts
+
+REG, ITERS = 0.05, 10
+
+
+# ----------------------------------------------------------------------------- references
+
+
+def raw_cost(num_classes, dim=6, seed=0, dtype=torch.float64):
+    """A (C, C) 1 − cos cost of random prototypes (values in [0, 2])."""
+    g = torch.Generator().manual_seed(seed)
+    proto = F.normalize(torch.randn(num_classes, dim, generator=g, dtype=dtype), dim=1)
+    return 1.0 - proto @ proto.t()
+
+
+def reference_wkd_l(zs, zt, target, raw, T, gamma, reg=REG, iters=ITERS):
+    """The release's algorithm written out per sample: gather non-target entries, own (C−1, C−1) cost, loop."""
+    batch, num_classes = zs.shape
+    s_i = F.log_softmax(zs, dim=1)
+    t_i = F.softmax(zt, dim=1)
+    loss_t = -torch.stack([t_i[b, target[b]].detach() * s_i[b, target[b]] for b in range(batch)]).mean()
+    cost = F.relu(raw) + 1e-8
+    total = 0.0
+    for b in range(batch):
+        keep = [c for c in range(num_classes) if c != int(target[b])]
+        p = F.softmax(zs[b, keep] / T, dim=0)
+        q = F.softmax(zt[b, keep] / T, dim=0)
+        M = cost[keep][:, keep]
+        K = torch.exp(-M / reg)
+        u = torch.ones_like(p) / len(keep)
+        for _ in range(iters):
+            v = q / (K.t() @ u + 1e-8)
+            u = p / (K @ v + 1e-8)
+        total = total + (u[:, None] * K * v[None, :] * M).sum()
+    return loss_t + gamma * total / batch
+
+
+def logits(batch, classes, dtype=torch.float64, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    zs = (torch.randn(batch, classes, generator=g, dtype=dtype) * 2).requires_grad_(True)
+    zt = torch.randn(batch, classes, generator=g, dtype=dtype) * 3
+    y = torch.randint(0, classes, (batch,), generator=g)
+    return zs, zt, y
+
+
+# ----------------------------------------------------------------------------- WKD-L
+
+
+@pytest.mark.parametrize("T,gamma", [(4.0, 1.0), (2.0, 30.0)])
+def test_wkd_l_matches_per_sample_release_float64(T, gamma):
+    zs, zt, y = logits(6, 9)
+    raw = raw_cost(9)
+    ref = reference_wkd_l(zs, zt, y, raw, T, gamma)
+    (g_ref,) = torch.autograd.grad(ref, zs)
+    loss_t, w = wkd_logit_parts(zs, zt, y, prepare_cost_matrix(raw, 0), T, REG, ITERS)
+    ours = loss_t + gamma * w
+    (g_ours,) = torch.autograd.grad(ours, zs)
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(g_ours, g_ref, rtol=1e-10, atol=1e-14)
+
+
+def test_wkd_l_fp32_close_to_float64_reference():
+    zs, zt, y = logits(8, 12)
+    raw = raw_cost(12)
+    ref = reference_wkd_l(zs, zt, y, raw, 4.0, 10.0)
+    (g_ref,) = torch.autograd.grad(ref, zs)
+    zs32 = zs.detach().float().requires_grad_(True)
+    loss_t, w = wkd_logit_parts(zs32, zt.float(), y, prepare_cost_matrix(raw.float(), 0), 4.0, REG, ITERS)
+    ours = loss_t + 10.0 * w
+    (g_ours,) = torch.autograd.grad(ours, zs32)
+    torch.testing.assert_close(ours.double(), ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g_ours.double(), g_ref, rtol=1e-4, atol=1e-6)
+
+
+def test_soft_labels_use_argmax():
+    zs, zt, y = logits(5, 7)
+    cost = prepare_cost_matrix(raw_cost(7), 1.0)
+    soft = F.one_hot(y, 7).double() * 0.8 + 0.2 / 7
+    a = wkd_logit_parts(zs, zt, y, cost, 4.0, REG, ITERS)
+    b = wkd_logit_parts(zs, zt, soft, cost, 4.0, REG, ITERS)
+    torch.testing.assert_close(a, b)
+
+
+def test_nontarget_transport_matches_pot():
+    """POT's ``sinkhorn_knopp`` (u⁰ = 1/n, v-update first, numItermax full iterations with stopThr=0) computes
+    exactly our plan on each sample's non-target sub-problem when our stabiliser ε is 0: the transport cost
+    Σ P∘M matches to 1e-12. With the release's ε = 1e-8 in both denominators (what WKD uses) it differs by
+    O(ε / (Kᵀu)) — a few 1e-6 relative here — and is checked to 1e-4."""
+    import ot
+
+    zs, zt, y = logits(5, 8)
+    cost = prepare_cost_matrix(raw_cost(8), 1.0)
+    p = F.softmax(zs.detach() / 4.0, dim=1)
+    q = F.softmax(zt / 4.0, dim=1)
+    # our p, q over the non-target classes: softmax of the gathered logits
+    mask = torch.ones(5, 8, dtype=torch.bool).scatter_(1, y.view(-1, 1), False)
+    pn = torch.zeros_like(p).masked_scatter_(mask, F.softmax(zs.detach()[mask].view(5, 7) / 4.0, dim=1))
+    qn = torch.zeros_like(q).masked_scatter_(mask, F.softmax(zt[mask].view(5, 7) / 4.0, dim=1))
+    exact = sinkhorn_nontarget(pn, qn, y, cost, REG, ITERS, stab=0.0)
+    stabilised = sinkhorn_nontarget(pn, qn, y, cost, REG, ITERS)
+    for b in range(5):
+        keep = mask[b]
+        M = cost[keep][:, keep].numpy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            plan = ot.sinkhorn(pn[b, keep].numpy(), qn[b, keep].numpy(), M, REG, numItermax=ITERS, stopThr=0.0,
+                               warn=False)
+        pot_w = float((plan * M).sum())
+        assert abs(float(exact[b]) - pot_w) <= 1e-12 * max(1.0, abs(pot_w))
+        assert abs(float(stabilised[b]) - pot_w) <= 1e-4 * abs(pot_w)
+    assert p.shape == q.shape  # (silence unused)
+
+
+def test_shared_and_per_sample_cost_modes_agree():
+    g = torch.Generator().manual_seed(3)
+    B, n = 4, 6
+    p = F.softmax(torch.randn(B, n, generator=g, dtype=torch.float64), 1)
+    q = F.softmax(torch.randn(B, n, generator=g, dtype=torch.float64), 1)
+    cost = prepare_cost_matrix(raw_cost(n), 1.0)
+    w1, plan1 = sinkhorn_fixed(p, q, cost, REG, ITERS, return_plan=True)
+    w2, plan2 = sinkhorn_fixed(p, q, cost.expand(B, n, n).clone(), REG, ITERS, return_plan=True)
+    torch.testing.assert_close(w1, w2, rtol=1e-13, atol=0)
+    torch.testing.assert_close(plan1, plan2, rtol=1e-13, atol=0)
+    torch.testing.assert_close(w1, (plan1 * cost).sum((1, 2)), rtol=1e-13, atol=0)
+    # masked shared kernel == gathered per-sample sub-costs (the release's layout)
+    mask = torch.rand(B, n, generator=g) > 0.3
+    mask[:, 0] = True
+    mask[:, 1] = True
+    wm = sinkhorn_masked(p, q, mask, cost, REG, ITERS)
+    for b in range(B):
+        keep = mask[b]
+        pb, qb = p[b, keep] / p[b, keep].sum(), q[b, keep] / q[b, keep].sum()
+        sub = sinkhorn_fixed(pb[None], qb[None], cost[keep][:, keep][None], REG, ITERS)
+        wmb = sinkhorn_masked((p[b] * keep / p[b, keep].sum())[None], (q[b] * keep / q[b, keep].sum())[None],
+                              keep[None], cost, REG, ITERS)
+        torch.testing.assert_close(wmb, sub, rtol=1e-12, atol=0)
+    assert wm.shape == (B,)
+
+
+def test_prepare_cost_matrix_and_fc_cost():
+    raw = raw_cost(5)
+    torch.testing.assert_close(prepare_cost_matrix(raw, 2.0), F.relu(1 - torch.exp(-2.0 * raw)) + 1e-8, rtol=0, atol=0)
+    torch.testing.assert_close(prepare_cost_matrix(raw, 0), F.relu(raw) + 1e-8, rtol=0, atol=0)
+    for attr in ("fc", "linear", "classifier"):
+        model = nn.Module()
+        model.body = nn.Linear(3, 4)
+        setattr(model, attr, nn.Linear(4, 5))
+        weight = getattr(model, attr).weight
+        assert classifier_weight(model) is weight
+        wn = F.normalize(weight.detach(), dim=1)
+        torch.testing.assert_close(fc_cost_matrix(model), 1 - wn @ wn.t())
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 7))
+    assert classifier_weight(model) is model[2].weight
+
+
+@pytest.mark.parametrize("decay,epochs", [(150, 240), (0, 100), (30, 100)])
+def test_cosine_decay_boundaries(decay, epochs):
+    w = 30.0
+    for e in range(0, decay + 1):
+        assert cosine_decay_weight(w, e, decay, epochs) == w
+    assert abs(cosine_decay_weight(w, epochs, decay, epochs)) < 1e-12
+    mid = decay + (epochs - decay) / 2
+    assert math.isclose(cosine_decay_weight(w, mid, decay, epochs), w / 2, rel_tol=1e-12)
+    assert 0 < cosine_decay_weight(w, decay + 1, decay, epochs) < w
+
+
+# ----------------------------------------------------------------------------- cost files
+
+
+def test_cost_file_loads_grad_and_non_contiguous(tmp_path):
+    base = raw_cost(6, dtype=torch.float32)
+    t1 = base.clone().requires_grad_(True)
+    torch.save(t1, tmp_path / "grad.pth")
+    t2 = base.t()  # non-contiguous view
+    assert not t2.is_contiguous()
+    torch.save(t2, tmp_path / "view.pth")
+    for name, expected in (("grad.pth", base), ("view.pth", base.t())):
+        loaded = load_cost_matrix(str(tmp_path / name))
+        assert not loaded.requires_grad and loaded.is_contiguous() and loaded.dtype == torch.float32
+        torch.testing.assert_close(loaded, expected)
+
+
+def test_missing_cost_file_says_where_and_how(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        load_cost_matrix(str(tmp_path / "nope" / "linear_cka.pth"))
+    message = str(info.value)
+    assert str(tmp_path / "nope" / "linear_cka.pth") in message
+    assert "download_ckpts.sh" in message and "generate_cost_matrix.py" in message
+
+
+# ----------------------------------------------------------------------------- WKD-F
+
+
+def hand_window_stats(x, grid, eps):
+    """Loops over windows with adaptive-pooling bounds start=floor(i·H/g), end=ceil((i+1)·H/g)."""
+    B, C, H, W = x.shape
+    mu = torch.zeros(B, C, grid, grid, dtype=x.dtype)
+    sd = torch.zeros(B, C, grid, grid, dtype=x.dtype)
+    for i in range(grid):
+        h0, h1 = math.floor(i * H / grid), math.ceil((i + 1) * H / grid)
+        for j in range(grid):
+            w0, w1 = math.floor(j * W / grid), math.ceil((j + 1) * W / grid)
+            block = x[:, :, h0:h1, w0:w1].reshape(B, C, -1)
+            mu[:, :, i, j] = block.mean(-1)
+            sd[:, :, i, j] = torch.sqrt(block.var(-1, unbiased=True) + eps)
+    return mu, sd
+
+
+@pytest.mark.parametrize("shape,grid", [((3, 4, 8, 8), 1), ((3, 4, 8, 8), 2), ((3, 4, 8, 8), 3), ((2, 5, 7, 7), 4),
+                                        ((2, 3, 6, 9), 4), ((2, 3, 4, 4), 2)])
+def test_wkd_f_matches_closed_form(shape, grid):
+    g = torch.Generator().manual_seed(7)
+    fs = torch.randn(*shape, generator=g, dtype=torch.float64).requires_grad_(True)
+    ft = torch.randn(*shape, generator=g, dtype=torch.float64) * 2 + 1
+    eps = 1e-5
+    mu_s, sd_s = hand_window_stats(fs, grid, eps)
+    mu_t, sd_t = hand_window_stats(ft, grid, eps)
+    ours_mu, ours_sd = window_mean_std(fs, grid, eps)
+    torch.testing.assert_close(ours_mu, mu_s)
+    torch.testing.assert_close(ours_sd, sd_s)
+    torch.testing.assert_close(ours_mu, F.adaptive_avg_pool2d(fs, grid))
+    B = shape[0]
+    mean_ref = ((mu_s - mu_t) ** 2).sum() / (grid * grid * B)
+    cov_ref = ((sd_s - sd_t) ** 2).sum() / (grid * grid * B)
+    mean_loss, cov_loss = wkd_feature_parts(fs, ft, eps=eps, grid=grid)
+    torch.testing.assert_close(mean_loss, mean_ref)
+    torch.testing.assert_close(cov_loss, cov_ref)
+    loss = wkd_feature_loss(fs, ft, eps=eps, grid=grid, mean_cov_ratio=3.0)
+    ref = 3.0 * mean_ref + cov_ref
+    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close(torch.autograd.grad(loss, fs)[0], torch.autograd.grad(ref, fs)[0])
+
+
+@pytest.mark.parametrize("s_hw,t_hw", [(8, 8), (8, 4), (4, 8), (9, 8)])
+@pytest.mark.parametrize("kind", [ConvReg, ConvRegBottleNeck])
+def test_projectors_map_student_to_teacher_shape(kind, s_hw, t_hw):
+    proj = kind((2, 6, s_hw, s_hw), (2, 5, t_hw, t_hw))
+    out = proj(torch.randn(2, 6, s_hw, s_hw))
+    assert out.shape == (2, 5, t_hw, t_hw)
+    assert (out >= 0).all()  # BN + ReLU last
+    if kind is ConvRegBottleNeck:
+        assert proj.conv1.out_channels == 256
+
+
+# ----------------------------------------------------------------------------- the distiller
+
+
+class TinyNet(nn.Module):
+    """(logits, {"feats": [...]}) with a last stage of the given size."""
+
+    def __init__(self, channels, size, classes=7):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.body = nn.Conv2d(4, channels, 3, padding=1)
+        self.size = size
+        self.fc = nn.Linear(channels, classes)
+
+    def forward(self, x):
+        a = F.relu(self.stem(x))
+        b = F.relu(F.adaptive_avg_pool2d(self.body(a), self.size))
+        pooled = b.mean((2, 3))
+        return self.fc(pooled), {"feats": [a, b], "preact_feats": [a, b], "pooled_feat": pooled}
+
+
+def tiny_cfg(**opts):
+    base = {
+        "DISTILLER.TYPE": "WKD", "DATASET.TYPE": "digits", "SOLVER.EPOCHS": "10", "WKD.COST_MATRIX": "fc",
+        "WKD.HINT_LAYER": "-1", "WKD.LOSS.COSINE_DECAY_EPOCH": "4", "WKD.LOSS.WKD_LOGIT_WEIGHT": "5.0",
+        "WKD.LOSS.WKD_FEAT_WEIGHT": "0.5", "WKD.SPATIAL_GRID": "2", "WKD.TEMPERATURE": "3.0",
+    }
+    base.update(opts)
+    return get_cfg(None, [x for kv in base.items() for x in kv])
+
+
+@pytest.mark.parametrize("projector", ["conv1x1", "bottleneck"])
+def test_distiller_losses_are_the_formulas(projector):
+    torch.manual_seed(0)
+    student, teacher = TinyNet(6, 4), TinyNet(5, 8)
+    d = build_distiller(tiny_cfg(**{"WKD.PROJECTOR": projector}), student, teacher)
+    assert isinstance(d, distiller_dict["WKD"])
+    d.train()
+    x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 7, (4,))
+    for epoch in (1, 7, 10):
+        _, losses = d(image=x, target=y, epoch=epoch)
+        assert set(losses) == {"loss_ce", "loss_kd", "loss_feat"}
+        zs, out_s = student(x)
+        zt, out_t = teacher(x)
+        cost = prepare_cost_matrix(fc_cost_matrix(teacher), 1.0)
+        loss_t, w = wkd_logit_parts(zs, zt.detach(), y, cost, 3.0, REG, ITERS)
+        gamma = cosine_decay_weight(5.0, epoch, 4, 10)
+        torch.testing.assert_close(losses["loss_kd"], loss_t + gamma * w, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(losses["loss_ce"], F.cross_entropy(zs, y))
+        mean_loss, cov_loss = wkd_feature_parts(d.conv_reg(out_s["feats"][-1]), out_t["feats"][-1].detach(), 1e-5, 2)
+        feat = cosine_decay_weight(0.5, epoch, 4, 10) * (2.0 * mean_loss + cov_loss)
+        torch.testing.assert_close(losses["loss_feat"], feat, rtol=1e-5, atol=1e-6)
+    assert d.cost_matrix.shape == (7, 7) and "cost_matrix" in d.state_dict()
+    sum(losses.values()).backward()
+    assert teacher.fc.weight.grad is None and student.fc.weight.grad is not None
+
+
+def test_parts_switch_on_by_weight_and_cost_from_file(tmp_path):
+    torch.manual_seed(0)
+    student, teacher = TinyNet(6, 4), TinyNet(5, 4)
+    raw = raw_cost(7, dtype=torch.float32)
+    torch.save(raw, tmp_path / "linear_cka.pth")
+    d = build_distiller(tiny_cfg(**{"WKD.LOSS.WKD_FEAT_WEIGHT": "0.0", "WKD.COST_MATRIX": "cka",
+                                    "WKD.COST_MATRIX_PATH": str(tmp_path / "linear_cka.pth"),
+                                    "WKD.COST_MATRIX_SHARPEN": "2.0"}), student, teacher)
+    assert not hasattr(d, "conv_reg")
+    torch.testing.assert_close(d.cost_matrix, prepare_cost_matrix(raw, 2.0))
+    _, losses = d.train()(image=torch.randn(2, 3, 8, 8), target=torch.tensor([1, 2]), epoch=1)
+    assert set(losses) == {"loss_ce", "loss_kd"}
+    d = build_distiller(tiny_cfg(**{"WKD.LOSS.WKD_LOGIT_WEIGHT": "0.0"}), student, teacher)
+    _, losses = d.train()(image=torch.randn(2, 3, 8, 8), target=torch.tensor([1, 2]), epoch=1)
+    assert float(losses["loss_kd"]) == 0.0 and "loss_feat" in losses
+    with pytest.raises(FileNotFoundError, match="download_ckpts.sh"):
+        build_distiller(tiny_cfg(**{"WKD.COST_MATRIX": "cka", "WKD.COST_MATRIX_PATH": str(tmp_path / "x.pth")}),
+                        student, teacher)
+
+
+# ----------------------------------------------------------------------------- the cost-matrix tool
+
+
+def _load_tool():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("generate_cost_matrix", os.path.join(REPO, "tools", "generate_cost_matrix.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_linear_cka_paths_agree_with_formula():
+    tool = _load_tool()
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(4, 12, 5, generator=g, dtype=torch.float64)
+    x, y = feats[0] - feats[0].mean(0), feats[2] - feats[2].mean(0)
+    direct = (y.t() @ x).norm() ** 2 / ((x.t() @ x).norm() * (y.t() @ y).norm())
+    pairwise = tool.linear_cka_matrix(feats, gram_budget=0)
+    gram = tool.linear_cka_matrix(feats[:, :4], gram_budget=1 << 30)  # N=4 <= d=5: Gram path
+    torch.testing.assert_close(pairwise[0, 2], direct)
+    torch.testing.assert_close(gram, tool.linear_cka_matrix(feats[:, :4], gram_budget=0))
+    torch.testing.assert_close(pairwise.diagonal(), torch.ones(4, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("method", ["cka", "fc"])
+def test_cost_matrix_tool_on_digits(tmp_path, method):
+    tool = _load_tool()
+    ckpt = random_teacher_ckpt(tmp_path / "t.pth", name="resnet8", num_classes=10)
+    out = tmp_path / "wkd_cost_matrix" / "digits" / "resnet8" / "{}.pth".format(method)
+    tool.main(["--teacher", "resnet8", "--ckpt", ckpt, "--dataset", "digits", "--method", method, "--out", str(out),
+               "--max-per-class", "8", "--device", "cpu", "--opts", "DATASET.NUM_WORKERS", "0"])
+    dist = load_cost_matrix(str(out))
+    assert dist.shape == (10, 10)
+    torch.testing.assert_close(dist, dist.t(), rtol=0, atol=0)
+    assert (dist.diagonal() == 0).all()
+    off = dist[~torch.eye(10, dtype=torch.bool)]
+    assert (off > 0).all() and (off <= 2).all()
+    assert tool.default_output("cifar100", "resnet32x4", "cka", "feature") == os.path.join(
+        "wkd_cost_matrix", "cifar100", "resnet32x4", "linear_cka.pth")
+    assert tool.default_output("imagenet", "ResNet34", "cka", "logit").endswith("logit_linear_cka.pth")
+
+
+# ----------------------------------------------------------------------------- configs
+
+CONFIGS = {
+    # path: (logit weight, feat weight, T, sharpen, decay epoch, ratio, projector, grid)
+    "configs/cifar100/wkd_l/res32x4_res8x4.yaml": (600.0, 0.0, 8.0, 1.0, 150, None, None, None),
+    "configs/cifar100/wkd_l/wrn40_2_shuv1.yaml": (200.0, 0.0, 6.0, 1.0, 150, None, None, None),
+    "configs/cifar100/wkd_f/res32x4_res8x4.yaml": (0.0, 0.08, None, None, 150, 4.0, "conv1x1", 1),
+    "configs/cifar100/wkd_f/wrn40_2_shuv1.yaml": (0.0, 0.3, None, None, 150, 3.0, "conv1x1", 4),
+    "configs/cifar100/wkd_lf/res32x4_res8x4.yaml": (200.0, 0.08, 8.0, 1.0, 150, 8.0, "conv1x1", 1),
+    "configs/cifar100/wkd_lf/wrn40_2_shuv1.yaml": (60.0, 0.5, 4.0, 1.0, 150, 3.0, "conv1x1", 4),
+    "configs/imagenet/r34_r18/wkd_l.yaml": (30.0, 0.0, 2.0, 1.0, 0, None, None, None),
+    "configs/imagenet/r34_r18/wkd_f.yaml": (0.0, 0.02, None, None, 0, 2.0, "bottleneck", 4),
+    "configs/imagenet/r34_r18/wkd_lf.yaml": (10.0, 1.0, 2.0, 1.0, 0, 2.0, "bottleneck", 4),
+    "configs/imagenet/r50_mv1/wkd_l.yaml": (25.0, 0.0, 2.0, 2.0, 0, None, None, None),
+    "configs/imagenet/r50_mv1/wkd_f.yaml": (0.0, 0.005, None, None, 30, 2.0, "bottleneck", 4),
+    "configs/imagenet/r50_mv1/wkd_lf.yaml": (25.0, 0.005, 2.0, 2.0, 0, 2.0, "bottleneck", 4),
+}
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS))
+def test_config_merges_with_official_values(path):
+    cfg = get_cfg(os.path.join(REPO, path))
+    logit_w, feat_w, T, sharpen, decay, ratio, projector, grid = CONFIGS[path]
+    assert cfg.DISTILLER.TYPE == "WKD" and cfg.SOLVER.NESTEROV is True and cfg.SOLVER.AMP is True
+    w = cfg.WKD
+    assert (w.LOSS.WKD_LOGIT_WEIGHT, w.LOSS.WKD_FEAT_WEIGHT, w.LOSS.COSINE_DECAY_EPOCH) == (logit_w, feat_w, decay)
+    assert isinstance(w.LOSS.WKD_LOGIT_WEIGHT, float) and w.SINKHORN.LAMBDA == 0.05 and w.SINKHORN.ITER == 10
+    if logit_w > 0:
+        assert (w.TEMPERATURE, w.COST_MATRIX_SHARPEN, w.COST_MATRIX) == (T, sharpen, "cka")
+        teacher = cfg.DISTILLER.TEACHER
+        name = "logit_linear_cka" if cfg.DATASET.TYPE == "imagenet" else "linear_cka"
+        assert w.COST_MATRIX_PATH == "wkd_cost_matrix/{}/{}/{}.pth".format(cfg.DATASET.TYPE, teacher, name)
+    if feat_w > 0:
+        assert (w.MEAN_COV_RATIO, w.PROJECTOR, w.SPATIAL_GRID, w.HINT_LAYER % 5 if w.HINT_LAYER > 0 else -1) == (
+            ratio, projector, grid, 4 if w.HINT_LAYER > 0 else -1)
+    assert tuple(w.INPUT_SIZE) in ((32, 32), (224, 224))
+
+
+CIFAR_CONFIGS = sorted(p for p in CONFIGS if p.startswith("configs/cifar100"))
+
+
+@pytest.mark.parametrize("path", CIFAR_CONFIGS)
+def test_cifar_config_trains_a_step_on_digits(tmp_path, path):
+    """The real trainer, the config's models (10 classes), a random teacher, COST_MATRIX fc: one SGD step."""
+    from collections import OrderedDict
+
+    from mdistiller.engine.trainer import Trainer
+
+    teacher_name = get_cfg(os.path.join(REPO, path)).DISTILLER.TEACHER
+    ckpt = random_teacher_ckpt(tmp_path / "teacher.pth", name=teacher_name, num_classes=10)
+    opts = tiny_opts(tmp_path, batch=4) + ["DISTILLER.TEACHER_CKPT", ckpt, "WKD.COST_MATRIX", "fc",
+                                           "LOG.DIAGNOSTICS", "False"]
+    cfg = get_cfg(os.path.join(REPO, path), opts)
+    trainer = Trainer(cfg, str(tmp_path / "run"))
+    model = trainer.distiller
+    before = [p.detach().clone() for p in model.student.parameters()]
+    model.train()
+    batch = next(iter(trainer.train_loader))
+    meters = OrderedDict((k, __import__("mdistiller.engine.utils", fromlist=["AverageMeter"]).AverageMeter())
+                         for k in ("loss", "top1", "top5"))
+    parts = OrderedDict()
+    trainer.train_step(batch, 1, 0, meters, parts)
+    assert math.isfinite(meters["loss"].avg)
+    assert set(parts) >= {"loss_ce", "loss_kd"}
+    assert ("loss_feat" in parts) == (cfg.WKD.LOSS.WKD_FEAT_WEIGHT > 0)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.student.parameters()))
+
+
+@pytest.mark.parametrize("pair", ["r34_r18", "r50_mv1"])
+def test_imagenet_configs_forward_backward(pair):
+    """ImageNet zoo models (random init, COST_MATRIX fc) on 2 images of 160x160 (last stage 5x5, so the 4x4 grid
+    has 2x2 windows): the WKD-L+F config's losses on one forward of each network, backward through the student
+    and projector; the WKD-L and WKD-F configs' distillers are evaluated on the same outputs. The projector-shape dry forward runs at 64x64 instead of 224x224 (same
+    spatial ratio student/teacher, so the same projector) to keep the test fast."""
+    from mdistiller.engine.build import build_model
+
+    torch.manual_seed(0)
+    opts = ["WKD.COST_MATRIX", "fc", "WKD.INPUT_SIZE", "(64, 64)"]
+    cfgs = {kind: get_cfg(os.path.join(REPO, "configs/imagenet/{}/{}.yaml".format(pair, kind)), opts)
+            for kind in ("wkd_lf", "wkd_l", "wkd_f")}
+    student = build_model(cfgs["wkd_lf"].DISTILLER.STUDENT, "imagenet", 1000)
+    teacher = build_model(cfgs["wkd_lf"].DISTILLER.TEACHER, "imagenet", 1000).eval()
+    distillers = {kind: build_distiller(cfg, student, teacher).train() for kind, cfg in cfgs.items()}
+    assert isinstance(distillers["wkd_lf"].conv_reg, ConvRegBottleNeck)
+    x, y = torch.randn(2, 3, 160, 160), torch.tensor([3, 999])
+    # one forward of each network (forward_train itself is covered above with small models)
+    zs, out_s = student(x)
+    with torch.no_grad():
+        zt, out_t = teacher(x)
+    hint = cfgs["wkd_lf"].WKD.HINT_LAYER
+    lf = distillers["wkd_lf"]
+    loss_kd = lf.logit_loss(zs, zt, y, 1)
+    loss_feat = lf.feature_loss(out_s["feats"][hint], out_t["feats"][hint], 1)
+    with torch.no_grad():
+        assert torch.isfinite(distillers["wkd_l"].logit_loss(zs, zt, y, 1))
+        hint_f = cfgs["wkd_f"].WKD.HINT_LAYER
+        assert torch.isfinite(distillers["wkd_f"].feature_loss(out_s["feats"][hint_f], out_t["feats"][hint_f], 1))
+    total = F.cross_entropy(zs, y) + loss_kd + loss_feat
+    assert torch.isfinite(total) and float(loss_feat.detach()) > 0
+    total.backward()
+    assert all(p.grad is not None for p in lf.conv_reg.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())

@@ -1,0 +1,263 @@
+"""WKL (stage-adaptive KL-Wasserstein hybrid): reduction to WKD-L, the schedules, the KL-side terms, configs."""
+import math
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mdistiller.distillers import build_distiller, distiller_dict
+from mdistiller.distillers.DKD import dkd_parts
+from mdistiller.distillers.WKD import cosine_decay_weight, fc_cost_matrix, prepare_cost_matrix, wkd_logit_parts
+from mdistiller.distillers.WKL import WKL, gaussian_feature_kl, wkl_ramp, wkl_weights
+from mdistiller.engine.cfg import get_cfg
+from mdistiller.models import cifar_model_dict
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EPOCHS = 240
+KL_WEIGHT = 0.5
+T = 4.0
+
+
+def make_cfg(*opts):
+    base = [
+        "DISTILLER.TYPE", "WKL",
+        "SOLVER.EPOCHS", str(EPOCHS),
+        "WKD.COST_MATRIX", "fc",
+        "WKD.TEMPERATURE", str(T),
+        "WKD.LOSS.WKD_LOGIT_WEIGHT", "30.0",
+        "WKD.LOSS.WKD_FEAT_WEIGHT", "0.0",
+        "WKD.LOSS.COSINE_DECAY_EPOCH", "150",
+        "WKD.LOSS.KL_WEIGHT", str(KL_WEIGHT),
+    ]
+    return get_cfg(opts=base + list(opts))
+
+
+def make_distiller(*opts):
+    torch.manual_seed(0)
+    student = cifar_model_dict["resnet8"][0](num_classes=100)
+    teacher = cifar_model_dict["resnet14"][0](num_classes=100)
+    return build_distiller(make_cfg(*opts), student, teacher)
+
+
+@pytest.fixture(scope="module")
+def logits():
+    g = torch.Generator().manual_seed(3)
+    s = torch.randn(16, 100, generator=g) * 3
+    t = torch.randn(16, 100, generator=g) * 3
+    y = torch.randint(0, 100, (16,), generator=g)
+    return s, t, y
+
+
+def reference_cost(distiller, sharpen=1.0):
+    return prepare_cost_matrix(fc_cost_matrix(distiller.teacher), sharpen)
+
+
+def wkd_l(distiller, s, t, y, epoch):
+    loss_t, w = wkd_logit_parts(s, t, y, reference_cost(distiller), T, 0.05, 10)
+    return loss_t + cosine_decay_weight(30.0, epoch, 150, EPOCHS) * w
+
+
+def dkd_ref(s, t, y, alpha=1.0, beta=2.0):
+    tckd, nckd = dkd_parts(s, t, y, T)
+    return alpha * tckd + beta * nckd
+
+
+def test_registered_and_subclasses_wkd():
+    assert distiller_dict["WKL"] is WKL
+    d = make_distiller()
+    assert isinstance(d, distiller_dict["WKD"])
+    assert d.kl_weight == KL_WEIGHT and d.kl_term == "dkd" and d.schedule == "cosine"
+
+
+def test_epoch0_is_wkd_l(logits):
+    s, t, y = logits
+    d = make_distiller()
+    loss_kd, loss_kl = d.logit_parts(s, t, y, 0)
+    assert float(loss_kl) == 0.0
+    torch.testing.assert_close(loss_kd, wkd_l(d, s, t, y, 0), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(d.logit_loss(s, t, y, 0), wkd_l(d, s, t, y, 0), rtol=1e-5, atol=1e-6)
+    # same as the WKD distiller with the same settings
+    wkd = build_distiller(make_cfg("DISTILLER.TYPE", "WKD"), d.student, d.teacher)
+    torch.testing.assert_close(loss_kd, wkd.logit_loss(s, t, y, 0), rtol=1e-6, atol=1e-7)
+
+
+def test_forward_train_epoch0_matches_wkd_l():
+    d = make_distiller()
+    d.train()
+    g = torch.Generator().manual_seed(1)
+    image = torch.randn(8, 3, 32, 32, generator=g)
+    target = torch.randint(0, 100, (8,), generator=g)
+    logits_student, losses = d(image=image, target=target, epoch=0)
+    assert set(losses) == {"loss_ce", "loss_kd", "loss_kl"}
+    with torch.no_grad():
+        s = d.student(image)[0]  # train-mode BN: batch statistics, same logits
+        t = d.teacher(image)[0]
+    torch.testing.assert_close(logits_student.detach(), s)
+    torch.testing.assert_close(losses["loss_kd"].detach(), wkd_l(d, s, t, target, 0), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(losses["loss_ce"].detach(), F.cross_entropy(s, target))
+    assert float(losses["loss_kl"]) == 0.0
+    sum(losses.values()).backward()
+    assert d.student.fc.weight.grad is not None
+    assert all(p.grad is None for p in d.teacher.parameters())
+
+
+@pytest.mark.parametrize("epoch,ramp", [(EPOCHS // 2, 0.5), (EPOCHS, 1.0)])
+def test_dkd_term_follows_schedule(logits, epoch, ramp):
+    s, t, y = logits
+    d = make_distiller()
+    loss_kd, loss_kl = d.logit_parts(s, t, y, epoch)
+    torch.testing.assert_close(loss_kl, ramp * KL_WEIGHT * dkd_ref(s, t, y), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(loss_kd, wkd_l(d, s, t, y, epoch), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(d.logit_loss(s, t, y, epoch), loss_kd + loss_kl)
+
+
+def test_dkd_term_by_hand(logits):
+    """The KL side at e = E against DKD written out (binary KL + renormalised non-target KL, ×T²)."""
+    s, t, y = logits
+    d = make_distiller()
+    _, loss_kl = d.logit_parts(s, t, y, EPOCHS)
+    ps, pt = F.softmax(s / T, 1).double(), F.softmax(t / T, 1).double()
+    total = 0.0
+    for i in range(s.shape[0]):
+        a, b = pt[i, y[i]], ps[i, y[i]]
+        tckd = a * torch.log(a / b) + (1 - a) * torch.log((1 - a) / (1 - b))
+        keep = torch.arange(100) != y[i]
+        qt, qs = pt[i, keep] / pt[i, keep].sum(), ps[i, keep] / ps[i, keep].sum()
+        nckd = (qt * torch.log(qt / qs)).sum()
+        total = total + (1.0 * tckd + 2.0 * nckd) * T**2
+    torch.testing.assert_close(loss_kl.double(), KL_WEIGHT * total / s.shape[0], rtol=1e-4, atol=1e-6)
+
+
+def test_ramp_boundaries():
+    # cosine (release): g = ½(1 + cos(π e / E))
+    assert wkl_ramp(0, EPOCHS, "cosine") == 1.0
+    assert wkl_ramp(EPOCHS / 2, EPOCHS, "cosine") == pytest.approx(0.5)
+    assert wkl_ramp(EPOCHS, EPOCHS, "cosine") == pytest.approx(0.0, abs=1e-12)
+    assert wkl_ramp(60, EPOCHS, "cosine") == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+    assert wkl_weights(EPOCHS, EPOCHS, "cosine") == (1.0, pytest.approx(1.0))
+    # linear between START and END, flat outside
+    for e, g in [(0, 1.0), (40, 1.0), (120, 0.5), (200, 0.0), (240, 0.0)]:
+        assert wkl_ramp(e, EPOCHS, "linear", 40, 200) == pytest.approx(g, abs=1e-12)
+    assert wkl_ramp(120, EPOCHS, "linear") == pytest.approx(0.5)
+    # complementary: W side g, KL side 1 - g; END -1 = EPOCHS
+    assert wkl_weights(0, EPOCHS, "complementary") == (1.0, 0.0)
+    w_side, kl_side = wkl_weights(EPOCHS, EPOCHS, "complementary", 0, -1)
+    assert w_side == pytest.approx(0.0, abs=1e-12) and kl_side == pytest.approx(1.0)
+    assert wkl_weights(100, EPOCHS, "complementary", 20, 180) == (pytest.approx(0.5), pytest.approx(0.5))
+    assert wkl_weights(10, EPOCHS, "complementary", 20, 180) == (1.0, 0.0)
+    # degenerate window: a step
+    assert wkl_ramp(9, EPOCHS, "cosine", 10, 10) == 1.0 and wkl_ramp(10, EPOCHS, "cosine", 10, 10) == 0.0
+    with pytest.raises(ValueError):
+        wkl_ramp(0, EPOCHS, "exp")
+
+
+def test_linear_schedule_in_distiller(logits):
+    s, t, y = logits
+    d = make_distiller("WKL.SCHEDULE", "linear", "WKL.START_EPOCH", "40", "WKL.END_EPOCH", "200")
+    for epoch, ramp in [(30, 0.0), (120, 0.5), (220, 1.0)]:
+        loss_kd, loss_kl = d.logit_parts(s, t, y, epoch)
+        torch.testing.assert_close(loss_kl, ramp * KL_WEIGHT * dkd_ref(s, t, y), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(loss_kd, wkd_l(d, s, t, y, epoch), rtol=1e-5, atol=1e-6)
+
+
+def test_complementary_schedule_in_distiller(logits):
+    s, t, y = logits
+    d = make_distiller("WKL.SCHEDULE", "complementary")
+    loss_kd, loss_kl = d.logit_parts(s, t, y, 0)
+    torch.testing.assert_close(loss_kd, wkd_l(d, s, t, y, 0), rtol=1e-5, atol=1e-6)
+    assert float(loss_kl) == 0.0
+    loss_kd, loss_kl = d.logit_parts(s, t, y, EPOCHS // 2)
+    torch.testing.assert_close(loss_kd, 0.5 * wkd_l(d, s, t, y, EPOCHS // 2), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(loss_kl, 0.5 * KL_WEIGHT * dkd_ref(s, t, y), rtol=1e-5, atol=1e-6)
+    loss_kd, loss_kl = d.logit_parts(s, t, y, EPOCHS)
+    assert abs(float(loss_kd)) < 1e-6
+    torch.testing.assert_close(loss_kl, KL_WEIGHT * dkd_ref(s, t, y), rtol=1e-5, atol=1e-6)
+
+
+def test_kl_term_option(logits):
+    s, t, y = logits
+    d = make_distiller("WKL.KL_TERM", "kl")
+    _, loss_kl = d.logit_parts(s, t, y, EPOCHS)
+    ps, pt = F.softmax(s / T, 1), F.softmax(t / T, 1)
+    kl = (pt * (pt.log() - ps.log())).sum(1).mean() * T**2
+    torch.testing.assert_close(loss_kl, KL_WEIGHT * kl, rtol=1e-5, atol=1e-6)
+    _, loss_kl = d.logit_parts(s, t, y, EPOCHS // 2)
+    torch.testing.assert_close(loss_kl, 0.5 * KL_WEIGHT * kl, rtol=1e-5, atol=1e-6)
+
+
+def test_dkd_alpha_beta_options(logits):
+    s, t, y = logits
+    d = make_distiller("WKL.DKD_ALPHA", "2.0", "WKL.DKD_BETA", "8.0")
+    _, loss_kl = d.logit_parts(s, t, y, EPOCHS)
+    torch.testing.assert_close(loss_kl, KL_WEIGHT * dkd_ref(s, t, y, 2.0, 8.0), rtol=1e-5, atol=1e-6)
+
+
+def test_bad_options():
+    with pytest.raises(ValueError):
+        make_distiller("WKL.SCHEDULE", "step")
+    with pytest.raises(ValueError):
+        make_distiller("WKL.KL_TERM", "js")
+    with pytest.raises(ValueError):
+        make_distiller("WKL.FEAT_KL_WEIGHT", "0.04")  # no feature branch
+
+
+def test_gaussian_feature_kl_by_formula():
+    g = torch.Generator().manual_seed(5)
+    f_s = torch.randn(3, 4, 5, 5, generator=g).double()
+    f_t = torch.randn(3, 4, 5, 5, generator=g).double() * 2 + 1
+    eps = 1.0
+    total = 0.0
+    for b in range(3):
+        for c in range(4):
+            ms, mt = f_s[b, c].mean(), f_t[b, c].mean()
+            ss = torch.sqrt(f_s[b, c].var() + eps)
+            st = torch.sqrt(f_t[b, c].var() + eps)
+            total = total + torch.log(ss / st) + (st**2 + (mt - ms) ** 2) / (2 * ss**2) - 0.5
+    torch.testing.assert_close(gaussian_feature_kl(f_s, f_t, eps), total / 3)
+
+
+def test_features_with_gaussian_kl_ramp():
+    d = make_distiller(
+        "WKD.LOSS.WKD_FEAT_WEIGHT", "0.5", "WKD.HINT_LAYER", "3", "WKD.PROJECTOR", "conv1x1", "WKD.SPATIAL_GRID", "2",
+        "WKL.FEAT_KL_WEIGHT", "0.04",
+    )
+    d.train()
+    g = torch.Generator().manual_seed(2)
+    image = torch.randn(4, 3, 32, 32, generator=g)
+    target = torch.randint(0, 100, (4,), generator=g)
+    _, losses0 = d(image=image, target=target, epoch=0)
+    assert set(losses0) == {"loss_ce", "loss_kd", "loss_kl", "loss_feat"}
+    d.eval()  # deterministic projector (BN running stats) for the comparison below
+    with torch.no_grad():
+        fs = d.student(image)[1]["feats"][3]
+        ft = d.teacher(image)[1]["feats"][3]
+        from mdistiller.distillers.WKD import wkd_feature_parts
+
+        f_s = d.conv_reg(fs)
+        mean_loss, cov_loss = wkd_feature_parts(f_s, ft, eps=1e-5, grid=2)
+        wkdf = 2.0 * mean_loss + cov_loss
+        gkl = gaussian_feature_kl(f_s, ft, 1.0)
+        for epoch, ramp in [(0, 0.0), (EPOCHS // 2, 0.5), (EPOCHS, 1.0)]:
+            expected = cosine_decay_weight(0.5, epoch, 150, EPOCHS) * wkdf + ramp * 0.04 * gkl
+            torch.testing.assert_close(d.feature_loss(fs, ft, epoch), expected, rtol=1e-5, atol=1e-6)
+
+
+CONFIGS = {
+    "configs/cifar100/wkl/res32x4_res8x4.yaml": 0.5,
+    "configs/cifar100/wkl/wrn40_2_shuv1.yaml": 1.0,
+    "configs/imagenet/r34_r18/wkl.yaml": None,
+    "configs/imagenet/r50_mv1/wkl.yaml": None,
+}
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS))
+def test_configs_merge(path):
+    cfg = get_cfg(os.path.join(ROOT, path))
+    assert cfg.DISTILLER.TYPE == "WKL"
+    assert cfg.SOLVER.NESTEROV is True
+    assert cfg.WKD.LOSS.WKD_LOGIT_WEIGHT > 0 and cfg.WKD.LOSS.WKD_FEAT_WEIGHT == 0.0
+    assert cfg.WKL.SCHEDULE == "cosine" and cfg.WKL.KL_TERM == "dkd"
+    if CONFIGS[path] is not None:
+        assert cfg.WKD.LOSS.KL_WEIGHT == CONFIGS[path]
+

@@ -1,0 +1,72 @@
+"""Evaluate a model: top-1, top-5 and cross-entropy on a dataset's validation split.
+
+    python tools/eval.py -m resnet32x4                       # mdistiller's released teacher
+    python tools/eval.py -m resnet8x4 -c output/.../student_best
+    python tools/eval.py -m ResNet34 -d imagenet             # torchvision weights
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from mdistiller.dataset import build_datasets  # noqa: E402
+from mdistiller.engine.build import DOWNLOAD_HINT, IMAGENET_TYPES, build_model  # noqa: E402
+from mdistiller.engine.cfg import get_cfg  # noqa: E402
+from mdistiller.engine.checkpoint import load_checkpoint  # noqa: E402
+from mdistiller.engine.device import resolve_device  # noqa: E402
+from mdistiller.engine.utils import correct_counts  # noqa: E402
+from mdistiller.models import cifar_model_dict  # noqa: E402
+
+
+def evaluate(model, loader, device):
+    model.eval()
+    top1 = top5 = loss = count = 0
+    with torch.no_grad():
+        for image, target in loader:
+            image, target = image.to(device), target.to(device)
+            logits = model(image)[0].float()
+            loss += F.cross_entropy(logits, target, reduction="sum").item()
+            c1, c5 = correct_counts(logits, target, topk=(1, 5))
+            top1, top5, count = top1 + c1, top5 + c5, count + target.size(0)
+    return 100.0 * top1 / count, 100.0 * top5 / count, loss / count
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Evaluate a model checkpoint.")
+    parser.add_argument("-m", "--model", required=True, help="model name (cifar_model_dict / imagenet_model_dict)")
+    parser.add_argument("-c", "--ckpt", default="pretrain", help="checkpoint path, or 'pretrain' for the released one")
+    parser.add_argument("-d", "--dataset", default="cifar100", help="cifar100 | cifar10 | svhn | digits | tiny_imagenet | imagenet")
+    parser.add_argument("-bs", "--batch-size", type=int, default=64)
+    parser.add_argument("--root", default="data", help="DATASET.ROOT")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    cfg = get_cfg(opts=["DATASET.TYPE", args.dataset, "DATASET.ROOT", args.root, "DATASET.NUM_WORKERS", str(args.workers)])
+    device = resolve_device(args.device)
+    _, val_set, num_classes = build_datasets(cfg)
+    if args.dataset in IMAGENET_TYPES and args.ckpt == "pretrain":
+        model = build_model(args.model, args.dataset, num_classes, pretrained=True)
+    else:
+        model = build_model(args.model, args.dataset, num_classes)
+        path = args.ckpt
+        if path == "pretrain":
+            path = cifar_model_dict[args.model][1]
+            if path is None or args.dataset != "cifar100":
+                raise SystemExit("No released checkpoint for {} on {}; pass -c PATH".format(args.model, args.dataset))
+        state = load_checkpoint(path, hint=DOWNLOAD_HINT)
+        model.load_state_dict(state["model"] if "model" in state else state)
+    model = model.to(device)
+    loader = DataLoader(val_set, batch_size=args.batch_size, shuffle=False, num_workers=args.workers)
+    top1, top5, loss = evaluate(model, loader, device)
+    print("top-1: {:.2f}  top-5: {:.2f}  loss: {:.4f}".format(top1, top5, loss))
+    return top1, top5, loss
+
+
+if __name__ == "__main__":
+    main()
