@@ -6,6 +6,7 @@ setup(
     description="Knowledge distillation benchmark compatible with megvii-research/mdistiller, "
     "with Wasserstein and optimal-transport distillers (WKD, WKL, KD2M, OT compression, WCoRD)",
     packages=find_packages(include=["mdistiller", "mdistiller.*"]),
+    package_data={"mdistiller": ["reference/*.csv"]},
     python_requires=">=3.9",
     install_requires=[
         "torch>=2.1",

@@ -135,9 +135,12 @@ def run_name(config_path, cfg):
     if cfg is None:
         return stem
     kind = str(_get(cfg, "DISTILLER.TYPE", "NONE"))
-    method = "vanilla" if kind == "NONE" else slug(method_label(cfg))
+    label = method_label(cfg)
+    method = ("vanilla" if label == "student" else slug(label)) if kind == "NONE" else slug(label)
     parent = slug(os.path.basename(os.path.dirname(os.path.abspath(config_path))))
-    candidates = {method, slug(kind), parent} if kind == "NONE" else {method, slug(kind)}
+    candidates = {method, slug(kind)}
+    if kind == "NONE":
+        candidates |= {"vanilla", "baseline", "student", "teacher", "scratch"}
     if any(c and c in stem for c in candidates):
         return stem
     if kind != "NONE" and parent and parent.startswith(slug(kind)):
@@ -224,6 +227,8 @@ def _default_teacher():
 
 def pair_text(kind, label, teacher, student):
     """``teacher→student``; a model trained alone shows its teacher only when the config names one."""
+    if not student:
+        return DASH
     if kind == "NONE":
         if label == "teacher":
             return student
@@ -238,13 +243,16 @@ def plan_runs(configs, seeds, sweep_dir, opts=()):
     from .engine.cfg import get_cfg
 
     runs, used = [], {}
-    for config in configs:
+    for config in OrderedDict.fromkeys(configs):  # a config listed twice runs once
         cfg, error = None, None
         try:
             cfg = get_cfg(config, list(opts))
         except Exception as e:  # reported as a failed row, never raised
             error = "{}: {}".format(type(e).__name__, e).splitlines()[0]
         name = run_name(config, cfg)
+        if name in used and used[name] != config:  # e.g. configs/<dataset>/<pair>/kd.yaml of two pairs
+            parent = slug(os.path.basename(os.path.dirname(os.path.abspath(config))))
+            name = "{}_{}".format(parent, name) if parent else name
         if name in used and used[name] != config:
             i = 2
             while "{}_{}".format(name, i) in used:
@@ -449,7 +457,7 @@ def aggregate(records, published_table=None):
             for r in failed:
                 errors.setdefault(r["error"] or r["status"], []).append(str(r["seed"]))
             parts = ["seed {}: {}".format(",".join(seeds), err) for err, seeds in errors.items()]
-            status = ("failed " if not ok else "{}/{} failed; ".format(len(failed), len(recs))) + "; ".join(parts)
+            status = ("failed: " if not ok else "{}/{} failed: ".format(len(failed), len(recs))) + "; ".join(parts)
         rows.append(
             OrderedDict(
                 method=first["method"],
@@ -628,8 +636,8 @@ def run_sweep(configs, seeds=(0,), out="benchmark_runs", name=None, opts=(), job
     rows = aggregate(records)
     notes = [
         "Top-1 (%) on the test set, mean ± sample std over seeds (— for one seed); Last = final epoch, "
-        "Best = best epoch. Wall = mean wall-clock seconds per run ({} run(s) at once, {} thread(s) each).".format(
-            jobs, threads),
+        "Best = best epoch. Wall = mean wall-clock seconds of a run's train.py process(es) (this invocation: "
+        "{} run(s) at once, {} thread(s) each; every run's benchmark.json records its own).".format(jobs, threads),
         "Published = the paper's number for the same dataset/pair/method under its full protocol "
         "(mdistiller/reference/published_results.csv).",
     ]
@@ -661,7 +669,8 @@ def draw_sweep_plots(records, sweep_dir, echo=print):
         names_of.setdefault(r["method"], set()).add(r["name"])
     groups = OrderedDict()
     for r in with_logs:
-        label = r["method"] if len(names_of[r["method"]]) == 1 else "{} ({})".format(r["method"], r["name"])
+        method = "vanilla" if r["method"] == "student" else r["method"]
+        label = method if len(names_of[r["method"]]) == 1 else "{} ({})".format(method, r["name"])
         groups.setdefault(label, []).append(r["run_dir"])
     if not groups:
         return []

@@ -15,13 +15,6 @@ from mdistiller.engine.cfg import CFG, get_cfg
 from mdistiller.models import cifar_model_dict
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core box, contended threads make these small convs ~10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -182,7 +175,7 @@ OUR_CONFIGS = [
     for p in (
         "svhn/kd/res32x4_res8x4.yaml",
         "svhn/ipot_kd/res32x4_res8x4.yaml",
-        "svhn/ipot_kd/wrn40_2_wrn16_2.yaml",
+        "svhn/ipot_kd/wrn40_2_wrn_16_2.yaml",
         "imagenet/r34_r18/ipot.yaml",
         "imagenet/r34_r18/ipot_kd.yaml",
     )

@@ -70,14 +70,6 @@ NAMES = list(MODELS)
 ONE_PER_FAMILY = ["resnet8x4", "ResNet18", "wrn_16_2", "vgg8"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _threads():
-    # Small batches: one intra-op thread is fastest and avoids OpenMP spinning
-    # when the machine is shared (measured ~10x less CPU than 2 threads).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def build(name, filled=True):

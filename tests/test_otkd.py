@@ -18,13 +18,6 @@ from mdistiller.engine.cfg import CFG
 from mdistiller.models import cifar_model_dict
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core box, contended threads make these small convs ~10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 BATCH = 5

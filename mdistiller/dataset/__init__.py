@@ -32,7 +32,6 @@ _BUILDERS = {
     "digits": build_digits,
 }
 DATASET_TYPES = tuple(_BUILDERS)
-CONTRASTIVE_DISTILLERS = ("CRD", "CRDKD")
 
 __all__ = [
     "DATASET_TYPES",
@@ -102,9 +101,11 @@ def build_datasets(cfg, contrastive=False):
 def get_dataset(cfg):
     """mdistiller's interface: ``(train_loader, val_loader, num_data, num_classes)``.
 
-    Contrastive items are produced when ``cfg.DISTILLER.TYPE`` is CRD.
+    Contrastive items are produced when the configured distiller needs them (CRD, WCORD, ...).
     """
-    contrastive = _get(cfg, "DISTILLER.TYPE", "") in CONTRASTIVE_DISTILLERS
+    from ..distillers import get_distiller_class
+
+    contrastive = get_distiller_class(cfg.DISTILLER.TYPE).uses_contrastive_data(cfg)
     train_set, val_set, num_classes = build_datasets(cfg, contrastive=contrastive)
     workers = int(_get(cfg, "DATASET.NUM_WORKERS", 0))
     train_loader = DataLoader(

@@ -62,7 +62,7 @@ import torch.nn.functional as F
 
 from ..ot.emd import emd, pairwise_sqeuclidean
 from ..ot.gaussian import empirical_gaussian, gaussian_kl_diag, gaussian_kl_full, gaussian_w2_diag, gaussian_w2_full
-from ._base import Distiller, fp32_losses
+from ._base import Distiller, fp32_losses, probe_features, probe_input_size
 from .registry import register_distiller
 
 DISTANCES = ("w2", "cw2", "jw2", "gw2", "cgw2", "gkl")
@@ -97,29 +97,6 @@ def select_feature(features, which):
         if feat.dim() == 4:
             feat = F.adaptive_avg_pool2d(feat, 1)
     return feat.reshape(feat.shape[0], -1)
-
-
-def _probe_input_size(cfg):
-    size = cfg.DATASET.get("INPUT_SIZE", None)
-    if size:
-        return (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
-    side = {"imagenet": 224, "tiny_imagenet": 64}.get(str(cfg.DATASET.TYPE).lower(), 32)
-    return side, side
-
-
-@torch.no_grad()
-def _feature_dim(model, which, input_size):
-    """Dimension of the selected feature, from one eval-mode forward on zeros (training flags restored)."""
-    modes = [(m, m.training) for m in model.modules()]
-    try:
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
-        model.eval()
-        _, features = model(torch.zeros((2, 3) + tuple(input_size), device=device))
-    finally:
-        for m, mode in modes:
-            m.training = mode
-    return select_feature(features, which).shape[1]
 
 
 def _uniform(n, like):
@@ -189,9 +166,9 @@ class KD2M(Distiller):
             raise ValueError("KD2M.LABEL_COST must be one of {}, got {!r}".format(LABEL_COSTS, k.LABEL_COST))
         if self.eps < 0:
             raise ValueError("KD2M.EPS must be >= 0, got {}".format(self.eps))
-        size = _probe_input_size(cfg)
-        s_dim = _feature_dim(student, self.feature, size)
-        t_dim = _feature_dim(teacher, self.feature, size)
+        size = probe_input_size(cfg)
+        s_dim = select_feature(probe_features(student, size), self.feature).shape[1]
+        t_dim = select_feature(probe_features(teacher, size), self.feature).shape[1]
         self.projector = nn.Linear(s_dim, t_dim) if s_dim != t_dim else nn.Identity()
 
     # -- distances -----------------------------------------------------------------------------

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 
 from ..ot.emd import relaxed_emd
 from ..ot.ipot import ipot
-from ._base import Distiller, fp32_losses
+from ._base import Distiller, fp32_losses, probe_features, probe_input_size
 from .registry import register_distiller
 
 PENULTIMATE = 4  # stage index selecting pooled_feat
@@ -63,30 +63,6 @@ def select_stage(features, k):
             "(valid: 0-3 for the last four feats, 4 for pooled_feat)".format(k, len(feats))
         )
     return feats[index]
-
-
-def _input_size(cfg):
-    size = cfg.DATASET.get("INPUT_SIZE", None)
-    if size:
-        return (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
-    kind = str(cfg.DATASET.TYPE).lower()
-    side = {"imagenet": 224, "tiny_imagenet": 64}.get(kind, 32)
-    return side, side
-
-
-@torch.no_grad()
-def probe_features(model, input_size):
-    """One eval-mode forward on zeros (training flags restored): the model's feature dict."""
-    modes = [(m, m.training) for m in model.modules()]
-    try:
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
-        model.eval()
-        _, features = model(torch.zeros((2, 3) + tuple(input_size), device=device))
-    finally:
-        for m, mode in modes:
-            m.training = mode
-    return features
 
 
 class TeacherEmbed(nn.Module):
@@ -141,7 +117,7 @@ class OTKD(Distiller):
         self.stages = [int(k) for k in c.STAGES]
         if not self.stages:
             raise ValueError("OTKD.STAGES is empty")
-        size = _input_size(cfg)
+        size = probe_input_size(cfg)
         f_s, f_t = probe_features(student, size), probe_features(teacher, size)
         self.embeds = nn.ModuleList()
         for k in self.stages:

@@ -14,8 +14,7 @@ from .cifar.vgg import vgg8_bn, vgg11_bn, vgg13_bn, vgg16_bn, vgg19_bn
 from .cifar.mobilenetv2 import mobile_half
 from .cifar.ShuffleNetv1 import ShuffleV1
 from .cifar.ShuffleNetv2 import ShuffleV2
-from .imagenet.resnet import resnet18, resnet34, resnet50, resnet101
-from .imagenet.mobilenetv1 import MobileNetV1
+from .imagenet import imagenet_model_dict  # noqa: F401
 
 # Teachers released by mdistiller (cifar_teachers.tar), unpacked by download_ckpts.sh.
 CKPT_ROOT = os.environ.get(
@@ -55,12 +54,4 @@ cifar_model_dict = {
     "MobileNetV2": (mobile_half, None),
     "ShuffleV1": (ShuffleV1, None),
     "ShuffleV2": (ShuffleV2, None),
-}
-
-imagenet_model_dict = {
-    "ResNet18": resnet18,
-    "ResNet34": resnet34,
-    "ResNet50": resnet50,
-    "ResNet101": resnet101,
-    "MobileNetV1": MobileNetV1,
 }

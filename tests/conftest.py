@@ -1,0 +1,18 @@
+"""Shared test set-up."""
+import os
+import sys
+
+import pytest
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tests import datagen, runutil, ...
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_intra_op_thread():
+    """The tests use tiny tensors: one intra-op thread is faster and does not oversubscribe the CPU
+    while subprocess runs (torchrun, resume) use the other core."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
