@@ -21,12 +21,7 @@ K = 8
 EMBED_DIM = 8
 BATCH = 4
 
-try:  # real zoo models once mdistiller.models is importable
-    from mdistiller.models import cifar_model_dict
-
-    HAVE_ZOO = True
-except Exception:  # pragma: no cover - depends on the zoo being written
-    HAVE_ZOO = False
+from mdistiller.models import cifar_model_dict
 
 
 class TinyNet(nn.Module):
@@ -43,7 +38,7 @@ class TinyNet(nn.Module):
         return self.fc(pooled), {"feats": [f], "preact_feats": [f], "pooled_feat": pooled}
 
 
-def make_models(zoo=HAVE_ZOO):
+def make_models(zoo=True):
     """(student, teacher, student_dim, teacher_dim)."""
     if zoo:
         student = cifar_model_dict["resnet8"][0](num_classes=10)
@@ -65,7 +60,7 @@ def make_cfg(student_dim, teacher_dim, k=K):
     return cfg
 
 
-def make_crd(seed=0, zoo=HAVE_ZOO):
+def make_crd(seed=0, zoo=True):
     torch.manual_seed(seed)
     student, teacher, ds, dt = make_models(zoo)
     crd = CRD(student, teacher, make_cfg(ds, dt), NUM_DATA)

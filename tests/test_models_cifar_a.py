@@ -7,8 +7,6 @@ sum and per-stage feature sums. Our models must reproduce all of it except
 ``preact_feats[0]``, which mdistiller gets wrong (see the model modules).
 """
 import functools
-import importlib
-import importlib.util
 import json
 import math
 import os
@@ -26,20 +24,7 @@ with open(os.path.join(HERE, "fixtures", "cifar_a_reference.json")) as fh:
     REFERENCE = json.load(fh)
 
 
-def _load(name):
-    """Import mdistiller.models.cifar.<name>; fall back to the file itself if the
-    package ``__init__`` cannot be imported yet (it also imports other models)."""
-    try:
-        return importlib.import_module("mdistiller.models.cifar." + name)
-    except ImportError:
-        path = os.path.join(ROOT, "mdistiller", "models", "cifar", name + ".py")
-        spec = importlib.util.spec_from_file_location("_cifar_a_" + name, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-
-resnet, resnetv2, wrn, vgg = (_load(n) for n in ("resnet", "resnetv2", "wrn", "vgg"))
+from mdistiller.models.cifar import resnet, resnetv2, vgg, wrn  # noqa: E402
 
 # cifar_model_dict names (plus ResNet34) -> constructor
 MODELS = {
@@ -118,7 +103,8 @@ def test_reference_fixture_covers_all_models():
 
 
 def test_cifar_model_dict_uses_these_constructors():
-    models = pytest.importorskip("mdistiller.models")
+    import mdistiller.models as models
+
     for name, ctor in MODELS.items():
         if name in models.cifar_model_dict:
             registered = models.cifar_model_dict[name][0]

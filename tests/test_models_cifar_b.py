@@ -3,8 +3,6 @@
 ``fixtures/cifar_b_reference.json`` was generated from mdistiller's own model
 files (see its ``_meta``) filled with ``deterministic_fill``.
 """
-import importlib
-import importlib.util
 import io
 import json
 import os
@@ -20,22 +18,9 @@ with open(os.path.join(ROOT, "tests", "fixtures", "cifar_b_reference.json")) as 
     REF = json.load(f)
 
 
-def _import(relpath):
-    """Import a model file; fall back to loading it by path if the package
-    ``__init__`` cannot import yet (other model files may be in progress)."""
-    modname = relpath[:-3].replace("/", ".")
-    try:
-        return importlib.import_module(modname)
-    except ImportError:
-        spec = importlib.util.spec_from_file_location("_standalone_" + modname.replace(".", "_"), os.path.join(ROOT, relpath))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-
-mobilenetv2 = _import("mdistiller/models/cifar/mobilenetv2.py")
-shufflenetv1 = _import("mdistiller/models/cifar/ShuffleNetv1.py")
-shufflenetv2 = _import("mdistiller/models/cifar/ShuffleNetv2.py")
+from mdistiller.models.cifar import mobilenetv2
+from mdistiller.models.cifar import ShuffleNetv1 as shufflenetv1
+from mdistiller.models.cifar import ShuffleNetv2 as shufflenetv2
 
 BUILDERS = {
     "MobileNetV2": lambda: mobilenetv2.mobile_half(num_classes=100),

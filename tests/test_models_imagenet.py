@@ -1,6 +1,4 @@
 """ImageNet ResNets (oracle: torchvision) and MobileNetV1 (oracle: mdistiller fixture)."""
-import importlib
-import importlib.util
 import io
 import json
 import os
@@ -17,21 +15,8 @@ with open(os.path.join(ROOT, "tests", "fixtures", "imagenet_reference.json")) as
     REF = json.load(f)
 
 
-def _import(relpath):
-    """Import a model file; fall back to loading it by path if the package
-    ``__init__`` cannot import yet (other model files may be in progress)."""
-    modname = relpath[:-3].replace("/", ".")
-    try:
-        return importlib.import_module(modname)
-    except ImportError:
-        spec = importlib.util.spec_from_file_location("_standalone_" + modname.replace(".", "_"), os.path.join(ROOT, relpath))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-
-resnet = _import("mdistiller/models/imagenet/resnet.py")
-mobilenetv1 = _import("mdistiller/models/imagenet/mobilenetv1.py")
+from mdistiller.models.imagenet import resnet
+from mdistiller.models.imagenet import mobilenetv1
 
 DEPTHS = [18, 34, 50, 101]
 # input size for the torchvision comparison (224 is the standard size; the
@@ -214,10 +199,10 @@ def test_checkpoint_round_trip_strict(name):
 
 
 def test_imagenet_package_exports():
-    try:
-        pkg = importlib.import_module("mdistiller.models.imagenet")
-    except ImportError as exc:  # package __init__ depends on other in-progress files
-        pytest.skip("mdistiller.models not importable yet: %s" % exc)
+    import mdistiller.models
+    import mdistiller.models.imagenet as pkg
+
+    assert mdistiller.models.imagenet_model_dict is pkg.imagenet_model_dict
     assert set(pkg.imagenet_model_dict) == {"ResNet18", "ResNet34", "ResNet50", "ResNet101", "MobileNetV1"}
     for ctor in (pkg.resnet18, pkg.resnet34, pkg.resnet50, pkg.resnet101, pkg.MobileNetV1):
         assert callable(ctor)
