@@ -457,12 +457,12 @@ def test_cifar_config_trains_a_step_on_digits(tmp_path, path):
 def test_imagenet_configs_forward_backward(pair):
     """ImageNet zoo models (random init, COST_MATRIX fc) on 2 images of 160x160 (last stage 5x5, so the 4x4 grid
     has 2x2 windows): the WKD-L+F config's losses on one forward of each network, backward through the student
-    and projector; the WKD-L and WKD-F configs' distillers are evaluated on the same outputs. The projector-shape dry forward runs at 64x64 instead of 224x224 (same
-    spatial ratio student/teacher, so the same projector) to keep the test fast."""
+    and projector; the WKD-L and WKD-F configs' distillers are evaluated on the same outputs. The projector-shape dry forward runs at the same 160x160 instead of 224x224
+    (same spatial ratio student/teacher, so the same projector) to keep the test fast."""
     from mdistiller.engine.build import build_model
 
     torch.manual_seed(0)
-    opts = ["WKD.COST_MATRIX", "fc", "WKD.INPUT_SIZE", "(64, 64)"]
+    opts = ["WKD.COST_MATRIX", "fc", "WKD.INPUT_SIZE", "(160, 160)"]
     cfgs = {kind: get_cfg(os.path.join(REPO, "configs/imagenet/{}/{}.yaml".format(pair, kind)), opts)
             for kind in ("wkd_lf", "wkd_l", "wkd_f")}
     student = build_model(cfgs["wkd_lf"].DISTILLER.STUDENT, "imagenet", 1000)
@@ -487,3 +487,19 @@ def test_imagenet_configs_forward_backward(pair):
     total.backward()
     assert all(p.grad is not None for p in lf.conv_reg.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+
+
+def test_bad_hint_layer_or_grid_fails_clearly():
+    from mdistiller.distillers.WKD import WKD
+    from mdistiller.engine.cfg import get_cfg
+    from mdistiller.models import cifar_model_dict
+
+    student = cifar_model_dict["resnet8"][0](num_classes=10)
+    teacher = cifar_model_dict["resnet14"][0](num_classes=10)
+    base = ["DATASET.TYPE", "digits", "WKD.COST_MATRIX", "fc", "WKD.LOSS.WKD_LOGIT_WEIGHT", "0"]
+    with pytest.raises(ValueError, match="HINT_LAYER 4 is out of range"):
+        WKD(student, teacher, get_cfg(None, base + ["WKD.HINT_LAYER", "4"]))
+    # resnet feats[3] is 8x8 at 32x32 input: an 8x8 grid leaves windows of one pixel.
+    with pytest.raises(ValueError, match="SPATIAL_GRID 8 is too fine"):
+        WKD(student, teacher, get_cfg(None, base + ["WKD.HINT_LAYER", "3", "WKD.SPATIAL_GRID", "8"]))
+    WKD(student, teacher, get_cfg(None, base + ["WKD.HINT_LAYER", "3", "WKD.SPATIAL_GRID", "4"]))

@@ -440,7 +440,21 @@ class WKD(Distiller):
             if w.PROJECTOR not in PROJECTORS:
                 raise ValueError("Unknown WKD.PROJECTOR {!r}; valid: {}".format(w.PROJECTOR, ", ".join(PROJECTORS)))
             feat_s_shapes, feat_t_shapes = get_feat_shapes(student, teacher, probe_input_size(cfg, cfg.WKD.INPUT_SIZE))
+            depth = min(len(feat_s_shapes), len(feat_t_shapes))
+            if not -depth <= self.hint_layer < depth:
+                raise ValueError(
+                    "WKD.HINT_LAYER {} is out of range: the student has {} and the teacher {} `feats` entries".format(
+                        self.hint_layer, len(feat_s_shapes), len(feat_t_shapes)
+                    )
+                )
             s_shape, t_shape = feat_s_shapes[self.hint_layer], feat_t_shapes[self.hint_layer]
+            if min(_smallest_window(n, self.spatial_grid) for n in t_shape[-2:]) < 2:
+                # Windows of one pixel have no (unbiased) variance: the loss would be NaN.
+                raise ValueError(
+                    "WKD.SPATIAL_GRID {} is too fine for the {}x{} teacher feature map of HINT_LAYER {}".format(
+                        self.spatial_grid, t_shape[-2], t_shape[-1], self.hint_layer
+                    )
+                )
             if w.PROJECTOR == "bottleneck":
                 self.conv_reg = ConvRegBottleNeck(s_shape, t_shape, c_hidden=BOTTLENECK_HIDDEN)
             else:
@@ -492,6 +506,11 @@ class WKD(Distiller):
                     feats_student["feats"][self.hint_layer], feats_teacher["feats"][self.hint_layer], epoch
                 )
         return logits_student, losses
+
+
+def _smallest_window(size, grid):
+    """Smallest adaptive-pooling window along a side of ``size`` split into ``grid`` windows."""
+    return min(math.ceil((i + 1) * size / grid) - (i * size) // grid for i in range(grid))
 
 
 def _has_linear(model):
