@@ -73,7 +73,7 @@ def check_against_parts(methods, weights, batch):
     total = sum(losses.values())
     total.backward()
 
-    expected, grads, ce_taken = {}, None, False
+    expected, ce_taken = {}, False
     for key, w in zip(methods, weights or [1.0] * len(methods)):
         part_logits, part_losses = singles[key](epoch=1, **batch)
         torch.testing.assert_close(part_logits, logits)

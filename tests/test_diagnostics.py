@@ -4,7 +4,6 @@ import math
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from mdistiller.distillers import Distiller, build_distiller
 from mdistiller.engine.cfg import get_cfg

@@ -3,7 +3,6 @@ import csv
 import os
 import subprocess
 import sys
-import textwrap
 import time
 import types
 
@@ -16,7 +15,7 @@ from mdistiller.distillers import Distiller, distiller_dict, register_distiller
 from mdistiller.distillers.DKD import dkd_loss
 from mdistiller.distillers.KD import kd_loss
 from mdistiller.engine import checkpoint as ckpt_mod
-from mdistiller.engine.cfg import CFG, get_cfg
+from mdistiller.engine.cfg import get_cfg
 from mdistiller.engine.checkpoint import load_checkpoint, save_checkpoint
 from mdistiller.engine.trainer import learning_rate, train
 from runutil import REPO, random_teacher_ckpt, tiny_cfg, tiny_opts

@@ -10,8 +10,6 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from mdistiller.dataset import build_datasets  # noqa: E402
@@ -19,21 +17,8 @@ from mdistiller.engine.build import DOWNLOAD_HINT, IMAGENET_TYPES, build_model  
 from mdistiller.engine.cfg import get_cfg  # noqa: E402
 from mdistiller.engine.checkpoint import load_checkpoint  # noqa: E402
 from mdistiller.engine.device import resolve_device  # noqa: E402
-from mdistiller.engine.utils import correct_counts  # noqa: E402
+from mdistiller.engine.evaluate import as_percentages, evaluation_sums  # noqa: E402
 from mdistiller.models import cifar_model_dict  # noqa: E402
-
-
-def evaluate(model, loader, device):
-    model.eval()
-    top1 = top5 = loss = count = 0
-    with torch.no_grad():
-        for image, target in loader:
-            image, target = image.to(device), target.to(device)
-            logits = model(image)[0].float()
-            loss += F.cross_entropy(logits, target, reduction="sum").item()
-            c1, c5 = correct_counts(logits, target, topk=(1, 5))
-            top1, top5, count = top1 + c1, top5 + c5, count + target.size(0)
-    return 100.0 * top1 / count, 100.0 * top5 / count, loss / count
 
 
 def main(argv=None):
@@ -63,7 +48,8 @@ def main(argv=None):
         model.load_state_dict(state["model"] if "model" in state else state)
     model = model.to(device)
     loader = DataLoader(val_set, batch_size=args.batch_size, shuffle=False, num_workers=args.workers)
-    top1, top5, loss = evaluate(model, loader, device)
+    model.eval()
+    top1, top5, loss = as_percentages(*evaluation_sums(lambda image: model(image)[0], loader, device))
     print("top-1: {:.2f}  top-5: {:.2f}  loss: {:.4f}".format(top1, top5, loss))
     return top1, top5, loss
 

@@ -39,7 +39,6 @@ Choices (the README's method table quotes these):
 
 Losses (fp32): ``{"loss_ce": CE_WEIGHT · CE, "loss_kd": ALPHA · Σ OT}``.
 """
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 

@@ -16,7 +16,6 @@ import time
 from collections import OrderedDict
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
@@ -25,6 +24,7 @@ from ..distillers import build_distiller, get_distiller_class
 from .build import build_student_and_teacher
 from .cfg import show_cfg
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .evaluate import as_percentages, evaluation_sums
 from .device import (
     all_reduce_sum,
     autocast,
@@ -344,19 +344,11 @@ class Trainer:
         self.distiller.eval()
         model = unwrap(self.distiller)
         broadcast_buffers(model, self.runtime)  # evaluate (and save) one model: rank 0's
-        top1 = top5 = loss_sum = count = 0.0
-        with torch.no_grad():
-            for image, target in self.val_loader:
-                image = move_to(image, self.device, self.cfg.SOLVER.CHANNELS_LAST)
-                target = move_to(target, self.device)
-                with autocast(self.device, self.cfg.SOLVER.AMP):
-                    output = model(image=image)
-                output = output.float()
-                loss_sum += F.cross_entropy(output, target, reduction="sum").item()
-                c1, c5 = correct_counts(output, target, topk=(1, 5))
-                top1, top5, count = top1 + c1, top5 + c5, count + target.size(0)
-        top1, top5, loss_sum, count = all_reduce_sum([top1, top5, loss_sum, count], self.runtime)
-        return 100.0 * top1 / count, 100.0 * top5 / count, loss_sum / count
+        sums = evaluation_sums(
+            lambda image: model(image=image), self.val_loader, self.device, self.cfg.SOLVER.CHANNELS_LAST,
+            self.cfg.SOLVER.AMP,
+        )
+        return as_percentages(*all_reduce_sum(sums, self.runtime))
 
     # ------------------------------------------------------------------ outputs
     def _log_epoch(self, record, diagnostics):
