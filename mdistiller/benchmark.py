@@ -47,6 +47,8 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
+from .engine.records import read_csv
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_SCRIPT = os.path.join(REPO, "tools", "train.py")
 REFERENCE_CSV = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "published_results.csv")
@@ -264,13 +266,6 @@ def plan_runs(configs, seeds, sweep_dir, opts=()):
     return runs
 
 
-def _read_csv(path):
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def _read_json(path):
     try:
         with open(path) as f:
@@ -283,7 +278,7 @@ def run_state(run_dir, epochs):
     """``"done"`` (all epochs logged), ``"resume"`` (has ``latest``) or ``"new"``."""
     summary = _read_json(os.path.join(run_dir, "summary.json"))
     if summary is not None:
-        logged = len(_read_csv(os.path.join(run_dir, "metrics.csv")))
+        logged = len(read_csv(os.path.join(run_dir, "metrics.csv")))
         if int(summary.get("epochs") or 0) >= epochs and logged >= epochs:
             return "done"
     if os.path.exists(os.path.join(run_dir, "latest")):
@@ -396,7 +391,7 @@ def collect_run(run):
         error="",
         run_dir=run.run_dir,
     )
-    rows = _read_csv(os.path.join(run.run_dir, "metrics.csv"))
+    rows = read_csv(os.path.join(run.run_dir, "metrics.csv"))
     if rows:
         accs = [float(r["test_acc"]) for r in rows]
         best = max(range(len(accs)), key=lambda i: accs[i])  # first epoch reaching the max, as the trainer

@@ -12,10 +12,11 @@ seed mean, the band ± one sample std where there are two seeds or more):
 Runs without a teacher have no ``alignment.csv``; they appear in ``accuracy.png`` only.
 A figure with no data at all is not written. matplotlib runs on the Agg backend (no display).
 """
-import csv
 import math
 import os
 from collections import OrderedDict
+
+from .engine.records import read_csv
 
 ALIGNMENT_LOSSES = ("kl", "tc", "nc", "w")
 ALIGNMENT_GRADIENTS = tuple("grad_top{}".format(i) for i in range(1, 7))
@@ -33,22 +34,11 @@ for _i in range(1, 7):
 
 def read_table(path):
     """A CSV of per-epoch numbers as ``{column: {epoch: float}}`` (empty when the file is missing)."""
-    if not os.path.exists(path):
-        return {}
     out = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            try:
-                epoch = int(float(row["epoch"]))
-            except (KeyError, TypeError, ValueError):
-                continue
-            for key, value in row.items():
-                if key == "epoch" or value in (None, ""):
-                    continue
-                try:
-                    out.setdefault(key, {})[epoch] = float(value)
-                except ValueError:
-                    pass
+    for row in read_csv(path):
+        for key, value in row.items():
+            if key != "epoch" and isinstance(value, float):
+                out.setdefault(key, {})[row["epoch"]] = value
     return out
 
 

@@ -6,7 +6,6 @@ checkpoints atomically. Randomness is re-seeded from (seed, epoch, rank) at the
 start of every epoch, so a run resumed from ``latest`` continues exactly as an
 uninterrupted one would.
 """
-import csv
 import hashlib
 import json
 import math
@@ -25,6 +24,7 @@ from .build import build_student_and_teacher
 from .cfg import show_cfg
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .evaluate import as_percentages, evaluation_sums
+from .records import append_csv, read_csv, truncate_csv
 from .device import (
     all_reduce_sum,
     autocast,
@@ -224,7 +224,7 @@ class Trainer:
         if self.is_main:
             # Rows logged after the checkpoint was taken (a kill between logging and saving) are redone.
             for name in ("metrics.csv", "alignment.csv"):
-                _truncate_csv(os.path.join(self.log_path, name), state["epoch"])
+                truncate_csv(os.path.join(self.log_path, name), state["epoch"])
             with open(os.path.join(self.log_path, "worklog.txt"), "a") as f:
                 f.write("resumed from epoch {}{}".format(state["epoch"], os.linesep))
             print(log_msg("Resumed from {} (epoch {})".format(path, state["epoch"]), "INFO"))
@@ -359,9 +359,9 @@ class Trainer:
         for key, value in diagnostics.items():
             self.tf_writer.add_scalar("alignment/" + key, value, epoch)
         self.tf_writer.flush()
-        _append_csv(os.path.join(self.log_path, "metrics.csv"), record)
+        append_csv(os.path.join(self.log_path, "metrics.csv"), record)
         if diagnostics:
-            _append_csv(os.path.join(self.log_path, "alignment.csv"), OrderedDict([("epoch", epoch)] + list(diagnostics.items())))
+            append_csv(os.path.join(self.log_path, "alignment.csv"), OrderedDict([("epoch", epoch)] + list(diagnostics.items())))
         worklog = ["-" * 25, "epoch: {}".format(epoch), "lr: {:.2f}".format(record["lr"])]
         for key in ("train_acc", "train_loss", "test_acc", "test_acc_top5", "test_loss"):
             worklog.append("{}: {:.2f}".format(key, record[key]))
@@ -406,7 +406,7 @@ class Trainer:
             save_checkpoint(student, os.path.join(self.log_path, "student_best"))
 
     def _finish(self, last, wall_time):
-        history = _read_csv(os.path.join(self.log_path, "metrics.csv")) if self.is_main else []
+        history = read_csv(os.path.join(self.log_path, "metrics.csv")) if self.is_main else []
         last_acc = history[-1]["test_acc"] if history else (last["test_acc"] if last else None)
         summary = OrderedDict(
             method=self.cfg.DISTILLER.TYPE,
@@ -435,38 +435,6 @@ class Trainer:
                 except Exception as e:
                     print(log_msg("wandb finish failed: {}".format(e), "INFO"))
         return summary
-
-
-def _append_csv(path, record):
-    new = not os.path.exists(path)
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(record))
-        if new:
-            writer.writeheader()
-        writer.writerow(record)
-
-
-def _truncate_csv(path, last_epoch):
-    if not os.path.exists(path):
-        return
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return
-    kept = [row for row in rows if int(row["epoch"]) <= last_epoch]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(kept)
-
-
-def _read_csv(path):
-    """metrics.csv rows as dicts of floats (ints for the epoch)."""
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in rows]
 
 
 def train(cfg, log_path, resume=False):
