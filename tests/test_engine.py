@@ -461,3 +461,18 @@ def test_download_script_skips_what_is_present(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "have download_ckpts/cifar_teachers" in result.stdout
     assert "downloading" not in result.stdout
+
+
+def test_wandb_offline_mode_logs_the_run(tmp_path, monkeypatch, teacher_ckpt):
+    import wandb  # noqa: F401  (optional for users; CI installs it from requirements/ci.txt)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = tiny_cfg(tmp_path, DISTILLER__TYPE="KD", DISTILLER__STUDENT="resnet8", DISTILLER__TEACHER="resnet8",
+                   DISTILLER__TEACHER_CKPT=teacher_ckpt, LOG__WANDB=True)
+    summary = train(cfg, str(tmp_path / "run"))
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*/*.wandb"))
+    assert len(runs) == 1
+    data = runs[0].read_bytes()
+    for key in (b"test_acc", b"train_loss_kd", b"alignment/kl", b"best_acc"):
+        assert key in data, key
+    assert summary["epochs"] == 1
