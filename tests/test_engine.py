@@ -476,3 +476,45 @@ def test_wandb_offline_mode_logs_the_run(tmp_path, monkeypatch, teacher_ckpt):
     for key in (b"test_acc", b"train_loss_kd", b"alignment/kl", b"best_acc"):
         assert key in data, key
     assert summary["epochs"] == 1
+
+
+def test_imagenet_path_with_a_torchvision_teacher_from_the_hub_cache(tmp_path, monkeypatch):
+    """DATASET.TYPE imagenet end to end: ImageFolder data, the ImageNet zoo, and the teacher's
+    `pretrained=True` weights read from torch.hub's cache (the real download path, offline)."""
+    from datagen import make_imagefolder
+    from mdistiller.models import imagenet_model_dict
+
+    for split in ("train", "val"):
+        make_imagefolder(tmp_path / "data" / "imagenet" / split, ["n01", "n02"], 2, size=40)
+    torch.manual_seed(0)
+    weights = imagenet_model_dict["ResNet18"]().state_dict()
+    hub = tmp_path / "torch_home" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    torch.save(weights, hub / "resnet18-f37072fd.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    opts = ["DATASET.TYPE", "imagenet", "DATASET.ROOT", str(tmp_path / "data"), "DATASET.NUM_CLASSES", "1000",
+            "DATASET.NUM_WORKERS", "0", "DATASET.TEST.BATCH_SIZE", "4", "DISTILLER.TYPE", "KD",
+            "DISTILLER.TEACHER", "ResNet18", "DISTILLER.STUDENT", "ResNet18", "SOLVER.BATCH_SIZE", "2",
+            "SOLVER.EPOCHS", "1", "LOG.PROGRESS_BAR", "False", "LOG.DIAGNOSTICS", "False", "EXPERIMENT.DEVICE", "cpu"]
+    from mdistiller.engine.trainer import Trainer
+
+    trainer = Trainer(get_cfg(None, opts), str(tmp_path / "run"))
+    teacher = trainer.distiller.teacher.state_dict()
+    assert all(torch.equal(teacher[k], weights[k]) for k in weights)
+    summary = trainer.train()
+    assert summary["dataset"] == "imagenet" and summary["epochs"] == 1
+
+
+def test_tiny_imagenet_runs_cifar_models_at_64px(tmp_path):
+    from datagen import make_imagefolder
+
+    for split in ("train", "val"):
+        make_imagefolder(tmp_path / "data" / "tiny-imagenet-200" / split, ["n01", "n02", "n03"], 2, size=64)
+    teacher = random_teacher_ckpt(tmp_path / "t.pth", "wrn_16_1", 3)
+    opts = ["DATASET.TYPE", "tiny_imagenet", "DATASET.ROOT", str(tmp_path / "data"), "DATASET.NUM_WORKERS", "0",
+            "DISTILLER.TYPE", "DKD", "DISTILLER.TEACHER", "wrn_16_1", "DISTILLER.TEACHER_CKPT", teacher,
+            "DISTILLER.STUDENT", "resnet8", "SOLVER.BATCH_SIZE", "3", "SOLVER.EPOCHS", "1",
+            "LOG.PROGRESS_BAR", "False", "EXPERIMENT.DEVICE", "cpu"]
+    summary = train(get_cfg(None, opts), str(tmp_path / "run"))
+    rows = read_metrics(summary["log_path"])
+    assert len(rows) == 1 and os.path.exists(os.path.join(summary["log_path"], "alignment.csv"))
