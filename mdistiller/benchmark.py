@@ -70,7 +70,7 @@ FIXED_LABELS = {"WCORD": "WCoRD"}
 
 
 def _get(cfg, path, default=None):
-    """``cfg.A.B.C`` or ``default`` when any level is missing (blocks are added concurrently)."""
+    """``cfg.A.B.C`` or ``default`` when any level is missing (configs of third-party methods may lack a block)."""
     node = cfg
     for part in path.split("."):
         if node is None:
