@@ -1,11 +1,6 @@
 """Shared test set-up."""
-import os
-import sys
-
 import pytest
 import torch
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tests import datagen, runutil, ...
 
 
 @pytest.fixture(autouse=True, scope="session")

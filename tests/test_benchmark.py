@@ -20,7 +20,7 @@ from mdistiller.benchmark import (
 )
 from mdistiller.engine.cfg import get_cfg
 from mdistiller.plots import plot_run_dirs
-from runutil import REPO, random_teacher_ckpt, tiny_opts
+from tests.helpers.runutil import REPO, random_teacher_ckpt, tiny_opts
 
 CONFIG_YAML = """\
 EXPERIMENT:

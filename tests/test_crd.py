@@ -152,8 +152,9 @@ def run_step(crd, batch):
 
 def test_registry_and_construction():
     assert distiller_dict["CRD"] is CRD
-    assert CRD.requires_contrastive_data and CRD.requires_num_data
     student, teacher, ds, dt = make_models()
+    needs = CRD.data_needs(make_cfg(ds, dt))
+    assert needs.contrastive_k > 0 and needs.num_data
     crd = build_distiller(make_cfg(ds, dt), student, teacher, num_data=NUM_DATA)
     assert isinstance(crd, CRD)
     extra = {k for k in crd.state_dict() if not k.startswith(("student.", "teacher."))}
@@ -182,7 +183,7 @@ def test_loss_and_gradient_match_reference_over_two_steps():
         logits, losses = run_step(crd, batch)
         assert set(losses) == {"loss_ce", "loss_kd"}
         assert torch.allclose(losses["loss_kd"], ref_loss, rtol=1e-5, atol=1e-5), (step, losses["loss_kd"], ref_loss)
-        ce = crd.ce_loss_weight * F.cross_entropy(logits.detach(), batch["target"])
+        ce = crd.ce_weight * F.cross_entropy(logits.detach(), batch["target"])
         assert torch.allclose(losses["loss_ce"].detach(), ce)
         assert torch.allclose(crd.embed_s.linear.weight.grad, ref_grad, rtol=1e-4, atol=1e-6), step
         # Z estimated on the first step only, then kept.

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from datagen import (
+from tests.helpers.datagen import (
     make_cifar10_folder,
     make_cifar100_folder,
     make_dataset_cfg,
@@ -21,6 +21,7 @@ from mdistiller.dataset import (
     build_datasets,
     get_dataset,
 )
+from mdistiller.registry import DataNeeds
 from mdistiller.dataset.cifar import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD
 from mdistiller.dataset.common import TensorImageDataset
 from mdistiller.dataset.digits import DIGITS_SPLIT_SEED, digits_stats
@@ -303,7 +304,7 @@ def test_contrastive_wrapper_on_every_on_disk_family(tmp_path, type_):
         make_imagefolder(base / "train", ["a", "b", "c"], 4, size=8)
         make_imagefolder(base / "val", ["a"], 1, size=8)
     cfg = make_dataset_cfg(type_, tmp_path, k=6, mode="relax")
-    train, _, _ = build_datasets(cfg, contrastive=True)
+    train, _, _ = build_datasets(cfg, needs=DataNeeds(contrastive_k=6, contrastive_mode="relax"))
     assert isinstance(train, ContrastiveSample)
     labels = np.asarray(train.targets)
     img, target, index, cidx = train[2]

@@ -5,7 +5,7 @@ import pytest
 
 from mdistiller.engine.cfg import get_cfg
 from mdistiller.engine.trainer import train
-from runutil import REPO
+from tests.helpers.runutil import REPO
 
 
 @pytest.mark.slow

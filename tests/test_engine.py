@@ -10,15 +10,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from datagen import make_cifar100_folder
+from tests.helpers.datagen import make_cifar100_folder
 from mdistiller.distillers import Distiller, distiller_dict, register_distiller
-from mdistiller.distillers.DKD import dkd_loss
-from mdistiller.distillers.KD import kd_loss
+from mdistiller.losses.dkd import dkd_loss
+from mdistiller.losses.kd import kd_loss
 from mdistiller.engine import checkpoint as ckpt_mod
 from mdistiller.engine.cfg import get_cfg
 from mdistiller.engine.checkpoint import load_checkpoint, save_checkpoint
 from mdistiller.engine.trainer import learning_rate, train
-from runutil import REPO, random_teacher_ckpt, tiny_cfg, tiny_opts
+from tests.helpers.runutil import REPO, random_teacher_ckpt, tiny_cfg, tiny_opts
 
 PY = sys.executable
 TRAIN = os.path.join(REPO, "tools", "train.py")

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from model_reference import deterministic_fill, reference_input
+from tests.helpers.model_reference import deterministic_fill, reference_input
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 with open(os.path.join(ROOT, "tests", "fixtures", "cifar_b_reference.json")) as f:

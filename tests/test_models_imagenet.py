@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from model_reference import deterministic_fill, reference_input
+from tests.helpers.model_reference import deterministic_fill, reference_input
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 with open(os.path.join(ROOT, "tests", "fixtures", "imagenet_reference.json")) as f:

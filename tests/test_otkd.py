@@ -155,7 +155,7 @@ def test_plan_is_detached_gradient():
     """DETACH_PLAN: the gradient is that of Σ T.detach() ⊙ C (T from the float64 reference)."""
     student, teacher = models()
     d = build_distiller(make_cfg(STAGES=[3], ALPHA=1.0, LOSS=CFG.OTKD.LOSS.clone()), student, teacher)
-    d.ce_loss_weight = 0.0
+    d.ce_weight = 0.0
     image, target = batch()
     s_copy = copy.deepcopy(student).train()
     _, fs = s_copy(image)

@@ -70,8 +70,8 @@ def nce_reference(pos_neg_scores, num_data):
 
 def test_registry_flags_and_spectral_norm():
     assert get_distiller_class("WCORD") is WCORD
-    assert WCORD.requires_contrastive_data and WCORD.requires_num_data
-    assert WCORD.uses_contrastive_data(make_cfg())
+    needs = WCORD.data_needs(make_cfg())
+    assert needs.contrastive_k > 0 and needs.num_data
     d, _, _ = setup()
     for embed in (d.embed_s, d.embed_t):
         assert torch.nn.utils.parametrize.is_parametrized(embed.linear, "weight")

@@ -25,7 +25,7 @@ from mdistiller.distillers.WKD import (
 )
 from mdistiller.engine.cfg import get_cfg
 from mdistiller.ot import sinkhorn_fixed, sinkhorn_masked, sinkhorn_nontarget
-from runutil import REPO, random_teacher_ckpt, tiny_opts
+from tests.helpers.runutil import REPO, random_teacher_ckpt, tiny_opts
 
 REG, ITERS = 0.05, 10
 

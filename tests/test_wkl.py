@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from mdistiller.distillers import build_distiller, distiller_dict
-from mdistiller.distillers.DKD import dkd_parts
+from mdistiller.losses.dkd import dkd_parts
 from mdistiller.distillers.WKD import cosine_decay_weight, fc_cost_matrix, prepare_cost_matrix, wkd_logit_parts
 from mdistiller.distillers.WKL import WKL, gaussian_feature_kl, wkl_ramp, wkl_weights
 from mdistiller.engine.cfg import get_cfg

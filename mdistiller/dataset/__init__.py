@@ -1,8 +1,8 @@
 """Datasets of the benchmark.
 
-``build_datasets(cfg, contrastive=False) -> (train_set, val_set, num_classes)``
+``build_datasets(cfg, needs=None) -> (train_set, val_set, num_classes)``
 is the entry point; ``get_dataset(cfg)`` keeps mdistiller's loader-returning
-interface. Config keys read:
+interface and asks the configured method what it needs (:func:`mdistiller.registry.data_needs`). Config keys read:
 
 * ``DATASET.TYPE``: one of :data:`DATASET_TYPES`;
 * ``DATASET.ROOT`` (default ``"data"``): folder holding the datasets;
@@ -10,12 +10,15 @@ interface. Config keys read:
 * ``DATASET.NUM_CLASSES`` (default 0 = the dataset's own count): override the
   number of classes reported (e.g. for a reduced copy of a dataset); every
   label must be smaller than it;
-* ``CRD.NCE.K`` and ``CRD.MODE`` ("exact" | "relax") when ``contrastive``.
+* ``needs`` (a :data:`mdistiller.registry.DataNeeds`): with ``contrastive_k > 0`` the train set
+  is wrapped in CRD's contrastive sampling with that many negatives and ``contrastive_mode``.
 
 Train items are ``(image, target, index)`` (``+ contrastive_index`` when
 contrastive), val items ``(image, target)``; every train set has ``.targets``.
 """
 from torch.utils.data import DataLoader
+
+from ..registry import data_needs
 
 from .cifar import CIFAR10, CIFAR100, CIFAR100Instance, build_cifar10, build_cifar100
 from .contrastive import ContrastiveSample
@@ -77,8 +80,8 @@ def wrap_contrastive(dataset, k, mode="exact"):
     return ContrastiveSample(dataset, k=k, mode=mode)
 
 
-def build_datasets(cfg, contrastive=False):
-    """Build ``(train_set, val_set, num_classes)`` from ``cfg.DATASET``."""
+def build_datasets(cfg, needs=None):
+    """Build ``(train_set, val_set, num_classes)`` from ``cfg.DATASET`` and the method's ``needs``."""
     name = str(_get(cfg, "DATASET.TYPE", "")).lower()
     if name not in _BUILDERS:
         raise ValueError(
@@ -91,10 +94,8 @@ def build_datasets(cfg, contrastive=False):
     num_classes = resolve_num_classes(
         own, _get(cfg, "DATASET.NUM_CLASSES", 0), train_set.targets, val_set.targets
     )
-    if contrastive:
-        train_set = wrap_contrastive(
-            train_set, k=int(_get(cfg, "CRD.NCE.K", 4096)), mode=str(_get(cfg, "CRD.MODE", "exact"))
-        )
+    if needs is not None and needs.contrastive_k > 0:
+        train_set = wrap_contrastive(train_set, k=int(needs.contrastive_k), mode=str(needs.contrastive_mode))
     return train_set, val_set, num_classes
 
 
@@ -103,10 +104,7 @@ def get_dataset(cfg):
 
     Contrastive items are produced when the configured distiller needs them (CRD, WCORD, ...).
     """
-    from ..distillers import get_distiller_class
-
-    contrastive = get_distiller_class(cfg.DISTILLER.TYPE).uses_contrastive_data(cfg)
-    train_set, val_set, num_classes = build_datasets(cfg, contrastive=contrastive)
+    train_set, val_set, num_classes = build_datasets(cfg, needs=data_needs(cfg))
     workers = int(_get(cfg, "DATASET.NUM_WORKERS", 0))
     train_loader = DataLoader(
         train_set, batch_size=int(_get(cfg, "SOLVER.BATCH_SIZE", 64)), shuffle=True,

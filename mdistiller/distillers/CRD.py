@@ -49,7 +49,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ._base import Distiller, fp32_losses
-from .registry import register_distiller
+from ..registry import DataNeeds, register_distiller
 
 _EPS = 1e-7
 # Slots of ContrastMemory.params (mdistiller's layout): K, T, Z_v1, Z_v2, momentum.
@@ -191,12 +191,13 @@ class ContrastMemory(nn.Module):
 class CRD(Distiller):
     """Contrastive Representation Distillation (Tian et al. ICLR 2020)."""
 
-    requires_contrastive_data = True
-    requires_num_data = True
+    @classmethod
+    def data_needs(cls, cfg):
+        return DataNeeds(contrastive_k=int(cfg.CRD.NCE.K), contrastive_mode=str(cfg.CRD.MODE), num_data=True)
 
     def __init__(self, student, teacher, cfg, num_data):
         super().__init__(student, teacher)
-        self.ce_loss_weight = cfg.CRD.LOSS.CE_WEIGHT
+        self.ce_weight = cfg.CRD.LOSS.CE_WEIGHT
         self.feat_loss_weight = cfg.CRD.LOSS.FEAT_WEIGHT
         self.num_data = int(num_data)
         if self.num_data <= 0:
@@ -235,17 +236,10 @@ class CRD(Distiller):
         )
         return nce_loss(out_s, self.num_data) + nce_loss(out_t, self.num_data)
 
-    def forward_train(self, image, target, index=None, contrastive_index=None, epoch=None, **kwargs):
+    def distill_losses(self, student, teacher, target, epoch, index=None, contrastive_index=None, **batch):
         if index is None or contrastive_index is None:
             raise ValueError("CRD needs the batch's index and contrastive_index (contrastive train set)")
-        logits_student, feature_student = self.student(image)
-        _, feature_teacher = self.teacher_forward(image)
-        with fp32_losses(logits_student):
-            loss_ce = self.ce_loss_weight * F.cross_entropy(logits_student.float(), target)
-            loss_crd = self.feat_loss_weight * self.crd_loss(
-                feature_student["pooled_feat"].float(),
-                feature_teacher["pooled_feat"].float(),
-                index,
-                contrastive_index,
-            )
-        return logits_student, {"loss_ce": loss_ce, "loss_kd": loss_crd}
+        loss_crd = self.feat_loss_weight * self.crd_loss(
+            student.feats["pooled_feat"].float(), teacher.feats["pooled_feat"].float(), index, contrastive_index
+        )
+        return {"loss_kd": loss_crd}

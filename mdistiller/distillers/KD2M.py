@@ -62,8 +62,9 @@ import torch.nn.functional as F
 
 from ..ot.emd import emd, pairwise_sqeuclidean
 from ..ot.gaussian import empirical_gaussian, gaussian_kl_diag, gaussian_kl_full, gaussian_w2_diag, gaussian_w2_full
-from ._base import Distiller, fp32_losses, probe_features, probe_input_size
-from .registry import register_distiller
+from ._base import Distiller, fp32_losses
+from ._common import probe_features, probe_input_size
+from ..registry import register_distiller
 
 DISTANCES = ("w2", "cw2", "jw2", "gw2", "cgw2", "gkl")
 COVARIANCES = ("diag", "full")
@@ -146,10 +147,18 @@ def _class_moments(x, labels, diagonal, ridge):
 class KD2M(Distiller):
     """Feature distribution matching (W2 empirical / class-conditional / joint, Gaussian W2, Gaussian KL)."""
 
+    # KD2M.DISTANCE -> the name used in the paper's Table 1 (E: empirical, G: Gaussian)
+    TABLE_NAMES = {"w2": "W2(E)", "cw2": "CW2(E)", "jw2": "JW2(E)", "gw2": "W2(G)", "cgw2": "CW2(G)", "gkl": "KL(G)"}
+
+    @classmethod
+    def label(cls, cfg):
+        distance = str(cfg.KD2M.DISTANCE).lower()
+        return "KD2M-" + cls.TABLE_NAMES.get(distance, distance.upper())
+
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher)
         k = cfg.KD2M
-        self.ce_loss_weight = k.LOSS.CE_WEIGHT
+        self.ce_weight = k.LOSS.CE_WEIGHT
         self.kd_loss_weight = k.LOSS.LAMBDA
         self.distance = str(k.DISTANCE).lower()
         self.covariance = str(k.COVARIANCE).lower()
@@ -222,14 +231,8 @@ class KD2M(Distiller):
 
     # -- training ------------------------------------------------------------------------------
 
-    def forward_train(self, image, target, epoch=0, **kwargs):
-        logits_student, features_student = self.student(image)
-        logits_teacher, features_teacher = self.teacher_forward(image)
-        with fp32_losses(logits_student):
-            s_logits, t_logits = logits_student.float(), logits_teacher.float()
-            loss_ce = self.ce_loss_weight * F.cross_entropy(s_logits, target)
-            feat_s = self.projector(select_feature(features_student, self.feature).float())
-            feat_t = select_feature(features_teacher, self.feature).float()
-            distance = self.distribution_distance(feat_s, feat_t, target, s_logits, t_logits)
-            loss_kd = self.kd_loss_weight * distance
-        return logits_student, {"loss_ce": loss_ce, "loss_kd": loss_kd}
+    def distill_losses(self, student, teacher, target, epoch, **batch):
+        feat_s = self.projector(select_feature(student.feats, self.feature).float())
+        feat_t = select_feature(teacher.feats, self.feature).float()
+        distance = self.distribution_distance(feat_s, feat_t, target, student.logits, teacher.logits)
+        return {"loss_kd": self.kd_loss_weight * distance}

@@ -44,8 +44,9 @@ import torch.nn.functional as F
 
 from ..ot.emd import relaxed_emd
 from ..ot.ipot import ipot
-from ._base import Distiller, fp32_losses, probe_features, probe_input_size
-from .registry import register_distiller
+from ._base import Distiller, fp32_losses
+from ._common import probe_features, probe_input_size
+from ..registry import register_distiller
 
 PENULTIMATE = 4  # stage index selecting pooled_feat
 
@@ -102,6 +103,11 @@ def cosine_cost(f_s, f_t, eps=1e-8):
 class OTKD(Distiller):
     """Model Compression Using Optimal Transport (Lohit & Jones, WACV 2022): IPOT or REMD on stage features."""
 
+    @classmethod
+    def label(cls, cfg):
+        """``IPOT`` or ``REMD`` (the solver), as the paper's tables name the method."""
+        return str(cfg.OTKD.SOLVER).upper()
+
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher)
         c = cfg.OTKD
@@ -112,7 +118,7 @@ class OTKD(Distiller):
         self.num_iter = int(c.ITER)
         self.alpha = float(c.ALPHA)
         self.detach_plan = bool(c.DETACH_PLAN)
-        self.ce_loss_weight = float(c.LOSS.CE_WEIGHT)
+        self.ce_weight = float(c.LOSS.CE_WEIGHT)
         self.stages = [int(k) for k in c.STAGES]
         if not self.stages:
             raise ValueError("OTKD.STAGES is empty")
@@ -134,15 +140,10 @@ class OTKD(Distiller):
         b = cost.new_full((cost.shape[1],), 1.0 / cost.shape[1])
         return ipot(a, b, cost, beta=self.beta, num_iter=self.num_iter, return_plan=False, detach_plan=self.detach_plan)
 
-    def forward_train(self, image, target, epoch=0, **kwargs):
-        logits_student, feature_student = self.student(image)
-        _, feature_teacher = self.teacher_forward(image)
-        with fp32_losses(logits_student):
-            loss_ce = self.ce_loss_weight * F.cross_entropy(logits_student.float(), target)
-            loss_ot = 0.0
-            for k, embed in zip(self.stages, self.embeds):
-                s = select_stage(feature_student, k).float()
-                t = embed(select_stage(feature_teacher, k).float(), s)
-                loss_ot = loss_ot + self.ot_loss(s, t)
-            loss_kd = self.alpha * loss_ot
-        return logits_student, {"loss_ce": loss_ce, "loss_kd": loss_kd}
+    def distill_losses(self, student, teacher, target, epoch, **batch):
+        loss_ot = 0.0
+        for k, embed in zip(self.stages, self.embeds):
+            s = select_stage(student.feats, k).float()
+            t = embed(select_stage(teacher.feats, k).float(), s)
+            loss_ot = loss_ot + self.ot_loss(s, t)
+        return {"loss_kd": self.alpha * loss_ot}

@@ -55,7 +55,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from ..ot.sinkhorn_log import sinkhorn_log
 from ._base import Distiller, fp32_losses
 from .CRD import ContrastMemory, nce_loss
-from .registry import register_distiller
+from ..registry import DataNeeds, register_distiller
 
 
 class LipschitzEmbed(nn.Module):
@@ -78,13 +78,18 @@ def cosine_cost(v_s, v_t, eps=1e-8):
 class WCORD(Distiller):
     """Wasserstein Contrastive Representation Distillation (Chen et al. CVPR 2021)."""
 
-    requires_contrastive_data = True
-    requires_num_data = True
+    @classmethod
+    def label(cls, cfg):
+        return "WCoRD"
+
+    @classmethod
+    def data_needs(cls, cfg):
+        return DataNeeds(contrastive_k=int(cfg.WCORD.NCE.K), contrastive_mode=str(cfg.CRD.MODE), num_data=True)
 
     def __init__(self, student, teacher, cfg, num_data):
         super().__init__(student, teacher)
         c = cfg.WCORD
-        self.ce_loss_weight = float(c.LOSS.CE_WEIGHT)
+        self.ce_weight = float(c.LOSS.CE_WEIGHT)
         self.global_weight = float(c.LOSS.GLOBAL_WEIGHT)
         self.local_weight = float(c.LOSS.LOCAL_WEIGHT)
         self.sinkhorn_reg = float(c.SINKHORN.REG)
@@ -120,19 +125,15 @@ class WCORD(Distiller):
             a, b, cost, self.sinkhorn_reg, num_iter=self.sinkhorn_iter, tol=0, return_plan=False, detach_plan=True
         )
 
-    def forward_train(self, image, target, index=None, contrastive_index=None, epoch=None, **kwargs):
+    def distill_losses(self, student, teacher, target, epoch, index=None, contrastive_index=None, **batch):
         if index is None or contrastive_index is None:
             raise ValueError("WCORD needs the batch's index and contrastive_index (contrastive train set)")
-        logits_student, feature_student = self.student(image)
-        _, feature_teacher = self.teacher_forward(image)
-        with fp32_losses(logits_student):
-            loss_ce = self.ce_loss_weight * F.cross_entropy(logits_student.float(), target)
-            v_s = self._embed(feature_student["pooled_feat"].float(), self.embed_s, "STUDENT_DIM")
-            v_t = self._embed(feature_teacher["pooled_feat"].float(), self.embed_t, "TEACHER_DIM")
-            device = self.contrast.memory_v1.device
-            out_s, out_t = self.contrast(
-                v_s, v_t, index.to(device=device, dtype=torch.long), contrastive_index.to(device=device, dtype=torch.long)
-            )
-            loss_global = self.global_weight * (nce_loss(out_s, self.num_data) + nce_loss(out_t, self.num_data))
-            loss_local = self.local_weight * self.local_loss(v_s, v_t)
-        return logits_student, {"loss_ce": loss_ce, "loss_global": loss_global, "loss_local": loss_local}
+        v_s = self._embed(student.feats["pooled_feat"].float(), self.embed_s, "STUDENT_DIM")
+        v_t = self._embed(teacher.feats["pooled_feat"].float(), self.embed_t, "TEACHER_DIM")
+        device = self.contrast.memory_v1.device
+        out_s, out_t = self.contrast(
+            v_s, v_t, index.to(device=device, dtype=torch.long), contrastive_index.to(device=device, dtype=torch.long)
+        )
+        loss_global = self.global_weight * (nce_loss(out_s, self.num_data) + nce_loss(out_t, self.num_data))
+        loss_local = self.local_weight * self.local_loss(v_s, v_t)
+        return {"loss_global": loss_global, "loss_local": loss_local}

@@ -40,8 +40,9 @@ import torch.nn.functional as F
 
 from ..ot.gaussian import gaussian_w2_diag
 from ..ot.sinkhorn import SINKHORN_STAB, sinkhorn_kernel, sinkhorn_nontarget
-from ._base import Distiller, fp32_losses, probe_features, probe_input_size
-from .registry import register_distiller
+from ._base import Distiller, fp32_losses
+from ._common import probe_features, probe_input_size
+from ..registry import register_distiller
 
 # The release clips the ground cost with relu(D) + this constant.
 COST_FLOOR = 1e-8
@@ -408,7 +409,7 @@ class WKD(Distiller):
         super().__init__(student, teacher)
         w = cfg.WKD
         self.epochs = cfg.SOLVER.EPOCHS
-        self.ce_loss_weight = w.LOSS.CE_WEIGHT
+        self.ce_weight = w.LOSS.CE_WEIGHT
         self.logit_weight = w.LOSS.WKD_LOGIT_WEIGHT
         self.feat_weight = w.LOSS.WKD_FEAT_WEIGHT
         self.decay_epoch = w.LOSS.COSINE_DECAY_EPOCH
@@ -460,6 +461,21 @@ class WKD(Distiller):
             else:
                 self.conv_reg = ConvReg(s_shape, t_shape)
 
+    @classmethod
+    def label(cls, cfg):
+        """``WKD-L``, ``WKD-F`` or ``WKD-L+F`` (the parts whose weight is > 0)."""
+        logit, feat = cfg.WKD.LOSS.WKD_LOGIT_WEIGHT > 0, cfg.WKD.LOSS.WKD_FEAT_WEIGHT > 0
+        return {(True, False): "WKD-L", (False, True): "WKD-F", (True, True): "WKD-L+F"}.get((logit, feat), "WKD")
+
+    @classmethod
+    def logit_temperature(cls, cfg):
+        return float(cfg.WKD.TEMPERATURE), "WKD.TEMPERATURE"
+
+    def ground_cost(self):
+        if not self.enable_wkdl:
+            return None
+        return self.cost_matrix, float(self.sinkhorn_lambda), int(self.sinkhorn_iter)
+
     def _kernel(self, dtype):
         if dtype == self.sinkhorn_K.dtype:
             return self.sinkhorn_K, self.sinkhorn_KD
@@ -494,19 +510,13 @@ class WKD(Distiller):
                                 mean_cov_ratio=self.mean_cov_ratio)
         return self.feat_weight_at(epoch) * loss
 
-    def forward_train(self, image, target, epoch=0, **kwargs):
-        logits_student, feats_student = self.student(image)
-        logits_teacher, feats_teacher = self.teacher_forward(image)
-        with fp32_losses(logits_student):
-            s, t = logits_student.float(), logits_teacher.float()
-            loss_ce = self.ce_loss_weight * F.cross_entropy(s, target)
-            losses = {"loss_ce": loss_ce, "loss_kd": self.logit_loss(s, t, target, epoch)}
-            if self.enable_wkdf:
-                losses["loss_feat"] = self.feature_loss(
-                    feats_student["feats"][self.hint_layer], feats_teacher["feats"][self.hint_layer], epoch
-                )
-        return logits_student, losses
-
+    def distill_losses(self, student, teacher, target, epoch, **batch):
+        losses = {"loss_kd": self.logit_loss(student.logits, teacher.logits, target, epoch)}
+        if self.enable_wkdf:
+            losses["loss_feat"] = self.feature_loss(
+                student.feats["feats"][self.hint_layer], teacher.feats["feats"][self.hint_layer], epoch
+            )
+        return losses
 
 def _smallest_window(size, grid):
     """Smallest adaptive-pooling window along a side of ``size`` split into ``grid`` windows."""

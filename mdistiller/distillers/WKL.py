@@ -45,9 +45,9 @@ import torch.nn.functional as F
 
 from ..ot.gaussian import gaussian_kl_diag
 from ._base import fp32_losses
-from .DKD import dkd_parts
-from .KD import kd_loss
-from .registry import register_distiller
+from ..losses.dkd import dkd_parts
+from ..losses.kd import kd_loss
+from ..registry import register_distiller
 from .WKD import WKD, _hard_target, window_mean_std, wkd_feature_parts
 
 SCHEDULES = ("cosine", "linear", "complementary")
@@ -102,6 +102,10 @@ class WKL(WKD):
     ``w(e)·(L_t + γ(e)·W)``); ``loss_kl`` (KL side: ``(1 − g(e))·KL_WEIGHT·KL_TERM``);
     ``loss_feat`` when WKD-F is on (``w(e)·WKD-F + (1 − g(e))·FEAT_KL_WEIGHT·KL_gauss``).
     """
+
+    @classmethod
+    def label(cls, cfg):
+        return "WKL"
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher, cfg)
@@ -176,16 +180,11 @@ class WKL(WKD):
             loss = loss + kl_scale * gaussian_feature_kl(f_s, f_t, self.feat_kl_eps)
         return loss
 
-    def forward_train(self, image, target, epoch=0, **kwargs):
-        logits_student, feats_student = self.student(image)
-        logits_teacher, feats_teacher = self.teacher_forward(image)
-        with fp32_losses(logits_student):
-            s, t = logits_student.float(), logits_teacher.float()
-            loss_ce = self.ce_loss_weight * F.cross_entropy(s, target)
-            loss_kd, loss_kl = self.logit_parts(s, t, target, epoch)
-            losses = {"loss_ce": loss_ce, "loss_kd": loss_kd, "loss_kl": loss_kl}
-            if self.enable_wkdf:
-                losses["loss_feat"] = self.feature_loss(
-                    feats_student["feats"][self.hint_layer], feats_teacher["feats"][self.hint_layer], epoch
-                )
-        return logits_student, losses
+    def distill_losses(self, student, teacher, target, epoch, **batch):
+        loss_kd, loss_kl = self.logit_parts(student.logits, teacher.logits, target, epoch)
+        losses = {"loss_kd": loss_kd, "loss_kl": loss_kl}
+        if self.enable_wkdf:
+            losses["loss_feat"] = self.feature_loss(
+                student.feats["feats"][self.hint_layer], teacher.feats["feats"][self.hint_layer], epoch
+            )
+        return losses

@@ -1,14 +1,13 @@
-"""Registry of distillers: ``distiller_dict[KEY] = class`` (mdistiller's keys).
+"""The methods: ``distiller_dict[KEY] = class`` (mdistiller's keys).
 
-Adding a method is one file with ``@register_distiller("KEY")`` on its class,
-one import line below, and its config block in ``mdistiller/engine/cfg.py``.
+Adding a method is one file whose class carries ``@register_distiller("KEY")``
+and its config block (``DEFAULTS``), plus one import line below; the config,
+dataset layer, benchmark tables, diagnostics and demo pick it up from the class.
 """
-from .registry import distiller_dict, register_distiller, get_distiller_class, build_distiller  # noqa: F401
-from ._base import Distiller, Vanilla  # noqa: F401
+from ..registry import distiller_dict, get_distiller_class, register_distiller  # noqa: F401
+from .registry import build_distiller  # noqa: F401
+from ._base import Distiller, ModelOutput, Vanilla  # noqa: F401
 
-register_distiller("NONE")(Vanilla)
-
-# One import per method file; the decorator next to each class fills distiller_dict.
 from .KD import KD  # noqa: E402,F401
 from .DKD import DKD  # noqa: E402,F401
 from .CRD import CRD  # noqa: E402,F401

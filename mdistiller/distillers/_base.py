@@ -1,8 +1,21 @@
-"""Base classes shared by every distiller."""
+"""The base class of every method: one student/teacher forward, one fp32 scope, cross-entropy once.
+
+A method subclasses :class:`Distiller`, declares its config block (``DEFAULTS``)
+and what it needs (``data_needs``), and implements only its distillation
+terms (``distill_losses``). mdistiller's contract is kept:
+``forward_train(image=, target=, epoch=, **batch) -> (student_logits, losses)``
+and the training objective is the sum of the dict's values.
+"""
+from collections import namedtuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..registry import DataNeeds, register_distiller
+
+# One network's output on the batch: logits (fp32 inside distill_losses) and its feature dict.
+ModelOutput = namedtuple("ModelOutput", ["logits", "feats"])
 
 
 def fp32_losses(tensor):
@@ -11,31 +24,53 @@ def fp32_losses(tensor):
 
 
 class Distiller(nn.Module):
-    """A student trained against a frozen teacher.
+    """A student trained against a frozen teacher (which stays in eval mode and gets no gradient).
 
-    Subclasses implement ``forward_train(image=, target=, epoch=, **batch)`` and
-    return ``(student_logits, losses_dict)``; the training objective is the sum of
-    the dict's values. The teacher always stays in eval mode and receives no
-    gradient.
+    Class-level self-description, read by the config, the dataset layer, the
+    benchmark tables and the diagnostics:
+
+    * ``DEFAULTS``: the method's yacs block ``cfg[<KEY>]`` as nested dicts (None: no block);
+    * ``ALIASES``: ``{"OLD.DOTTED.KEY": "NEW.DOTTED.KEY"}`` renamed when a yaml or the command line is merged;
+    * :meth:`label`, :meth:`logit_temperature`, :meth:`data_needs` (classmethods of the config);
+    * the first line of the class docstring is the method's one-line description.
     """
 
-    # True when the method needs the dataset's contrastive sampling (CRD's
-    # positive/negative indices in the batch); decides the train-set variant.
-    requires_contrastive_data = False
-    # True when the constructor takes the training-set size as fourth argument.
-    requires_num_data = False
+    DEFAULTS = None
+    ALIASES = {}
+    # Key of the cross-entropy term in the losses dict.
+    ce_key = "loss_ce"
 
     def __init__(self, student, teacher):
         super().__init__()
         self.student = student
         self.teacher = teacher
+        self.ce_weight = 1.0
         if teacher is not None:
             for p in teacher.parameters():
                 p.requires_grad_(False)
 
+    # -- self-description ------------------------------------------------------
+
     @classmethod
-    def uses_contrastive_data(cls, cfg):
-        return cls.requires_contrastive_data
+    def label(cls, cfg):
+        """The method's name in result tables and in ``published_results.csv``."""
+        return cls.registry_name
+
+    @classmethod
+    def description(cls):
+        doc = (cls.__doc__ or "").strip()
+        return doc.splitlines()[0] if doc else cls.registry_name
+
+    @classmethod
+    def logit_temperature(cls, cfg):
+        """``(T, "BLOCK.KEY")``: the temperature of the method's logit distributions, or None."""
+        return None
+
+    @classmethod
+    def data_needs(cls, cfg):
+        return DataNeeds()
+
+    # -- training ----------------------------------------------------------------
 
     def train(self, mode=True):
         if not isinstance(mode, bool):
@@ -58,8 +93,33 @@ class Distiller(nn.Module):
         with torch.no_grad():
             return self.teacher(image)
 
-    def forward_train(self, **kwargs):
-        raise NotImplementedError()
+    def forward_train(self, image, target, epoch=0, **batch):
+        logits_student, feats_student = self.student(image)
+        teacher = None
+        if self.teacher is not None:
+            logits_teacher, feats_teacher = self.teacher_forward(image)
+        with fp32_losses(logits_student):
+            student = ModelOutput(logits_student.float(), feats_student)
+            if self.teacher is not None:
+                teacher = ModelOutput(logits_teacher.float(), feats_teacher)
+            losses = {self.ce_key: self.ce_weight * F.cross_entropy(student.logits, target)}
+            losses.update(self.distill_losses(student, teacher, target, epoch, **batch))
+        return logits_student, losses
+
+    def distill_losses(self, student, teacher, target, epoch, **batch):
+        """The method's weighted distillation terms (an ordered dict), computed in fp32.
+
+        ``student`` and ``teacher`` are :data:`ModelOutput` of the one forward of the step.
+        """
+        raise NotImplementedError
+
+    def logit_loss(self, logits_student, logits_teacher, target, epoch):
+        """Logit methods: the distillation term as a function of the logits (the diagnostics' gradients)."""
+        return None
+
+    def ground_cost(self):
+        """Methods with a class-to-class ground cost: ``(cost, reg, num_iter)`` for the diagnostics, else None."""
+        return None
 
     def forward_test(self, image):
         return self.student(image)[0]
@@ -69,53 +129,31 @@ class Distiller(nn.Module):
             return self.forward_train(**kwargs)
         return self.forward_test(kwargs["image"])
 
+    def share_models(self, student, teacher):
+        """Refer to ``student``/``teacher`` without registering them as submodules (a part of COMBINE)."""
+        for name, model in (("student", student), ("teacher", teacher)):
+            self._modules.pop(name, None)
+            object.__setattr__(self, name, model)
 
+
+@register_distiller("NONE")
 class Vanilla(Distiller):
-    """The student alone, trained with cross-entropy (registry key ``NONE``)."""
+    """The student alone, trained with cross-entropy."""
+
+    # mdistiller's Vanilla logs its cross-entropy as "ce"; every other method uses "loss_ce".
+    ce_key = "ce"
+
+    @classmethod
+    def label(cls, cfg):
+        """``student``, or ``teacher`` when the config names the same model as teacher and student."""
+        return "teacher" if cfg.DISTILLER.STUDENT == cfg.DISTILLER.TEACHER else "student"
+
+    @classmethod
+    def data_needs(cls, cfg):
+        return DataNeeds(teacher=False)
 
     def __init__(self, student, teacher=None, cfg=None):
         super().__init__(student, None)
 
-    def forward_train(self, image, target, **kwargs):
-        logits_student, _ = self.student(image)
-        with fp32_losses(logits_student):
-            loss = F.cross_entropy(logits_student.float(), target)
-        return logits_student, {"ce": loss}
-
-
-def _as_size(size):
-    if isinstance(size, str):
-        size = [int(v) for v in size.strip("()[] ").split(",") if v.strip()]
-    if isinstance(size, int):
-        return (size, size)
-    return tuple(int(v) for v in size)
-
-
-def probe_input_size(cfg, fallback=None):
-    """Image size of the dry forward that reads feature shapes.
-
-    32 for CIFAR-like data and digits, 64 for Tiny-ImageNet; otherwise
-    ``DATASET.INPUT_SIZE``, then the method's own ``fallback`` (e.g. WKD.INPUT_SIZE), then 224.
-    """
-    kind = str(cfg.DATASET.TYPE).lower()
-    if kind in ("cifar100", "cifar10", "svhn", "digits"):
-        return (32, 32)
-    if kind == "tiny_imagenet":
-        return (64, 64)
-    size = cfg.DATASET.get("INPUT_SIZE", None) or fallback or 224
-    return _as_size(size)
-
-
-@torch.no_grad()
-def probe_features(model, input_size):
-    """The feature dict of one eval-mode forward on zeros; every module's training flag is restored."""
-    modes = [(m, m.training) for m in model.modules()]
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    try:
-        model.eval()
-        _, features = model(torch.zeros((2, 3) + tuple(input_size), device=device))
-    finally:
-        for module, mode in modes:
-            module.training = mode
-    return features
+    def distill_losses(self, student, teacher, target, epoch, **batch):
+        return {}

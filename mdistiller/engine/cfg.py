@@ -1,11 +1,21 @@
 """The configuration tree (yacs), a superset of mdistiller's.
 
 Every key mdistiller defines keeps its name, default and type, so its yaml files
-merge unchanged; keys added here default to mdistiller's behaviour. Method
-blocks live in one place per method (the block named after the registry key).
+merge unchanged; keys added here default to mdistiller's behaviour. This module
+holds the run-level sections (EXPERIMENT, DATASET, DISTILLER, SOLVER, LOG); each
+method's block is declared by its class (``DEFAULTS``) and added to ``CFG`` when
+the class is registered, so a method added later (even in a test) merges its yaml.
+Blocks of mdistiller methods not implemented here come from
+:mod:`mdistiller.distillers._compat`. Old key names of a method are renamed on
+merge (``ALIASES`` of its class).
 """
+import copy
+
 import yaml
 from yacs.config import CfgNode as CN
+
+from ..distillers._compat import MDISTILLER_BLOCKS
+from ..registry import load_builtin_methods, on_register
 
 CFG = CN()
 
@@ -65,23 +75,8 @@ CFG.LOG.DIAGNOSTICS = True  # per-epoch alignment diagnostics (KL, TC, NC, W, lo
 CFG.LOG.DIAGNOSTICS_SAMPLES = 256  # size of the fixed validation probe batch the diagnostics use
 
 # ---------------------------------------------------------------------------
-# Distillation methods: one block per registry key.
+# Method blocks not yet declared by their classes.
 # ---------------------------------------------------------------------------
-
-# KD (Hinton et al. 2015)
-CFG.KD = CN()
-CFG.KD.TEMPERATURE = 4
-CFG.KD.LOSS = CN()
-CFG.KD.LOSS.CE_WEIGHT = 0.1
-CFG.KD.LOSS.KD_WEIGHT = 0.9
-
-# DKD (Zhao et al. CVPR 2022)
-CFG.DKD = CN()
-CFG.DKD.CE_WEIGHT = 1.0
-CFG.DKD.ALPHA = 1.0
-CFG.DKD.BETA = 8.0
-CFG.DKD.T = 4.0
-CFG.DKD.WARMUP = 20
 
 # CRD (Tian et al. ICLR 2020)
 CFG.CRD = CN()
@@ -97,71 +92,6 @@ CFG.CRD.NCE = CN()
 CFG.CRD.NCE.K = 16384
 CFG.CRD.NCE.MOMENTUM = 0.5
 CFG.CRD.NCE.TEMPERATURE = 0.07
-
-# Blocks of mdistiller methods not implemented here: kept so that every
-# mdistiller yaml merges; selecting one of them fails with the list of methods.
-CFG.AT = CN()
-CFG.AT.P = 2
-CFG.AT.LOSS = CN()
-CFG.AT.LOSS.CE_WEIGHT = 1.0
-CFG.AT.LOSS.FEAT_WEIGHT = 1000.0
-CFG.RKD = CN()
-CFG.RKD.DISTANCE_WEIGHT = 25
-CFG.RKD.ANGLE_WEIGHT = 50
-CFG.RKD.LOSS = CN()
-CFG.RKD.LOSS.CE_WEIGHT = 1.0
-CFG.RKD.LOSS.FEAT_WEIGHT = 1.0
-CFG.RKD.PDIST = CN()
-CFG.RKD.PDIST.EPSILON = 1e-12
-CFG.RKD.PDIST.SQUARED = False
-CFG.FITNET = CN()
-CFG.FITNET.HINT_LAYER = 2
-CFG.FITNET.INPUT_SIZE = (32, 32)
-CFG.FITNET.LOSS = CN()
-CFG.FITNET.LOSS.CE_WEIGHT = 1.0
-CFG.FITNET.LOSS.FEAT_WEIGHT = 100.0
-CFG.KDSVD = CN()
-CFG.KDSVD.K = 1
-CFG.KDSVD.LOSS = CN()
-CFG.KDSVD.LOSS.CE_WEIGHT = 1.0
-CFG.KDSVD.LOSS.FEAT_WEIGHT = 1.0
-CFG.OFD = CN()
-CFG.OFD.LOSS = CN()
-CFG.OFD.LOSS.CE_WEIGHT = 1.0
-CFG.OFD.LOSS.FEAT_WEIGHT = 0.001
-CFG.OFD.CONNECTOR = CN()
-CFG.OFD.CONNECTOR.KERNEL_SIZE = 1
-CFG.NST = CN()
-CFG.NST.LOSS = CN()
-CFG.NST.LOSS.CE_WEIGHT = 1.0
-CFG.NST.LOSS.FEAT_WEIGHT = 50.0
-CFG.PKT = CN()
-CFG.PKT.LOSS = CN()
-CFG.PKT.LOSS.CE_WEIGHT = 1.0
-CFG.PKT.LOSS.FEAT_WEIGHT = 30000.0
-CFG.SP = CN()
-CFG.SP.LOSS = CN()
-CFG.SP.LOSS.CE_WEIGHT = 1.0
-CFG.SP.LOSS.FEAT_WEIGHT = 3000.0
-CFG.VID = CN()
-CFG.VID.LOSS = CN()
-CFG.VID.LOSS.CE_WEIGHT = 1.0
-CFG.VID.LOSS.FEAT_WEIGHT = 1.0
-CFG.VID.EPS = 1e-5
-CFG.VID.INIT_PRED_VAR = 5.0
-CFG.VID.INPUT_SIZE = (32, 32)
-CFG.REVIEWKD = CN()
-CFG.REVIEWKD.CE_WEIGHT = 1.0
-CFG.REVIEWKD.REVIEWKD_WEIGHT = 1.0
-CFG.REVIEWKD.WARMUP_EPOCHS = 20
-CFG.REVIEWKD.SHAPES = [1, 8, 16, 32]
-CFG.REVIEWKD.OUT_SHAPES = [1, 8, 16, 32]
-CFG.REVIEWKD.IN_CHANNELS = [64, 128, 256, 256]
-CFG.REVIEWKD.OUT_CHANNELS = [64, 128, 256, 256]
-CFG.REVIEWKD.MAX_MID_CHANNEL = 512
-CFG.REVIEWKD.STU_PREACT = False
-
-# >>> method blocks added by later methods go below this line (one block each) <<<
 
 # WKD (Lv, Yang & Li, NeurIPS 2024): keys and defaults of the official release
 # (github.com/JiamingLv/WKD, mdistiller/engine/cfg.py). A part is on when its weight > 0.
@@ -233,11 +163,6 @@ CFG.WCORD.SINKHORN = CN()
 CFG.WCORD.SINKHORN.REG = 0.05  # entropic ε on the 1 - cos cost (values in [0, 2])
 CFG.WCORD.SINKHORN.ITER = 100
 
-# COMBINE: sum of registered distillers' losses (one student/teacher forward per step)
-CFG.COMBINE = CN()
-CFG.COMBINE.METHODS = []  # registry keys, e.g. ["OTKD", "KD"]; each part reads its own block
-CFG.COMBINE.WEIGHTS = []  # one float per method; empty = all 1.0
-
 # KD2M (Montesuma, GSI 2025, "KD²M: an unifying framework for feature knowledge distillation")
 CFG.KD2M = CN()
 CFG.KD2M.LOSS = CN()
@@ -253,8 +178,50 @@ CFG.KD2M.EPS = 1e-5  # Gaussian variants: ridge added to the (biased) variances 
 
 
 # ---------------------------------------------------------------------------
+# Method blocks declared by the registered classes, and their key aliases
+# ---------------------------------------------------------------------------
+
+for _key, _block in MDISTILLER_BLOCKS.items():
+    CFG[_key] = CN(copy.deepcopy(_block))
+
+KEY_ALIASES = {}  # "OLD.DOTTED.KEY" -> "NEW.DOTTED.KEY", from every registered class's ALIASES
+
+
+def _add_method(cls):
+    if cls.DEFAULTS is not None:
+        CFG[cls.registry_name] = CN(copy.deepcopy(cls.DEFAULTS))
+    KEY_ALIASES.update(cls.ALIASES)
+
+
+on_register(_add_method)
+load_builtin_methods()
+
+
+# ---------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------
+
+
+def _rename_aliases(tree):
+    """Move values written under an old key name (``KEY_ALIASES``) to the current one, in a nested dict."""
+    for old, new in KEY_ALIASES.items():
+        parts = old.split(".")
+        node = tree
+        for part in parts[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+            if node is None:
+                break
+        if not isinstance(node, dict) or parts[-1] not in node:
+            continue
+        value = node.pop(parts[-1])
+        target = tree
+        new_parts = new.split(".")
+        for part in new_parts[:-1]:
+            target = target.setdefault(part, {})
+        if new_parts[-1] in target:
+            raise ValueError("{} and its old name {} are both set; keep only {}".format(new, old, new))
+        target[new_parts[-1]] = value
+    return tree
 
 
 def _coerce_numbers(value, default):
@@ -273,7 +240,7 @@ def merge_from_file(cfg, path):
     """Merge a yaml file into ``cfg``; unknown keys fail with yacs' error naming the key."""
     with open(path, "r") as f:
         loaded = yaml.safe_load(f) or {}
-    cfg.merge_from_other_cfg(CN(_coerce_numbers(loaded, cfg)))
+    cfg.merge_from_other_cfg(CN(_coerce_numbers(_rename_aliases(loaded), cfg)))
     return cfg
 
 
@@ -289,7 +256,7 @@ def merge_from_list(cfg, opts):
         for part in parts[:-1]:
             node = node.setdefault(part, {})
         node[parts[-1]] = value
-    cfg.merge_from_other_cfg(CN(_coerce_numbers(tree, cfg)))
+    cfg.merge_from_other_cfg(CN(_coerce_numbers(_rename_aliases(tree), cfg)))
     return cfg
 
 

@@ -20,14 +20,14 @@ default, chosen once by the trainer):
 
 Choices, fixed once per run from the config:
 
-* T = the method's temperature — ``KD.TEMPERATURE`` (KD), ``DKD.T`` (DKD),
-  ``WKD.TEMPERATURE`` (WKD, WKL; for ``COMBINE`` the first listed part that has
-  one) — else 4.0 (``DEFAULT_TEMPERATURE``).
-* Ground cost of ``w``: the distiller's own ``cost_matrix`` buffer with its
-  Sinkhorn λ and iteration count when it has one (WKD/WKL with WKD-L on, also
-  as a ``COMBINE`` part); otherwise ``1 − cos`` between the teacher's classifier
-  rows, post-processed like ``WKD.COST_MATRIX fc`` with WKD's defaults
-  (sharpen 1.0, then ``relu + 1e-8``; λ = 0.05, 10 iterations), computed once.
+* T = the method's own logit temperature (``logit_temperature(cfg)`` of its
+  class: ``KD.TEMPERATURE``, ``DKD.T``, ``WKD.TEMPERATURE``, ...; for ``COMBINE``
+  the first listed part that has one), else 4.0 (``DEFAULT_TEMPERATURE``).
+* Ground cost of ``w``: the distiller's own ``ground_cost()`` (cost, λ,
+  iterations) when it has one (WKD/WKL with WKD-L on, also as a ``COMBINE``
+  part); otherwise ``1 − cos`` between the teacher's classifier rows,
+  post-processed like ``WKD.COST_MATRIX fc`` with WKD's defaults (sharpen 1.0,
+  then ``relu + 1e-8``; λ = 0.05, 10 iterations), computed once.
 
 Side effects: none on training. The probe forward runs in eval mode under
 ``torch.no_grad`` and fp32 (autocast off); the train/eval flag of every
@@ -37,10 +37,11 @@ no parameter's ``.grad`` is touched. Student and teacher each run one forward
 on the probe batch per call (once per epoch).
 """
 import torch
-import torch.nn.functional as F
 
-from ..distillers.DKD import dkd_parts
 from ..distillers.WKD import fc_cost_matrix, prepare_cost_matrix, wkd_logit_parts
+from ..losses.dkd import dkd_parts
+from ..losses.kd import kd_loss
+from ..registry import get_distiller_class
 
 DEFAULT_TEMPERATURE = 4.0
 # WKD's defaults for runs without a cost matrix of their own.
@@ -48,43 +49,12 @@ DEFAULT_SHARPEN = 1.0
 DEFAULT_SINKHORN_LAMBDA = 0.05
 DEFAULT_SINKHORN_ITER = 10
 NUM_GRAD_CLASSES = 6  # teacher's top-1 class and the next five
-# registry key -> (config block, key) of the logit temperature
-_TEMPERATURE_KEYS = {
-    "KD": ("KD", "TEMPERATURE"),
-    "DKD": ("DKD", "T"),
-    "WKD": ("WKD", "TEMPERATURE"),
-    "WKL": ("WKD", "TEMPERATURE"),
-}
 
 
 def diagnostics_temperature(cfg):
     """``(T, source)``: the run's logit temperature and where it came from (see the module docstring)."""
-    kind = str(cfg.DISTILLER.TYPE)
-    keys = [kind]
-    if kind == "COMBINE" and "COMBINE" in cfg:
-        keys = [str(k) for k in cfg.COMBINE.METHODS]
-    for key in keys:
-        if key in _TEMPERATURE_KEYS:
-            block, name = _TEMPERATURE_KEYS[key]
-            if block in cfg and name in cfg[block]:
-                return float(cfg[block][name]), "{}.{}".format(block, name)
-    return DEFAULT_TEMPERATURE, "default"
-
-
-def kl_at_temperature(logits_student, logits_teacher, temperature):
-    """T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)), summed over classes, batch mean."""
-    log_p_s = F.log_softmax(logits_student / temperature, dim=1)
-    log_p_t = F.log_softmax(logits_teacher / temperature, dim=1)
-    return (log_p_t.exp() * (log_p_t - log_p_s)).sum(1).mean() * temperature**2
-
-
-def _own_cost(distiller):
-    """``(cost, reg, num_iter)`` from the first submodule holding a WKD cost-matrix buffer, else None."""
-    for module in distiller.modules():
-        cost = getattr(module, "cost_matrix", None)
-        if torch.is_tensor(cost) and cost.dim() == 2 and hasattr(module, "sinkhorn_lambda"):
-            return cost, float(module.sinkhorn_lambda), int(module.sinkhorn_iter)
-    return None
+    found = get_distiller_class(str(cfg.DISTILLER.TYPE)).logit_temperature(cfg)
+    return found if found is not None else (DEFAULT_TEMPERATURE, "default")
 
 
 class AlignmentDiagnostics:
@@ -103,13 +73,6 @@ class AlignmentDiagnostics:
         self.chunk = int(cfg.DATASET.TEST.BATCH_SIZE) if "DATASET" in cfg else 0
         self._cost = None  # (cost on CPU, reg, num_iter, source)
 
-    def describe(self):
-        """One line stating the run's choices (for the log)."""
-        cost = self._cost[3] if self._cost else "distiller's cost_matrix if any, else 1-cos(teacher classifier)"
-        return "alignment diagnostics: {} probe images, T={:g} ({}), kl/tc/nc with T^2, w cost: {}".format(
-            self.images.shape[0], self.temperature, self.temperature_source, cost
-        )
-
     # -- helpers --------------------------------------------------------------
 
     def _logits(self, model, device):
@@ -119,7 +82,7 @@ class AlignmentDiagnostics:
         return torch.cat(parts)
 
     def _cost_for(self, distiller):
-        own = _own_cost(distiller)
+        own = distiller.ground_cost()
         if own is not None:  # the run's own matrix (a buffer: follows the distiller's device)
             cost, reg, num_iter = own
             self._cost = (None, reg, num_iter, "the distiller's cost_matrix")
@@ -151,23 +114,25 @@ class AlignmentDiagnostics:
 
         T = self.temperature
         with torch.no_grad(), torch.autocast(device_type=device.type, enabled=False):
-            kl = kl_at_temperature(logits_s, logits_t, T)
+            kl = kd_loss(logits_s, logits_t, T)
             tc, nc = dkd_parts(logits_s, logits_t, targets, T)
             cost, reg, num_iter = self._cost_for(distiller)
             _, w = wkd_logit_parts(logits_s, logits_t, targets, cost.to(device), T, reg, num_iter)
         out = {"kl": kl.item(), "tc": tc.item(), "nc": nc.item(), "w": w.item()}
 
-        logit_loss = getattr(distiller, "logit_loss", None)
-        if callable(logit_loss):
-            out.update(self._logit_gradients(logit_loss, logits_s, logits_t, targets, epoch))
+        gradients = self._logit_gradients(distiller.logit_loss, logits_s, logits_t, targets, epoch)
+        if gradients is not None:
+            out.update(gradients)
         return out
 
     def _logit_gradients(self, logit_loss, logits_s, logits_t, targets, epoch):
-        """Per-sample ∂ logit_loss/∂z_s at the teacher's top-6 classes, averaged over the probe batch."""
+        """Per-sample ∂ logit_loss/∂z_s at the teacher's top-6 classes, averaged over the probe batch (None: no logit loss)."""
         batch = logits_s.shape[0]
         z = logits_s.detach().clone().requires_grad_(True)
         with torch.enable_grad(), torch.autocast(device_type=z.device.type, enabled=False):
             loss = logit_loss(z, logits_t, targets, epoch)
+            if loss is None:
+                return None
             if torch.is_tensor(loss) and loss.requires_grad:
                 (grad,) = torch.autograd.grad(loss, z, allow_unused=True)
             else:

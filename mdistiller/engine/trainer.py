@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
 from ..dataset import build_datasets
-from ..distillers import build_distiller, get_distiller_class
+from ..distillers import build_distiller
+from ..registry import data_needs
 from .build import build_student_and_teacher
 from .cfg import show_cfg
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -108,11 +109,10 @@ class Trainer:
         self.is_main = self.runtime.is_main
         seed_everything(cfg.EXPERIMENT.SEED)
 
-        distiller_cls = get_distiller_class(cfg.DISTILLER.TYPE)
-        contrastive = distiller_cls.uses_contrastive_data(cfg)
-        train_set, val_set, num_classes = build_datasets(cfg, contrastive=contrastive)
+        needs = data_needs(cfg)
+        train_set, val_set, num_classes = build_datasets(cfg, needs=needs)
         self.num_classes = num_classes
-        student, teacher = build_student_and_teacher(cfg, num_classes, needs_teacher=cfg.DISTILLER.TYPE != "NONE")
+        student, teacher = build_student_and_teacher(cfg, num_classes, needs_teacher=needs.teacher)
         distiller = build_distiller(cfg, student, teacher, num_data=len(train_set))
         memory_format = torch.channels_last if cfg.SOLVER.CHANNELS_LAST else torch.contiguous_format
         distiller = distiller.to(self.device, memory_format=memory_format)

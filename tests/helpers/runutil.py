@@ -6,7 +6,7 @@ import torch
 from mdistiller.engine.cfg import get_cfg
 from mdistiller.models import cifar_model_dict
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def tiny_opts(log_prefix, epochs=1, batch=64, **extra):

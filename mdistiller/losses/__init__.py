@@ -1,0 +1,7 @@
+"""Distillation losses as pure functions of tensors.
+
+Each function's docstring gives its equation and source; the method classes in
+``mdistiller.distillers`` choose features, weights and schedules and call these.
+"""
+from .kd import kd_loss  # noqa: F401
+from .dkd import dkd_loss, dkd_parts  # noqa: F401

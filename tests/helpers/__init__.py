@@ -1,0 +1,1 @@
+"""Shared test helpers: small datasets in real on-disk formats, tiny training runs, model fixtures."""

@@ -1,0 +1,120 @@
+"""Loss values and gradient projections of every method on one fixed batch.
+
+``python -m tests.helpers.golden_losses`` (from the repository root) rewrites
+``tests/fixtures/golden_losses.json``; ``tests/distillers/test_golden.py``
+recomputes every case and compares. The fixture was written at commit d268000,
+before the losses layer existed, so it pins the refactored code to the old
+results.
+"""
+import json
+import os
+
+import torch
+
+from mdistiller.distillers import build_distiller
+from mdistiller.engine.cfg import CFG
+from mdistiller.models import cifar_model_dict
+
+FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "golden_losses.json")
+NUM_DATA, K, BATCH, SIZE, CLASSES = 40, 8, 6, 32, 10
+EPOCH, EPOCHS = 5, 10
+STUDENT, TEACHER = "resnet8", "resnet8x4"
+
+# name -> (DISTILLER.TYPE, overrides)
+CASES = {
+    "NONE": ("NONE", {}),
+    "KD": ("KD", {}),
+    "DKD": ("DKD", {}),
+    "CRD": ("CRD", {}),
+    "WKD-L": ("WKD", {"WKD.LOSS.WKD_FEAT_WEIGHT": 0.0, "WKD.COST_MATRIX": "fc", "WKD.LOSS.COSINE_DECAY_EPOCH": 3}),
+    "WKD-F": ("WKD", {"WKD.LOSS.WKD_LOGIT_WEIGHT": 0.0, "WKD.HINT_LAYER": 2, "WKD.SPATIAL_GRID": 2}),
+    "WKD-LF": ("WKD", {"WKD.COST_MATRIX": "fc", "WKD.HINT_LAYER": 2, "WKD.SPATIAL_GRID": 2}),
+    "WKL-cosine": ("WKL", {"WKD.LOSS.WKD_FEAT_WEIGHT": 0.0, "WKD.COST_MATRIX": "fc"}),
+    "WKL-complementary-kl": (
+        "WKL", {"WKD.LOSS.WKD_FEAT_WEIGHT": 0.0, "WKD.COST_MATRIX": "fc", "WKL.SCHEDULE": "complementary",
+                "WKL.KL_TERM": "kl"},
+    ),
+    "WKL-featkl": (
+        "WKL", {"WKD.COST_MATRIX": "fc", "WKD.HINT_LAYER": 2, "WKD.SPATIAL_GRID": 2, "WKL.FEAT_KL_WEIGHT": 0.5},
+    ),
+    "OTKD-ipot": ("OTKD", {}),
+    "OTKD-ipot-unrolled": ("OTKD", {"OTKD.DETACH_PLAN": False}),
+    "OTKD-remd": ("OTKD", {"OTKD.SOLVER": "remd"}),
+    "WCORD": ("WCORD", {}),
+    "COMBINE-ipot-crd-kd": ("COMBINE", {"COMBINE.METHODS": ["OTKD", "CRD", "KD"], "COMBINE.WEIGHTS": [1.0, 0.5, 2.0]}),
+}
+for _distance in ("w2", "cw2", "jw2", "gw2", "cgw2", "gkl"):
+    CASES["KD2M-" + _distance] = ("KD2M", {"KD2M.DISTANCE": _distance})
+CASES["KD2M-gkl-full"] = ("KD2M", {"KD2M.DISTANCE": "gkl", "KD2M.COVARIANCE": "full"})
+CASES["KD2M-jw2-ce"] = ("KD2M", {"KD2M.DISTANCE": "jw2", "KD2M.LABEL_COST": "ce"})
+
+
+def case_cfg(kind, overrides):
+    cfg = CFG.clone()
+    cfg.DISTILLER.TYPE = kind
+    cfg.DATASET.INPUT_SIZE = SIZE
+    cfg.SOLVER.EPOCHS = EPOCHS
+    cfg.CRD.NCE.K = K
+    cfg.WCORD.NCE.K = K
+    for block in (cfg.CRD.FEAT, cfg.WCORD.FEAT):
+        block.DIM, block.STUDENT_DIM, block.TEACHER_DIM = 8, 64, 256
+    cfg.WCORD.SINKHORN.ITER = 20
+    for key, value in overrides.items():
+        node = cfg
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node[part]
+        node[parts[-1]] = value
+    return cfg
+
+
+def batch():
+    g = torch.Generator().manual_seed(1)
+    image = torch.randn(BATCH, 3, SIZE, SIZE, generator=g)
+    target = torch.tensor([0, 1, 2, 1, 0, 3])  # repeated classes (class-conditional KD2M), one-sample classes
+    index = torch.randperm(NUM_DATA, generator=g)[:BATCH]
+    contrast = torch.randint(0, NUM_DATA, (BATCH, K + 1), generator=g)
+    contrast[:, 0] = index
+    return dict(image=image, target=target, index=index, contrastive_index=contrast)
+
+
+def projections(named_grads):
+    """Three fixed random projections and the squared norm of the concatenated gradient."""
+    flat = torch.cat([g.double().reshape(-1) for _, g in sorted(named_grads)]) if named_grads else torch.zeros(1, dtype=torch.float64)
+    g = torch.Generator().manual_seed(7)
+    basis = torch.randn(3, flat.numel(), generator=g, dtype=torch.float64)
+    return [float(v) for v in basis @ flat] + [float(flat @ flat)]
+
+
+def run_case(kind, overrides):
+    cfg = case_cfg(kind, overrides)
+    torch.manual_seed(0)
+    student = cifar_model_dict[STUDENT][0](num_classes=CLASSES)
+    teacher = cifar_model_dict[TEACHER][0](num_classes=CLASSES)
+    torch.manual_seed(3)
+    distiller = build_distiller(cfg, student, None if kind == "NONE" else teacher, num_data=NUM_DATA).train()
+    logits, losses = distiller(epoch=EPOCH, **batch())
+    sum(losses.values()).backward()
+    student_grads = [(n, p.grad) for n, p in distiller.student.named_parameters() if p.grad is not None]
+    extra_grads = [
+        (n, p.grad) for n, p in distiller.named_parameters()
+        if p.grad is not None and not n.startswith(("student.", "teacher."))
+    ]
+    return {
+        "losses": {k: float(v.detach()) for k, v in losses.items()},
+        "keys": list(losses),
+        "logits_sum": float(logits.detach().double().sum()),
+        "student_grad": projections(student_grads),
+        "extra_grad": projections(extra_grads),
+    }
+
+
+def compute_all():
+    torch.set_num_threads(1)
+    return {name: run_case(kind, overrides) for name, (kind, overrides) in CASES.items()}
+
+
+if __name__ == "__main__":
+    with open(FIXTURE, "w") as f:
+        json.dump(compute_all(), f, indent=1, sort_keys=True)
+    print("wrote", FIXTURE)
