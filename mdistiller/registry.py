@@ -63,3 +63,11 @@ def get_distiller_class(key):
 def data_needs(cfg):
     """:data:`DataNeeds` of the configured method (``cfg.DISTILLER.TYPE``)."""
     return get_distiller_class(cfg.DISTILLER.TYPE).data_needs(cfg)
+
+
+def method_label(cfg):
+    """The configured method's name in result tables: its class's ``label(cfg)``, ``+LS`` with logit standardization."""
+    label = get_distiller_class(cfg.DISTILLER.TYPE).label(cfg)
+    if cfg.EXPERIMENT.get("LOGIT_STAND", False):
+        label += "+LS"
+    return label

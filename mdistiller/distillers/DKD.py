@@ -9,12 +9,15 @@ class DKD(Distiller):
 
     DEFAULTS = {"CE_WEIGHT": 1.0, "ALPHA": 1.0, "BETA": 8.0, "T": 4.0, "WARMUP": 20}
 
+    LOGIT_STANDARDIZATION = True
+
     @classmethod
     def logit_temperature(cls, cfg):
         return float(cfg.DKD.T), "DKD.T"
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher)
+        self.logit_stand = bool(cfg.EXPERIMENT.LOGIT_STAND)
         self.ce_weight = cfg.DKD.CE_WEIGHT
         self.alpha = cfg.DKD.ALPHA
         self.beta = cfg.DKD.BETA
@@ -23,6 +26,7 @@ class DKD(Distiller):
 
     def logit_loss(self, logits_student, logits_teacher, target, epoch):
         warmup = min(epoch / self.warmup, 1.0) if self.warmup > 0 else 1.0
+        logits_student, logits_teacher = self.distillation_logits(logits_student, logits_teacher)
         return warmup * dkd_loss(logits_student, logits_teacher, target, self.alpha, self.beta, self.temperature)
 
     def distill_losses(self, student, teacher, target, epoch, **batch):

@@ -9,17 +9,21 @@ class KD(Distiller):
 
     DEFAULTS = {"TEMPERATURE": 4, "LOSS": {"CE_WEIGHT": 0.1, "KD_WEIGHT": 0.9}}
 
+    LOGIT_STANDARDIZATION = True
+
     @classmethod
     def logit_temperature(cls, cfg):
         return float(cfg.KD.TEMPERATURE), "KD.TEMPERATURE"
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher)
+        self.logit_stand = bool(cfg.EXPERIMENT.LOGIT_STAND)
         self.temperature = cfg.KD.TEMPERATURE
         self.ce_weight = cfg.KD.LOSS.CE_WEIGHT
         self.kd_loss_weight = cfg.KD.LOSS.KD_WEIGHT
 
     def logit_loss(self, logits_student, logits_teacher, target, epoch):
+        logits_student, logits_teacher = self.distillation_logits(logits_student, logits_teacher)
         return self.kd_loss_weight * kd_loss(logits_student, logits_teacher, self.temperature)
 
     def distill_losses(self, student, teacher, target, epoch, **batch):

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..losses.standardize import standardize_logits
 from ..registry import DataNeeds, register_distiller
 
 # One network's output on the batch: logits (fp32 inside distill_losses) and its feature dict.
@@ -37,6 +38,8 @@ class Distiller(nn.Module):
 
     DEFAULTS = None
     ALIASES = {}
+    # True when the method's logit terms follow EXPERIMENT.LOGIT_STAND (they call distillation_logits).
+    LOGIT_STANDARDIZATION = False
     # Key of the cross-entropy term in the losses dict.
     ce_key = "loss_ce"
 
@@ -45,6 +48,7 @@ class Distiller(nn.Module):
         self.student = student
         self.teacher = teacher
         self.ce_weight = 1.0
+        self.logit_stand = False
         if teacher is not None:
             for p in teacher.parameters():
                 p.requires_grad_(False)
@@ -112,6 +116,12 @@ class Distiller(nn.Module):
         ``student`` and ``teacher`` are :data:`ModelOutput` of the one forward of the step.
         """
         raise NotImplementedError
+
+    def distillation_logits(self, logits_student, logits_teacher):
+        """The logits the method's softmaxes see: z-scored per sample when ``EXPERIMENT.LOGIT_STAND`` is on."""
+        if not self.logit_stand:
+            return logits_student, logits_teacher
+        return standardize_logits(logits_student), standardize_logits(logits_teacher)
 
     def logit_loss(self, logits_student, logits_teacher, target, epoch):
         """Logit methods: the distillation term as a function of the logits (the diagnostics' gradients)."""

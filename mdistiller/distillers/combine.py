@@ -21,6 +21,9 @@ from .registry import construct
 class Combine(Distiller):
     """Weighted sum of registered methods sharing one student/teacher forward per step."""
 
+    # Each part checks EXPERIMENT.LOGIT_STAND itself when it is built.
+    LOGIT_STANDARDIZATION = True
+
     DEFAULTS = {
         "METHODS": [],  # registry keys, e.g. ["OTKD", "KD"]; each part reads its own block
         "WEIGHTS": [],  # one float per method; empty = all 1.0

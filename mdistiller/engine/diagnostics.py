@@ -7,7 +7,7 @@ default, chosen once by the trainer):
 * ``kl``  = T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)), summed over classes, batch mean
   (with T², the scale of KD's loss and of DKD's terms);
 * ``tc``, ``nc`` = DKD's target-class and non-target terms at the same T, each
-  with T² (:func:`mdistiller.distillers.DKD.dkd_parts`, ground-truth labels);
+  with T² (:func:`mdistiller.losses.dkd.dkd_parts`, ground-truth labels);
 * ``w``   = WKD-L's non-target Wasserstein term, unweighted, batch mean
   (:func:`mdistiller.distillers.WKD.wkd_logit_parts`) at the same T;
 * ``grad_top1`` … ``grad_top6`` (only for distillers with a ``logit_loss``
@@ -17,6 +17,10 @@ default, chosen once by the trainer):
   the probe batch. Multiply by 1/B to get the released WKL trainer's numbers
   (``grad_output`` of the batch-mean loss at the classifier, batch B = 64),
   which also include the CE term; ours is the distillation term alone.
+
+With ``EXPERIMENT.LOGIT_STAND`` the four values are computed on z-scored
+logits (:func:`mdistiller.losses.standardize.standardize_logits`), as the
+run's own logit terms are.
 
 Choices, fixed once per run from the config:
 
@@ -41,6 +45,7 @@ import torch
 from ..distillers.WKD import fc_cost_matrix, prepare_cost_matrix, wkd_logit_parts
 from ..losses.dkd import dkd_parts
 from ..losses.kd import kd_loss
+from ..losses.standardize import standardize_logits
 from ..registry import get_distiller_class
 
 DEFAULT_TEMPERATURE = 4.0
@@ -69,6 +74,7 @@ class AlignmentDiagnostics:
         if self.images.shape[0] != self.targets.shape[0]:
             raise ValueError("probe batch: {} images but {} targets".format(self.images.shape[0], self.targets.shape[0]))
         self.temperature, self.temperature_source = diagnostics_temperature(cfg)
+        self.logit_stand = bool(cfg.EXPERIMENT.get("LOGIT_STAND", False)) if "EXPERIMENT" in cfg else False
         # forward chunk size: the validation batch size (known to fit next to training)
         self.chunk = int(cfg.DATASET.TEST.BATCH_SIZE) if "DATASET" in cfg else 0
         self._cost = None  # (cost on CPU, reg, num_iter, source)
@@ -114,10 +120,13 @@ class AlignmentDiagnostics:
 
         T = self.temperature
         with torch.no_grad(), torch.autocast(device_type=device.type, enabled=False):
-            kl = kd_loss(logits_s, logits_t, T)
-            tc, nc = dkd_parts(logits_s, logits_t, targets, T)
+            z_s, z_t = logits_s, logits_t
+            if self.logit_stand:
+                z_s, z_t = standardize_logits(logits_s), standardize_logits(logits_t)
+            kl = kd_loss(z_s, z_t, T)
+            tc, nc = dkd_parts(z_s, z_t, targets, T)
             cost, reg, num_iter = self._cost_for(distiller)
-            _, w = wkd_logit_parts(logits_s, logits_t, targets, cost.to(device), T, reg, num_iter)
+            _, w = wkd_logit_parts(z_s, z_t, targets, cost.to(device), T, reg, num_iter)
         out = {"kl": kl.item(), "tc": tc.item(), "nc": nc.item(), "w": w.item()}
 
         gradients = self._logit_gradients(distiller.logit_loss, logits_s, logits_t, targets, epoch)

@@ -5,3 +5,4 @@ Each function's docstring gives its equation and source; the method classes in
 """
 from .kd import kd_loss  # noqa: F401
 from .dkd import dkd_loss, dkd_parts  # noqa: F401
+from .standardize import standardize_logits  # noqa: F401
