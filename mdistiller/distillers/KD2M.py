@@ -100,14 +100,10 @@ def select_feature(features, which):
     return feat.reshape(feat.shape[0], -1)
 
 
-def _uniform(n, like):
-    return torch.full((n,), 1.0 / n, dtype=torch.float64, device=like.device)
-
-
 def empirical_w2(x, y):
     """W2² between the uniform empirical measures of ``x`` (n, d) and ``y`` (m, d): exact OT, ``Σ P* ⊙ C``."""
     cost = pairwise_sqeuclidean(x, y)
-    return emd(_uniform(x.shape[0], x), _uniform(y.shape[0], y), cost, return_plan=False)
+    return emd(None, None, cost)
 
 
 def class_conditional_w2(x, y, labels):
@@ -125,8 +121,7 @@ def class_conditional_w2(x, y, labels):
     for c in classes:
         idx = (labels_cpu == c).nonzero().squeeze(1)
         block = cost_cpu[idx][:, idx]
-        masses = torch.full((idx.numel(),), 1.0 / idx.numel(), dtype=torch.float64)
-        block_plan, _ = emd(masses, masses, block)
+        _, block_plan = emd(None, None, block, return_plan=True)
         plan[idx.unsqueeze(1), idx.unsqueeze(0)] = block_plan / len(classes)
     return (plan.to(device=cost.device, dtype=cost.dtype) * cost).sum()
 
@@ -212,8 +207,7 @@ class KD2M(Distiller):
             return class_conditional_w2(feat_s, feat_t, target)
         if self.distance == "jw2":
             cost = self.joint_cost(feat_s, feat_t, logits_s, logits_t)
-            n = cost.shape[0]
-            return emd(_uniform(n, cost), _uniform(n, cost), cost, return_plan=False)
+            return emd(None, None, cost)
         if self.distance == "gw2":
             return self._gaussian_w2(*self._gaussian(feat_s, diagonal), *self._gaussian(feat_t, diagonal), diagonal)
         if self.distance == "cgw2":

@@ -42,8 +42,7 @@ Losses (fp32): ``{"loss_ce": CE_WEIGHT · CE, "loss_kd": ALPHA · Σ OT}``.
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ot.emd import relaxed_emd
-from ..ot.ipot import ipot
+from ..ot import cosine_cost, ipot, relaxed_emd
 from ._base import Distiller, fp32_losses
 from ._common import probe_features, probe_input_size
 from ..registry import register_distiller
@@ -92,13 +91,6 @@ class TeacherEmbed(nn.Module):
         return t if self.proj is None else self.proj(t)
 
 
-def cosine_cost(f_s, f_t, eps=1e-8):
-    """``C_ij = 1 − cos(f_s[i], f_t[j])`` for per-sample flattened features (B × B)."""
-    s = F.normalize(f_s.reshape(f_s.shape[0], -1), dim=1, eps=eps)
-    t = F.normalize(f_t.reshape(f_t.shape[0], -1), dim=1, eps=eps)
-    return 1.0 - s @ t.t()
-
-
 @register_distiller("OTKD")
 class OTKD(Distiller):
     """Model Compression Using Optimal Transport (Lohit & Jones, WACV 2022): IPOT or REMD on stage features."""
@@ -132,13 +124,10 @@ class OTKD(Distiller):
 
     def ot_loss(self, f_s, f_t):
         """Transport cost between the batch's student and teacher features of one stage (already embedded)."""
-        cost = cosine_cost(f_s, f_t)
+        cost = cosine_cost(f_s.reshape(f_s.shape[0], -1), f_t.reshape(f_t.shape[0], -1))
         if self.solver == "remd":
-            return relaxed_emd(cost)
-        n = cost.shape[0]
-        a = cost.new_full((n,), 1.0 / n)
-        b = cost.new_full((cost.shape[1],), 1.0 / cost.shape[1])
-        return ipot(a, b, cost, beta=self.beta, num_iter=self.num_iter, return_plan=False, detach_plan=self.detach_plan)
+            return relaxed_emd(None, None, cost)
+        return ipot(None, None, cost, beta=self.beta, num_iter=self.num_iter, detach_plan=self.detach_plan)
 
     def distill_losses(self, student, teacher, target, epoch, **batch):
         loss_ot = 0.0

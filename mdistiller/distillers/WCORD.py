@@ -52,7 +52,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ..ot.sinkhorn_log import sinkhorn_log
+from ..ot import cosine_cost, sinkhorn_log
 from ._base import Distiller, fp32_losses
 from .CRD import ContrastMemory, nce_loss
 from ..registry import DataNeeds, register_distiller
@@ -67,11 +67,6 @@ class LipschitzEmbed(nn.Module):
 
     def forward(self, x):
         return self.linear(F.normalize(x.reshape(x.shape[0], -1), dim=1))
-
-
-def cosine_cost(v_s, v_t, eps=1e-8):
-    """``C_ij = 1 − cos(v_s[i], v_t[j])`` (B × B)."""
-    return 1.0 - F.normalize(v_s, dim=1, eps=eps) @ F.normalize(v_t, dim=1, eps=eps).t()
 
 
 @register_distiller("WCORD")
@@ -119,11 +114,7 @@ class WCORD(Distiller):
     def local_loss(self, v_s, v_t):
         """Σ P ⊙ C, P the Sinkhorn plan (uniform masses, ITER iterations, as a constant)."""
         cost = cosine_cost(v_s, v_t)
-        a = cost.new_full((cost.shape[0],), 1.0 / cost.shape[0])
-        b = cost.new_full((cost.shape[1],), 1.0 / cost.shape[1])
-        return sinkhorn_log(
-            a, b, cost, self.sinkhorn_reg, num_iter=self.sinkhorn_iter, tol=0, return_plan=False, detach_plan=True
-        )
+        return sinkhorn_log(None, None, cost, self.sinkhorn_reg, num_iter=self.sinkhorn_iter, tol=0, detach_plan=True)
 
     def distill_losses(self, student, teacher, target, epoch, index=None, contrastive_index=None, **batch):
         if index is None or contrastive_index is None:

@@ -7,7 +7,7 @@ Two parts, each on when its weight is > 0 (config block ``WKD``):
   target probability detached) and ``W`` the batch mean of the entropic
   transport cost, under a class-to-class ground cost D, between the teacher's
   and the student's distributions softmax(z/T) over the C − 1 non-target
-  classes (fixed 10-iteration Sinkhorn, λ = 0.05; ``mdistiller.ot.sinkhorn``).
+  classes (fixed 10-iteration Sinkhorn, λ = 0.05; ``mdistiller.losses.wkd``).
   D is ``1 − CKA`` between the teacher's class features (a file made by
   ``tools/generate_cost_matrix.py`` or fetched by ``download_ckpts.sh``) or
   ``1 − cos`` of the teacher's classifier rows (``COST_MATRIX fc``), sharpened
@@ -39,7 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ot.gaussian import gaussian_w2_diag
-from ..ot.sinkhorn import SINKHORN_STAB, sinkhorn_kernel, sinkhorn_nontarget
+from ..losses.wkd import SINKHORN_STAB, sinkhorn_kernel, sinkhorn_nontarget
 from ._base import Distiller, fp32_losses
 from ._common import probe_features, probe_input_size
 from ..registry import register_distiller
@@ -108,7 +108,7 @@ def wkd_logit_parts(logits_student, logits_teacher, target, cost, temperature, r
 
     Source: Lv et al., NeurIPS 2024, Eqs. (4)-(5); release
     ``wkd_logit_loss_with_speration``, computed here with a shared masked
-    kernel (``mdistiller.ot.sinkhorn.sinkhorn_nontarget``).
+    kernel (``mdistiller.losses.wkd.sinkhorn_nontarget``).
     """
     label = _hard_target(target).view(-1, 1)
     log_p_student = F.log_softmax(logits_student, dim=1)
@@ -119,7 +119,7 @@ def wkd_logit_parts(logits_student, logits_teacher, target, cost, temperature, r
     minus_inf = logits_student.new_tensor(float("-inf"))
     q_student = F.softmax(torch.where(non_target, logits_student / temperature, minus_inf), dim=1)
     q_teacher = F.softmax(torch.where(non_target, logits_teacher / temperature, minus_inf), dim=1)
-    w = sinkhorn_nontarget(q_student, q_teacher, label.view(-1), cost, reg, num_iter, stab=SINKHORN_STAB, kernel=kernel)
+    w = sinkhorn_nontarget(q_student, q_teacher, cost, reg, num_iter, label.view(-1), stab=SINKHORN_STAB, kernel=kernel)
     return loss_t, w.mean()
 
 
@@ -431,7 +431,7 @@ class WKD(Distiller):
             self.register_buffer("cost_matrix", cost)
             kernel, kernel_cost = sinkhorn_kernel(cost, self.sinkhorn_lambda)
             self.register_buffer("sinkhorn_K", kernel, persistent=False)
-            self.register_buffer("sinkhorn_KD", kernel_cost, persistent=False)
+            self.register_buffer("kernel_cost", kernel_cost, persistent=False)
 
         if self.enable_wkdf:
             self.mean_cov_ratio = w.MEAN_COV_RATIO
@@ -478,7 +478,7 @@ class WKD(Distiller):
 
     def _kernel(self, dtype):
         if dtype == self.sinkhorn_K.dtype:
-            return self.sinkhorn_K, self.sinkhorn_KD
+            return self.sinkhorn_K, self.kernel_cost
         return sinkhorn_kernel(self.cost_matrix.to(dtype), self.sinkhorn_lambda)
 
     def logit_weight_at(self, epoch):

@@ -1,10 +1,13 @@
 """Optimal-transport toolbox: small pure functions on (batched) tensors.
 
-Each function's docstring gives its equation and source; distillers are thin
-wrappers that choose features, weights and schedules. Import lines below are
-grouped by module.
+One discipline for every solver (as POT's): ``f(a, b, cost, reg, num_iter, ...,
+return_plan=False)`` — histograms ``a``, ``b`` first (None = uniform), then the
+ground cost, the regulariser (``reg``; IPOT's proximal step ``beta``), the
+iteration counts; the transport cost is returned, ``(value, plan)`` with
+``return_plan=True``. Each function's docstring gives its equation and source.
 """
-from .sinkhorn import sinkhorn_kernel, sinkhorn_fixed, sinkhorn_masked, sinkhorn_nontarget  # noqa: F401
+from ._utils import cosine_cost  # noqa: F401
+from .sinkhorn import sinkhorn_fixed  # noqa: F401
 from .sinkhorn_log import sinkhorn_log  # noqa: F401
 from .ipot import ipot  # noqa: F401
 from .emd import emd, relaxed_emd, pairwise_sqeuclidean  # noqa: F401

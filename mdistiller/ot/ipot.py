@@ -3,10 +3,10 @@ import math
 
 import torch
 
-from .sinkhorn_log import _batch_problem, _unbatch
+from ._utils import batch_problem, unbatch
 
 
-def ipot(a, b, cost, beta=0.1, num_iter=50, inner_iter=1, init="ones", return_plan=True, detach_plan=False):
+def ipot(a, b, cost, beta=0.1, num_iter=50, inner_iter=1, init="ones", detach_plan=False, return_plan=False):
     r"""IPOT, Algorithm 1 of Xie, Wang, Wang & Zha, "A Fast Proximal Point Method for
     Computing Exact Wasserstein Distance" (UAI 2019), as used by Lohit & Jones,
     "Model Compression Using Optimal Transport" (WACV 2022).
@@ -28,18 +28,27 @@ def ipot(a, b, cost, beta=0.1, num_iter=50, inner_iter=1, init="ones", return_pl
     small ``β``. Unlike Sinkhorn, the plan converges to the *exact* (unregularised)
     OT plan as ``num_iter`` grows, for any ``β``; small ``β`` converges faster.
 
-    ``init``: ``"ones"`` (``T = 1 1ᵀ``, the paper) or ``"product"`` (``T = a bᵀ``).
-    Shapes as in :func:`mdistiller.ot.sinkhorn_log` (batched ``a`` (B, n), ``b``
-    (B, m), cost (n, m) or (B, n, m)). Returns ``(T, value)`` with
-    ``value = Σ T ⊙ C``, or only ``value`` when ``return_plan=False``. Gradients
-    unroll the iterations unless ``detach_plan=True`` (plan as a constant, gradient
-    ``T`` w.r.t. the cost).
+    Args:
+        a: (n,) or (B, n) source histograms; None = uniform ``1/n``.
+        b: (m,) or (B, m) target histograms; None = uniform ``1/m``.
+        cost: (n, m) shared or (B, n, m) per-problem ground cost ``C``.
+        beta: proximal step ``β`` > 0.
+        num_iter: number of outer (proximal) iterations.
+        inner_iter: ``L``, Sinkhorn sweeps per outer iteration.
+        init: ``"ones"`` (``T = 1 1ᵀ``, the paper) or ``"product"`` (``T = a bᵀ``).
+        detach_plan: compute the plan without gradient (the value's gradient
+            w.r.t. the cost is then ``T``); otherwise gradients unroll the iterations.
+        return_plan: also return the plan.
+
+    Returns:
+        ``value = Σ T ⊙ C``, shape (B,) or () for one unbatched problem;
+        ``(value, T)`` with ``return_plan=True``.
     """
     if init not in ("ones", "product"):
         raise ValueError("init must be 'ones' or 'product', got {!r}".format(init))
     if num_iter < 1 or inner_iter < 1:
         raise ValueError("num_iter and inner_iter must be >= 1")
-    a, b, cost, batched = _batch_problem(a, b, cost)
+    a, b, cost, batched = batch_problem(a, b, cost)
     with torch.set_grad_enabled(torch.is_grad_enabled() and not detach_plan):
         log_a, log_b = a.log().to(cost.dtype), b.log().to(cost.dtype)
         log_g = -cost / beta
@@ -58,5 +67,5 @@ def ipot(a, b, cost, beta=0.1, num_iter=50, inner_iter=1, init="ones", return_pl
     if detach_plan:
         plan = plan.detach()
     value = (plan * cost).sum((-2, -1))
-    plan, value = _unbatch(plan, value, batched)
-    return (plan, value) if return_plan else value
+    value, plan = unbatch(value, plan, batched)
+    return (value, plan) if return_plan else value

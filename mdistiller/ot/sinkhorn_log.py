@@ -1,39 +1,10 @@
-"""Converged entropic OT in the log domain (plus the batching helper of the toolbox).
-
-Shapes used throughout ``sinkhorn_log``, ``ipot`` and ``emd``: marginals
-``a`` (B, n) or (n,), ``b`` (B, m) or (m,), cost (n, m) or (B, n, m). One
-unbatched problem (every input unbatched) returns an unbatched plan (n, m) and a
-0-d value; otherwise the batch size is taken from whichever input is batched
-and the others are broadcast.
-"""
+"""Converged entropic OT in the log domain."""
 import torch
 
-
-def _batch_problem(a, b, cost):
-    """Broadcast ``a``, ``b``, ``cost`` to (B, n), (B, m), (B, n, m); also returns whether any was batched."""
-    if cost.dim() not in (2, 3):
-        raise ValueError("cost must be (n, m) or (B, n, m), got shape {}".format(tuple(cost.shape)))
-    if a.dim() not in (1, 2) or b.dim() not in (1, 2):
-        raise ValueError("a and b must be (n,) / (B, n), got {} and {}".format(tuple(a.shape), tuple(b.shape)))
-    batched = cost.dim() == 3 or a.dim() == 2 or b.dim() == 2
-    sizes = {t.shape[0] for t, d in ((a, 2), (b, 2), (cost, 3)) if t.dim() == d}
-    if len(sizes) > 1:
-        raise ValueError("inconsistent batch sizes {}".format(sorted(sizes)))
-    batch = sizes.pop() if sizes else 1
-    n, m = cost.shape[-2], cost.shape[-1]
-    if a.shape[-1] != n or b.shape[-1] != m:
-        raise ValueError("a has {} and b {} entries, cost is {}x{}".format(a.shape[-1], b.shape[-1], n, m))
-    a = a.expand(batch, n) if a.dim() == 1 else a
-    b = b.expand(batch, m) if b.dim() == 1 else b
-    cost = cost.expand(batch, n, m) if cost.dim() == 2 else cost
-    return a, b, cost, batched
+from ._utils import batch_problem, unbatch
 
 
-def _unbatch(plan, value, batched):
-    return (plan, value) if batched else (plan[0], value[0])
-
-
-def sinkhorn_log(a, b, cost, reg, num_iter=1000, tol=1e-9, return_plan=True, detach_plan=False):
+def sinkhorn_log(a, b, cost, reg, num_iter=1000, tol=1e-9, detach_plan=False, return_plan=False):
     r"""Entropic optimal transport solved by Sinkhorn's algorithm in the log domain.
 
     Solves :math:`P^\varepsilon = \arg\min_{P \in U(a, b)} \langle P, C\rangle - \varepsilon H(P)`
@@ -52,15 +23,27 @@ def sinkhorn_log(a, b, cost, reg, num_iter=1000, tol=1e-9, return_plan=True, det
     :math:`\lVert P^\top 1 - b\rVert_1` is below ``tol`` (checked every 10
     iterations, as POT does); ``tol=0`` runs exactly ``num_iter`` iterations.
 
-    Returns ``(plan, value)`` with ``value`` :math:`= \sum_{ij} P_{ij} C_{ij}`
-    (the transport cost of the entropic plan, what ``ot.sinkhorn2`` returns),
-    or only ``value`` when ``return_plan=False``. Gradients flow by unrolling the
-    iterations; with ``detach_plan=True`` the plan is computed without gradient
-    and ``value = Σ P.detach() ⊙ C`` (gradient ``P`` w.r.t. the cost, the
-    envelope-theorem gradient of the regularised objective), which saves the
-    memory of the unrolled graph.
+    Gradients flow by unrolling the iterations; with ``detach_plan=True`` the
+    plan is computed without gradient and ``value = Σ P.detach() ⊙ C`` (gradient
+    ``P`` w.r.t. the cost, the envelope-theorem gradient of the regularised
+    objective), which saves the memory of the unrolled graph.
+
+    Args:
+        a: (n,) or (B, n) source histograms; None = uniform ``1/n``.
+        b: (m,) or (B, m) target histograms; None = uniform ``1/m``.
+        cost: (n, m) shared or (B, n, m) per-problem ground cost ``C``.
+        reg: entropic regulariser ``ε`` > 0.
+        num_iter: maximum number of (g, f) updates.
+        tol: column-marginal tolerance of the early stop; 0 runs ``num_iter`` updates.
+        detach_plan: compute the plan without gradient.
+        return_plan: also return the plan.
+
+    Returns:
+        ``value`` :math:`= \sum_{ij} P_{ij} C_{ij}` (the transport cost of the
+        entropic plan, what ``ot.sinkhorn2`` returns), shape (B,) or () for one
+        unbatched problem; ``(value, plan)`` with ``return_plan=True``.
     """
-    a, b, cost, batched = _batch_problem(a, b, cost)
+    a, b, cost, batched = batch_problem(a, b, cost)
     with torch.set_grad_enabled(torch.is_grad_enabled() and not detach_plan):
         log_a, log_b = a.log(), b.log()
         scaled = cost / reg
@@ -78,5 +61,5 @@ def sinkhorn_log(a, b, cost, reg, num_iter=1000, tol=1e-9, return_plan=True, det
     if detach_plan:
         plan = plan.detach()
     value = (plan * cost).sum((-2, -1))
-    plan, value = _unbatch(plan, value, batched)
-    return (plan, value) if return_plan else value
+    value, plan = unbatch(value, plan, batched)
+    return (value, plan) if return_plan else value
