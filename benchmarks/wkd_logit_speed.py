@@ -107,7 +107,7 @@ def current_rss_kb():
 
 def run_variant(variant, batch, classes, repeats, out_path):
     from mdistiller.distillers.WKD import prepare_cost_matrix, wkd_logit_parts
-    from mdistiller.losses.wkd import sinkhorn_kernel
+    from mdistiller.ot import sinkhorn_kernel
 
     logits_student, logits_teacher, target, raw = make_inputs(batch, classes)
     if variant == "ours":

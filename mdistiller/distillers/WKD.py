@@ -39,7 +39,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ot.gaussian import gaussian_w2_diag
-from ..losses.wkd import SINKHORN_STAB, sinkhorn_kernel, sinkhorn_nontarget
+from ..losses.wkd import SINKHORN_STAB, sinkhorn_nontarget
+from ..ot import sinkhorn_kernel
 from ._base import Distiller, fp32_losses
 from ._common import probe_features, probe_input_size
 from ..registry import register_distiller

@@ -15,20 +15,6 @@ __all__ = ["SINKHORN_STAB", "sinkhorn_kernel", "sinkhorn_masked", "sinkhorn_nont
 SINKHORN_STAB = 1e-8
 
 
-def sinkhorn_kernel(cost, reg):
-    """``(K, K ⊙ M)`` with ``K = exp(−M / reg)`` (the Gibbs kernel of Cuturi, NeurIPS 2013, Algorithm 1).
-
-    Args:
-        cost: ground cost M, shared (n, m) or batched (B, n, m).
-        reg: entropic regulariser λ.
-
-    Returns:
-        ``(K, K ⊙ M)``, to be passed as ``kernel=`` to the solvers (computed once per cost and λ).
-    """
-    K = torch.exp(-cost / reg)
-    return K, K * cost
-
-
 def sinkhorn_masked(a, b, cost, reg, num_iter, mask, stab=SINKHORN_STAB, kernel=None, return_plan=False):
     """Fixed-iteration Sinkhorn on each sample's support ``mask``, with one shared cost.
 

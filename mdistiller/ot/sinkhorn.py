@@ -27,7 +27,21 @@ import torch
 
 from ._utils import batch_histograms, fill_uniform, unbatch, uniform
 
-__all__ = ["sinkhorn_fixed"]
+__all__ = ["sinkhorn_kernel", "sinkhorn_fixed"]
+
+
+def sinkhorn_kernel(cost, reg):
+    """``(K, K ⊙ M)`` with ``K = exp(−M / reg)`` (the Gibbs kernel of Cuturi, NeurIPS 2013, Algorithm 1).
+
+    Args:
+        cost: ground cost M, shared (n, m) or batched (B, n, m).
+        reg: entropic regulariser λ.
+
+    Returns:
+        ``(K, K ⊙ M)``, to be passed as ``kernel=`` to the solvers (computed once per cost and λ).
+    """
+    K = torch.exp(-cost / reg)
+    return K, K * cost
 
 
 def sinkhorn_fixed(a, b, cost, reg, num_iter, u0=None, stab=1e-8, kernel=None, return_plan=False):
@@ -64,9 +78,7 @@ def sinkhorn_fixed(a, b, cost, reg, num_iter, u0=None, stab=1e-8, kernel=None, r
     given = [t for t in (a, b) if t is not None]
     dtype = given[0].dtype if given else (cost if kernel is None else kernel[0]).dtype
     if kernel is None:
-        cost = cost.to(dtype)
-        K = torch.exp(-cost / reg)
-        KM = K * cost
+        K, KM = sinkhorn_kernel(cost.to(dtype), reg)
     else:
         K, KM = kernel[0].to(dtype), kernel[1].to(dtype)
     a, b = fill_uniform(a, b, K.shape[-2], K.shape[-1], K)

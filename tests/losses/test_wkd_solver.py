@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from mdistiller.distillers.WKD import prepare_cost_matrix
-from mdistiller.losses.wkd import sinkhorn_kernel, sinkhorn_masked, sinkhorn_nontarget
+from mdistiller.losses.wkd import sinkhorn_masked, sinkhorn_nontarget
+from mdistiller.ot import sinkhorn_kernel
 from mdistiller.ot import sinkhorn_fixed
 
 REG, ITERS = 0.05, 10
