@@ -9,7 +9,7 @@ import torch
 
 from ..ot import sinkhorn_fixed
 
-__all__ = ["SINKHORN_STAB", "sinkhorn_kernel", "sinkhorn_masked", "sinkhorn_nontarget"]
+__all__ = ["SINKHORN_STAB", "sinkhorn_masked", "sinkhorn_nontarget"]
 
 # The stabiliser ε of the released WKD solver (added to both Sinkhorn denominators).
 SINKHORN_STAB = 1e-8
