@@ -6,19 +6,21 @@ Expected files (what torchvision's downloader extracts)::
     ROOT/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}
 
 The pickles are read here (not through torchvision's CIFAR classes, which
-md5-check every file); torchvision is used only to download when the folder is
-missing. Images are kept as one ``uint8`` ``N x 3 x 32 x 32`` tensor and the
-augmentations run on tensors: RandomCrop(32, padding=4) with zero padding,
+md5-check every file) with a restricted unpickler that admits only the numpy
+array globals these files reference, so a tampered file cannot run code;
+torchvision is used only to download when the folder is missing. Images are
+kept as one ``uint8`` ``N x 3 x 32 x 32`` tensor and the augmentations run on
+tensors: RandomCrop(32, padding=4) with zero padding,
 RandomHorizontalFlip, /255, Normalize -- numerically the same as mdistiller's
 PIL pipeline and driven by torch's RNG.
 """
 import os
-import pickle
 
 import numpy as np
 import torch
 
 from .common import TensorImageDataset, ensure_files, test_transform_32, train_transform_32
+from .restricted_pickle import load_restricted
 
 CIFAR100_MEAN = (0.5071, 0.4867, 0.4408)
 CIFAR100_STD = (0.2675, 0.2565, 0.2761)
@@ -43,8 +45,10 @@ def get_cifar10_test_transform():
 
 
 def _load_pickle(path):
-    with open(path, "rb") as f:
-        entry = pickle.load(f, encoding="bytes")
+    # a restricted unpickler: a tampered file cannot run code (see restricted_pickle)
+    entry = load_restricted(path, encoding="bytes")
+    if not isinstance(entry, dict):
+        raise ValueError("{} holds a {}, not the dict of a CIFAR batch file".format(path, type(entry).__name__))
     return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in entry.items()}
 
 

@@ -33,6 +33,7 @@ arithmetic; see ``sinkhorn_masked``), and at B = 256, C = 1000 on 2 CPU cores
 """
 import math
 import os
+import pickle
 
 import torch
 import torch.nn as nn
@@ -175,7 +176,13 @@ def load_cost_matrix(path):
         if not os.path.isabs(path):
             where += " (nor {})".format(os.path.join(_REPO_ROOT, path))
         raise FileNotFoundError("WKD cost matrix not found: {}. {}".format(where, COST_MATRIX_HINT))
-    matrix = torch.load(resolved, map_location="cpu", weights_only=True)
+    try:
+        matrix = torch.load(resolved, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise RuntimeError(
+            "Refusing to load {}: it is not a plain tensor file (it asks to run code while unpickling), so nothing "
+            "in it was run. {}\nDetails: {}".format(resolved, COST_MATRIX_HINT, str(e).splitlines()[0] if str(e) else e)
+        ) from None
     if isinstance(matrix, dict):  # tolerate {"cost_matrix": tensor}-style files with one tensor
         tensors = [v for v in matrix.values() if torch.is_tensor(v)]
         if len(tensors) != 1:

@@ -162,11 +162,14 @@ class ResNet(nn.Module):
 
 
 def _load_pretrained(model, arch, progress=True):
+    """torchvision's weights through torch.hub: the download is checked against the SHA-256 prefix in
+    the file name (``check_hash=True``, as torchvision's weights API does) and read with ``weights_only``."""
     url = model_urls[arch]
     legacy = legacy_model_urls[arch]
     if os.path.isfile(os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(legacy))):
         url = legacy
-    state_dict = torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=progress, weights_only=True)
+    state_dict = torch.hub.load_state_dict_from_url(
+        url, map_location="cpu", progress=progress, check_hash=True, weights_only=True)
     model.load_state_dict(state_dict)
     return model
 
