@@ -11,12 +11,19 @@ seed mean, the band ± one sample std where there are two seeds or more):
 
 Runs without a teacher have no ``alignment.csv``; they appear in ``accuracy.png`` only.
 A figure with no data at all is not written. matplotlib runs on the Agg backend (no display).
+
+    python -m mdistiller.plots RUN_DIR [RUN_DIR ...] [--out DIR]
+
+This module reads run folders only (:mod:`mdistiller.engine.records`, ``config.yaml``) and names
+methods through the registry; it does not import the benchmark runner (the runner imports it).
 """
+import argparse
 import math
 import os
 from collections import OrderedDict
 
 from .engine.records import read_csv
+from .registry import get_distiller_class
 
 ALIGNMENT_LOSSES = ("kl", "tc", "nc", "w")
 ALIGNMENT_GRADIENTS = tuple("grad_top{}".format(i) for i in range(1, 7))
@@ -161,16 +168,17 @@ def plot_groups(groups, out_dir, prefix=""):
 
 
 def run_label(run_dir):
-    """``<method label> <folder>`` of a run, from its config.yaml when readable."""
+    """``<method label> [<parent>/<folder>]`` of a run (label from its config.yaml and the registry), else the folder."""
     base = os.path.basename(os.path.normpath(run_dir))
     parent = os.path.basename(os.path.dirname(os.path.normpath(run_dir)))
     name = "{}/{}".format(parent, base) if parent else base
     try:
-        from .benchmark import method_label
-        from .engine.cfg import get_cfg
+        import yaml
+        from yacs.config import CfgNode
 
-        cfg = get_cfg(os.path.join(run_dir, "config.yaml"))
-        return "{} [{}]".format(method_label(cfg), name)
+        with open(os.path.join(run_dir, "config.yaml")) as f:
+            cfg = CfgNode(yaml.safe_load(f))  # the run's full config, as the trainer dumped it
+        return "{} [{}]".format(get_distiller_class(cfg.DISTILLER.TYPE).label(cfg), name)
     except Exception:
         return name
 
@@ -190,3 +198,21 @@ def plot_run_dirs(paths, out_dir):
             label += "'"
         groups[label] = runs
     return plot_groups(groups, out_dir)
+
+
+def main(argv=None):
+    """CLI: ``python -m mdistiller.plots RUN_DIR [RUN_DIR ...] [--out DIR]``; returns the paths written."""
+    parser = argparse.ArgumentParser(description="Alignment diagnostics and accuracy curves of runs (PNG).")
+    parser.add_argument("runs", nargs="+", help="run folders (or folders of runs)")
+    parser.add_argument("--out", default=".", help="output folder (default: current folder)")
+    args = parser.parse_args(argv)
+    paths = plot_run_dirs(args.runs, args.out)
+    for path in paths:
+        print(path)
+    if not paths:
+        print("nothing to plot (no metrics.csv / alignment.csv rows)")
+    return paths
+
+
+if __name__ == "__main__":
+    main()

@@ -2,10 +2,11 @@
 
 1. Trains a resnet20 teacher on the bundled digits data (configs/digits/teacher.yaml), once:
    demo_runs/teacher/teacher/seed0/student_best is reused when its run finished.
-2. Distills the same resnet8 student with every demo method whose distiller is registered
-   (Vanilla, KD, DKD, WKD-L, WKL, IPOT, KD2M, WCoRD: configs/digits/<method>.yaml) over 3 seeds
-   with the benchmark runner (mdistiller/benchmark.py), 4 epochs each, runs in parallel,
-   one thread each.
+2. Distills the same resnet8 student with every other config of configs/digits/ whose distiller
+   is registered (today Vanilla, KD, DKD, WKD-L, WKL, IPOT, KD2M, WCoRD) over 3 seeds with the
+   benchmark runner (mdistiller.benchmark), 4 epochs each, runs in parallel, one thread each.
+   Table order: models trained alone, then methods on logit distributions (they declare a logit
+   temperature), then the other methods, then contrastive ones; registration order within each.
 3. Prints the comparison table (also demo_runs/sweep/results.md, results.csv) and writes the
    alignment / accuracy figures (demo_runs/sweep/*.png).
 
@@ -13,29 +14,43 @@ Re-running skips finished runs. Options: --seeds, --jobs, --out; KEY VALUE overr
 distillation run (e.g. `SOLVER.EPOCHS 6`).
 """
 import argparse
+import glob
 import os
 import sys
 import time
 
+from mdistiller.benchmark import cores_available, method_label, run_state, run_sweep
+from mdistiller.engine.cfg import get_cfg
+from mdistiller.registry import distiller_dict, load_builtin_methods
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from mdistiller.benchmark import cores_available, run_sweep, run_state  # noqa: E402
-from mdistiller.distillers import distiller_dict  # noqa: E402
-
 CONFIG_DIR = os.path.join("configs", "digits")
 TEACHER_CONFIG = os.path.join(CONFIG_DIR, "teacher.yaml")
-# (config file, registry key, what it is), in table order
-METHODS = (
-    ("vanilla.yaml", "NONE", "Vanilla (student alone)"),
-    ("kd.yaml", "KD", "KD"),
-    ("dkd.yaml", "DKD", "DKD"),
-    ("wkd_l.yaml", "WKD", "WKD-L"),
-    ("wkl.yaml", "WKL", "WKL"),
-    ("ipot.yaml", "OTKD", "OTKD (IPOT)"),
-    ("kd2m.yaml", "KD2M", "KD2M (W2)"),
-    ("wcord.yaml", "WCORD", "WCoRD"),
-)
+
+
+def demo_methods(config_dir=CONFIG_DIR, teacher_config=TEACHER_CONFIG):
+    """``(methods, skipped)``: ``(config path, registry key, label)`` of every config in ``config_dir``
+    but the teacher's, in table order; ``skipped`` = those whose distiller is not registered."""
+    load_builtin_methods()
+    order = {key: i for i, key in enumerate(distiller_dict)}
+    methods, skipped = [], []
+    for path in sorted(glob.glob(os.path.join(config_dir, "*.yaml"))):
+        if os.path.normpath(path) == os.path.normpath(teacher_config):
+            continue
+        try:
+            cfg = get_cfg(path)
+            key = str(cfg.DISTILLER.TYPE)
+            if key not in distiller_dict:
+                skipped.append((path, key, key))
+                continue
+            cls = distiller_dict[key]
+            needs = cls.data_needs(cfg)
+            rank = (needs.teacher, cls.logit_temperature(cfg) is None, needs.contrastive_k > 0, order[key], path)
+        except Exception as e:  # e.g. the block of a method this checkout lacks
+            skipped.append((path, "?", "{}: {}".format(type(e).__name__, e).splitlines()[0]))
+            continue
+        methods.append((rank, (path, key, method_label(cfg))))
+    return [m for _, m in sorted(methods)], skipped
 
 
 def main(argv=None):
@@ -50,12 +65,11 @@ def main(argv=None):
     cores = cores_available()
     jobs = args.jobs or cores
 
-    methods = [(f, key, what) for f, key, what in METHODS if key in distiller_dict]
-    skipped = [(f, key, what) for f, key, what in METHODS if key not in distiller_dict]
-    print("Demo methods: {}".format(", ".join(what for _, _, what in methods)))
+    methods, skipped = demo_methods()
+    print("Demo methods: {}".format(", ".join(label for _, _, label in methods)))
     if skipped:
         print("Skipped (distiller not registered in this checkout): {}".format(
-            ", ".join("{} ({})".format(what, key) for _, key, what in skipped)))
+            ", ".join("{} ({})".format(os.path.basename(path), what) for path, _, what in skipped)))
 
     # 1. the teacher (cached)
     teacher_dir = os.path.join(args.out, "teacher", "teacher", "seed0")
@@ -74,7 +88,7 @@ def main(argv=None):
 
     # 2. the students
     print("\n== Students: resnet8, {} method(s) x {} seed(s) ==".format(len(methods), len(args.seeds)))
-    configs = [os.path.join(CONFIG_DIR, f) for f, _, _ in methods]
+    configs = [path for path, _, _ in methods]
     opts = ["DISTILLER.TEACHER_CKPT", os.path.abspath(teacher_ckpt)] + list(args.opts)
     sweep = run_sweep(configs, seeds=args.seeds, out=args.out, name="sweep", opts=opts, jobs=jobs,
                       title="Digits demo: resnet20 (teacher, {:.2f}%) -> resnet8".format(record["best_acc"]))

@@ -1,0 +1,79 @@
+"""Side-by-side comparisons: run every (config, seed) of a sweep and aggregate the results.
+
+    from mdistiller.benchmark import run_sweep
+    result = run_sweep(["configs/digits/kd.yaml", "configs/digits/dkd.yaml"], seeds=[0, 1, 2],
+                       out="benchmark_runs", name="digits", jobs=2, opts=["SOLVER.EPOCHS", "5"])
+    print(result["markdown"])
+
+or from the shell, ``python -m mdistiller.benchmark --configs ... --seeds 0 1 2 [KEY VALUE ...]``
+(:mod:`.cli`).
+
+Layout of a sweep folder (``<out>/<name>``, or ``<out>`` without a name)::
+
+    <sweep>/<run name>/seed<s>/   one run of mdistiller.train: metrics.csv, alignment.csv, summary.json,
+                                  latest, ... plus benchmark_cfg.yaml (the exact config it ran),
+                                  benchmark.json (wall time of each attempt), stdout.txt, stderr.txt,
+                                  error.txt (last line of stderr, only when the run failed)
+    <sweep>/runs.csv              one row per (config, seed)
+    <sweep>/results.csv, results.md   one row per config: mean ± std over seeds, published number
+    <sweep>/*.png                 alignment diagnostics and test accuracy (mdistiller.plots)
+
+Rules:
+
+* Every run is a subprocess ``python -m mdistiller.train --cfg <run>/benchmark_cfg.yaml [--resume]``
+  (the config file is the merged config with ``EXPERIMENT.SEED``, ``LOG.PREFIX = <sweep>``,
+  ``EXPERIMENT.PROJECT = <run name>``, ``EXPERIMENT.NAME = seed<s>``), so a crash is isolated
+  and ``jobs`` runs can share the machine. Each gets ``OMP_NUM_THREADS = MKL_NUM_THREADS =
+  max(1, cores // jobs)`` (``threads`` overrides), i.e. the same compute per run.
+* A run is *finished* when its ``summary.json`` records at least the configured number of
+  epochs and ``metrics.csv`` holds them: it is skipped. An unfinished run with a ``latest``
+  checkpoint is resumed (``--resume``); otherwise it starts over.
+* A run that fails (non-zero exit, or no summary afterwards) keeps its stderr; the last
+  non-empty line goes to ``error.txt`` and into the tables. Nothing is dropped silently.
+* Numbers: top-1 of the last epoch and of the best epoch, read from each run's
+  ``metrics.csv``; mean and sample standard deviation (n - 1) over the seeds that finished
+  ("—" when n = 1). Wall time = the runner's measurement of the run's subprocesses (all
+  attempts), or the summed epoch times when the runner did not launch it.
+* Published numbers come from ``mdistiller/reference/published_results.csv`` (looked up by
+  dataset, teacher, student and :func:`method_label`, the registered class's ``label(cfg)``);
+  they are for the papers' full protocols, so short runs are not expected to reach them.
+
+Modules: :mod:`.plan` (runs, names, labels), :mod:`.execute` (subprocesses, ``jobs`` at once),
+:mod:`.collect` (a run folder -> its record), :mod:`.tables` (mean ± std, markdown/CSV),
+:mod:`.published` (published numbers), :mod:`.suites` (suite files), :mod:`.sweep` (all of it).
+"""
+from .collect import ERROR_FILE, RUN_INFO, collect_run, read_json, run_state
+from .execute import (
+    RUN_CFG,
+    TRAIN_MODULE,
+    cores_available,
+    execute_run,
+    execute_runs,
+    last_error_line,
+    run_config,
+    threads_per_run,
+    train_command,
+)
+from .plan import Run, method_label, plan_runs, run_name, slug
+from .published import REFERENCE_CSV, load_published, published_top1
+from .suites import load_suite
+from .sweep import draw_sweep_plots, run_sweep, sweep_folder
+from .tables import (
+    CSV_FIELDS,
+    DASH,
+    RUN_FIELDS,
+    TABLE_COLUMNS,
+    aggregate,
+    format_markdown,
+    mean_std,
+    pair_text,
+    write_csv,
+)
+
+__all__ = [
+    "CSV_FIELDS", "DASH", "ERROR_FILE", "REFERENCE_CSV", "RUN_CFG", "RUN_FIELDS", "RUN_INFO", "TABLE_COLUMNS",
+    "TRAIN_MODULE", "Run", "aggregate", "collect_run", "cores_available", "draw_sweep_plots", "execute_run",
+    "execute_runs", "format_markdown", "last_error_line", "load_published", "load_suite", "mean_std", "method_label",
+    "pair_text", "plan_runs", "published_top1", "read_json", "run_config", "run_name", "run_state", "run_sweep",
+    "slug", "sweep_folder", "threads_per_run", "train_command", "write_csv",
+]

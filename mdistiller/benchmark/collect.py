@@ -1,0 +1,81 @@
+"""Reading a run folder: whether the run is finished, and its record (status, top-1, wall time, error).
+
+Files read: the trainer's ``metrics.csv`` and ``summary.json``, the runner's
+``benchmark.json`` (wall time of each attempt) and ``error.txt`` (last line of a failed
+attempt's stderr).
+"""
+import json
+import os
+from collections import OrderedDict
+
+from ..engine.records import read_csv
+
+RUN_INFO = "benchmark.json"
+ERROR_FILE = "error.txt"
+
+
+def read_json(path):
+    """The file's JSON, or None when it is missing or unreadable."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def run_state(run_dir, epochs):
+    """``"done"`` (all epochs logged), ``"resume"`` (has ``latest``) or ``"new"``."""
+    summary = read_json(os.path.join(run_dir, "summary.json"))
+    if summary is not None:
+        logged = len(read_csv(os.path.join(run_dir, "metrics.csv")))
+        if int(summary.get("epochs") or 0) >= epochs and logged >= epochs:
+            return "done"
+    if os.path.exists(os.path.join(run_dir, "latest")):
+        return "resume"
+    return "new"
+
+
+def collect_run(run):
+    """The run's record, from its own logs: status, last/best top-1, wall time, error."""
+    record = OrderedDict(
+        name=run.name,
+        config=run.config,
+        method=run.label,
+        type=run.kind,
+        dataset=run.dataset,
+        teacher=run.teacher,
+        student=run.student,
+        seed=run.seed,
+        status="failed",
+        epochs=0,
+        last_acc=None,
+        best_acc=None,
+        best_epoch=None,
+        wall_time=None,
+        error="",
+        run_dir=run.run_dir,
+    )
+    rows = read_csv(os.path.join(run.run_dir, "metrics.csv"))
+    if rows:
+        accs = [float(r["test_acc"]) for r in rows]
+        best = max(range(len(accs)), key=lambda i: accs[i])  # first epoch reaching the max, as the trainer
+        record.update(
+            epochs=len(rows), last_acc=accs[-1], best_acc=accs[best], best_epoch=int(rows[best]["epoch"])
+        )
+    info = read_json(os.path.join(run.run_dir, RUN_INFO))
+    if info and info.get("attempts"):
+        record["wall_time"] = sum(a["wall_time"] for a in info["attempts"])
+    elif rows:
+        record["wall_time"] = sum(float(r.get("epoch_time") or 0) for r in rows)
+    error_path = os.path.join(run.run_dir, ERROR_FILE)
+    if run.load_error:
+        record["error"] = run.load_error
+    elif run_state(run.run_dir, run.epochs) == "done" and run.epochs > 0:
+        record["status"] = "ok"
+    elif os.path.exists(error_path):
+        with open(error_path) as f:
+            record["error"] = f.read().strip()
+    else:
+        record["status"] = "pending"
+        record["error"] = "not finished"
+    return record

@@ -1,0 +1,132 @@
+"""Running runs: each one a ``python -m mdistiller.train`` subprocess, ``jobs`` of them at once.
+
+A run's subprocess reads ``<run>/benchmark_cfg.yaml`` (the merged config with its seed and
+output folder), writes its logs into the run folder, and gets ``OMP_NUM_THREADS =
+MKL_NUM_THREADS = threads``. Every attempt's exit code and wall time are appended to
+``benchmark.json``; a failed attempt's last stderr line goes to ``error.txt``.
+"""
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from .collect import ERROR_FILE, RUN_INFO, read_json, run_state
+
+RUN_CFG = "benchmark_cfg.yaml"
+TRAIN_MODULE = "mdistiller.train"
+
+
+def run_config(run, sweep_dir):
+    """The merged config of one run (seed and output folder set) as yaml text."""
+    cfg = run.cfg.clone()
+    cfg.defrost()
+    cfg.EXPERIMENT.SEED = run.seed
+    cfg.EXPERIMENT.PROJECT = run.name
+    cfg.EXPERIMENT.NAME = "seed{}".format(run.seed)
+    cfg.LOG.PREFIX = os.path.abspath(sweep_dir)
+    cfg.freeze()
+    return cfg.dump()
+
+
+def last_error_line(text):
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def cores_available():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS / Windows
+        return os.cpu_count() or 1
+
+
+def threads_per_run(jobs, cores=None):
+    """``max(1, cores // jobs)``: every run gets the same share of the machine."""
+    return max(1, (cores or cores_available()) // max(1, int(jobs)))
+
+
+def train_command(cfg_path, resume=False, python=None, module=TRAIN_MODULE):
+    """``[python, -m, module, --cfg, cfg_path(, --resume)]``."""
+    cmd = [python or sys.executable, "-m", module, "--cfg", cfg_path]
+    if resume:
+        cmd.append("--resume")
+    return cmd
+
+
+def execute_run(run, sweep_dir, threads, python=None, module=TRAIN_MODULE):
+    """Run (or resume) one run in a subprocess; returns the action taken. Never raises for a failing run."""
+    os.makedirs(run.run_dir, exist_ok=True)
+    error_path = os.path.join(run.run_dir, ERROR_FILE)
+    if run.load_error:
+        with open(error_path, "w") as f:
+            f.write(run.load_error + "\n")
+        run.action = "failed-config"
+        return run.action
+    state = run_state(run.run_dir, run.epochs)
+    if state == "done":
+        run.action = "skip"
+        return run.action
+    if os.path.exists(error_path):
+        os.remove(error_path)
+    if state == "new":  # leftovers of an attempt that died before its first checkpoint
+        for stale in ("metrics.csv", "alignment.csv", "summary.json"):
+            path = os.path.join(run.run_dir, stale)
+            if os.path.exists(path):
+                os.remove(path)
+    cfg_path = os.path.join(run.run_dir, RUN_CFG)
+    with open(cfg_path, "w") as f:
+        f.write(run_config(run, sweep_dir))
+    cmd = train_command(cfg_path, resume=state == "resume", python=python, module=module)
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    env["PYTHONUNBUFFERED"] = "1"
+    started = time.time()
+    with open(os.path.join(run.run_dir, "stdout.txt"), "a") as out, open(
+        os.path.join(run.run_dir, "stderr.txt"), "w"
+    ) as err:
+        out.write("$ {}\n".format(" ".join(cmd)))
+        out.flush()
+        try:
+            code = subprocess.call(cmd, stdout=out, stderr=err, env=env)
+        except OSError as e:
+            err.write("{}: {}\n".format(type(e).__name__, e))
+            code = -1
+    elapsed = time.time() - started
+    info = read_json(os.path.join(run.run_dir, RUN_INFO)) or {"attempts": []}
+    info["attempts"].append(
+        {"action": state, "returncode": code, "wall_time": elapsed, "threads": threads, "started": started}
+    )
+    with open(os.path.join(run.run_dir, RUN_INFO), "w") as f:
+        json.dump(info, f, indent=2)
+    if code != 0 or run_state(run.run_dir, run.epochs) != "done":
+        with open(os.path.join(run.run_dir, "stderr.txt")) as f:
+            line = last_error_line(f.read()) or "exit code {} without a summary.json".format(code)
+        with open(error_path, "w") as f:
+            f.write(line + "\n")
+    run.action = state
+    return run.action
+
+
+def execute_runs(runs, sweep_dir, jobs, threads, python=None, on_done=None):
+    """:func:`execute_run` for each run, ``jobs`` at once (one thread per run waiting on its subprocess).
+
+    ``on_done(run, action, started)`` is called after each run (``started`` = its start time), one
+    call at a time.
+    """
+    lock = threading.Lock()
+
+    def work(run):
+        started = time.time()
+        action = execute_run(run, sweep_dir, threads, python=python)
+        if on_done is not None:
+            with lock:
+                on_done(run, action, started)
+        return action
+
+    if max(1, int(jobs)) == 1:
+        return [work(run) for run in runs]
+    with ThreadPoolExecutor(max_workers=int(jobs)) as pool:
+        return list(pool.map(work, runs))

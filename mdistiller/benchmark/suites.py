@@ -1,0 +1,31 @@
+"""Suite files: a yaml naming a sweep's configs, seeds and overrides."""
+import os
+
+SUITE_KEYS = ("configs", "seeds", "opts", "jobs", "name", "out")
+
+
+def load_suite(path):
+    """A suite yaml: ``configs: [...]``, ``seeds: [...]``, ``opts: [...]`` (optional ``jobs``, ``name``, ``out``).
+
+    Config paths are taken relative to the working directory, else to the suite file's folder.
+    """
+    import yaml
+
+    with open(path) as f:
+        suite = yaml.safe_load(f) or {}
+    unknown = set(suite) - set(SUITE_KEYS)
+    if unknown:
+        raise ValueError("Unknown keys in suite {}: {}".format(path, ", ".join(sorted(unknown))))
+    if not suite.get("configs"):
+        raise ValueError("Suite {} lists no configs".format(path))
+    here = os.path.dirname(os.path.abspath(path))
+    configs = []
+    for config in suite["configs"]:
+        config = str(config)
+        if not os.path.exists(config) and os.path.exists(os.path.join(here, config)):
+            config = os.path.join(here, config)
+        configs.append(config)
+    suite["configs"] = configs
+    suite["seeds"] = [int(s) for s in suite.get("seeds", [0])]
+    suite["opts"] = [str(o) for o in suite.get("opts", [])]
+    return suite

@@ -1,0 +1,163 @@
+"""Aggregating run records over seeds (mean ± sample std) and writing the tables (markdown, CSV).
+
+One row per run name (config): top-1 of the last and of the best epoch, mean and sample standard
+deviation (n - 1) over the seeds that finished ("—" when n = 1), mean wall time, the published
+number, and a status naming every failed seed with its error.
+"""
+import csv
+import math
+from collections import OrderedDict
+
+from .plan import ALONE
+from .published import published_top1
+
+DASH = "—"
+
+
+def mean_std(values):
+    """``(mean, sample std)``; std is None for fewer than two values, both None for none."""
+    values = [float(v) for v in values]
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def _default_teacher():
+    try:
+        from ..engine.cfg import CFG
+
+        return CFG.DISTILLER.TEACHER
+    except Exception:  # pragma: no cover - only without the config module
+        return None
+
+
+def pair_text(kind, label, teacher, student):
+    """``teacher→student``; a model trained alone shows its teacher only when the config names one."""
+    if not student:
+        return DASH
+    if kind == ALONE:
+        if label == "teacher":
+            return student
+        if teacher and teacher != _default_teacher() and teacher != student:
+            return "{}→{}".format(teacher, student)
+        return student
+    return "{}→{}".format(teacher, student)
+
+
+def aggregate(records, published_table=None):
+    """One row per run name (config), in order of first appearance."""
+    groups = OrderedDict()
+    for record in records:
+        groups.setdefault(record["name"], []).append(record)
+    rows = []
+    for name, recs in groups.items():
+        first = recs[0]
+        ok = [r for r in recs if r["status"] == "ok"]
+        last_mean, last_std = mean_std([r["last_acc"] for r in ok])
+        best_mean, best_std = mean_std([r["best_acc"] for r in ok])
+        wall, _ = mean_std([r["wall_time"] for r in ok if r["wall_time"] is not None])
+        pub, source = published_top1(first["dataset"], first["teacher"], first["student"], first["method"], published_table)
+        failed = [r for r in recs if r["status"] != "ok"]
+        if not failed:
+            status = "ok"
+        else:
+            errors = OrderedDict()
+            for r in failed:
+                errors.setdefault(r["error"] or r["status"], []).append(str(r["seed"]))
+            parts = ["seed {}: {}".format(",".join(seeds), err) for err, seeds in errors.items()]
+            status = ("failed: " if not ok else "{}/{} failed: ".format(len(failed), len(recs))) + "; ".join(parts)
+        rows.append(
+            OrderedDict(
+                method=first["method"],
+                name=name,
+                config=first["config"],
+                dataset=first["dataset"],
+                teacher=first["teacher"],
+                student=first["student"],
+                pair=pair_text(first["type"], first["method"], first["teacher"], first["student"]),
+                last_mean=last_mean,
+                last_std=last_std,
+                best_mean=best_mean,
+                best_std=best_std,
+                n=len(ok),
+                seeds=" ".join(str(r["seed"]) for r in ok),
+                runs=len(recs),
+                wall_time=wall,
+                published=pub,
+                published_source=source or "",
+                status=status,
+            )
+        )
+    return rows
+
+
+def _fmt(value, digits=2):
+    return DASH if value is None else "{:.{}f}".format(value, digits)
+
+
+def _pm(mean, std):
+    if mean is None:
+        return DASH
+    return "{} ± {}".format(_fmt(mean), _fmt(std))
+
+
+def _md_cell(text):
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+TABLE_COLUMNS = ("Method", "Run", "Dataset", "Teacher→Student", "Last top-1", "Best top-1", "Seeds", "Wall (s)",
+                 "Published", "Status")
+
+
+def format_markdown(rows, title=None, notes=()):
+    """The rows of :func:`aggregate` as a markdown table (``## title`` above, ``notes`` below)."""
+    lines = []
+    if title:
+        lines += ["## " + title, ""]
+    lines.append("| " + " | ".join(TABLE_COLUMNS) + " |")
+    lines.append("|" + "|".join(["---"] * 3 + ["---"] + ["---:"] * 5 + ["---"]) + "|")
+    for r in rows:
+        cells = [
+            r["method"],
+            r["name"],
+            r["dataset"],
+            r["pair"],
+            _pm(r["last_mean"], r["last_std"]),
+            _pm(r["best_mean"], r["best_std"]),
+            "{}/{}".format(r["n"], r["runs"]) if r["n"] != r["runs"] else str(r["n"]),
+            _fmt(r["wall_time"], 1),
+            _fmt(r["published"]),
+            r["status"],
+        ]
+        lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+    if notes:
+        lines.append("")
+        lines += list(notes)
+    return "\n".join(lines) + "\n"
+
+
+CSV_FIELDS = ("method", "name", "config", "dataset", "teacher", "student", "pair", "last_mean", "last_std",
+              "best_mean", "best_std", "n", "seeds", "runs", "wall_time", "published", "published_source", "status")
+
+RUN_FIELDS = ("name", "config", "method", "dataset", "teacher", "student", "seed", "status", "epochs", "last_acc",
+              "best_acc", "best_epoch", "wall_time", "error", "run_dir")
+
+
+def _csv_value(value):
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+def write_csv(rows, path, fields=CSV_FIELDS):
+    """``rows`` (dicts) as CSV with the columns ``fields``: None as empty, floats at full precision."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _csv_value(row.get(k)) for k in fields})

@@ -1,0 +1,37 @@
+"""The demo finds its methods in configs/digits/ (labels from the registry), in a fixed table order."""
+import importlib.util
+import os
+
+from tests.helpers.runutil import REPO
+
+
+def _demo():
+    spec = importlib.util.spec_from_file_location("demo_tool", os.path.join(REPO, "tools", "demo.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_discovers_the_digits_configs_in_table_order():
+    demo = _demo()
+    config_dir = os.path.join(REPO, "configs", "digits")
+    methods, skipped = demo.demo_methods(config_dir, os.path.join(config_dir, "teacher.yaml"))
+    assert skipped == []
+    # the list tools/demo.py used to hard-code, in its order
+    assert [(os.path.basename(p), key) for p, key, _ in methods] == [
+        ("vanilla.yaml", "NONE"), ("kd.yaml", "KD"), ("dkd.yaml", "DKD"), ("wkd_l.yaml", "WKD"), ("wkl.yaml", "WKL"),
+        ("ipot.yaml", "OTKD"), ("kd2m.yaml", "KD2M"), ("wcord.yaml", "WCORD"),
+    ]
+    assert [label for _, _, label in methods] == ["student", "KD", "DKD", "WKD-L", "WKL", "IPOT", "KD2M-W2(E)", "WCoRD"]
+
+
+def test_demo_picks_up_a_new_config_and_skips_unknown_methods(tmp_path):
+    demo = _demo()
+    (tmp_path / "teacher.yaml").write_text('DISTILLER:\n  TYPE: "NONE"\n  TEACHER: "resnet20"\n  STUDENT: "resnet20"\n')
+    (tmp_path / "kd.yaml").write_text('DISTILLER:\n  TYPE: "KD"\n')
+    (tmp_path / "a_vanilla.yaml").write_text('DISTILLER:\n  TYPE: "NONE"\n  STUDENT: "resnet8"\n')
+    (tmp_path / "fitnet.yaml").write_text('DISTILLER:\n  TYPE: "FITNET"\n')  # an mdistiller method not here
+    methods, skipped = demo.demo_methods(str(tmp_path), str(tmp_path / "teacher.yaml"))
+    assert [(os.path.basename(p), label) for p, _, label in methods] == [("a_vanilla.yaml", "student"),
+                                                                         ("kd.yaml", "KD")]
+    assert [(os.path.basename(p), key) for p, key, _ in skipped] == [("fitnet.yaml", "FITNET")]
