@@ -1,6 +1,6 @@
 """Planning a sweep: one :class:`Run` per (config, seed), its folder name and its method label.
 
-Labels come from the registry (``get_distiller_class(cfg.DISTILLER.TYPE).label(cfg)``);
+Labels come from the registry (:func:`mdistiller.registry.method_label`);
 the only keys this module knows are the run-level ones (``DISTILLER.*``, ``DATASET.TYPE``,
 ``SOLVER.EPOCHS``) and ``NONE``, the ``DISTILLER.TYPE`` of a model trained alone.
 """
@@ -9,7 +9,9 @@ import re
 from collections import OrderedDict
 from collections.abc import Mapping
 
-from ..registry import get_distiller_class
+from ..engine.cfg import CFG
+from ..registry import distiller_dict, load_builtin_methods
+from ..registry import method_label as registered_label
 
 # DISTILLER.TYPE of a model trained without a teacher (mdistiller's key; labelled "student" or "teacher")
 ALONE = "NONE"
@@ -51,26 +53,17 @@ def _with_defaults(node, default):
 def method_label(cfg):
     """The method's name as in ``published_results.csv`` (``KD``, ``WKD-L``, ``IPOT+CRD+KD``, ``KD2M-W2(E)``...).
 
-    The registered class's ``label(cfg)``. A config lacking the method's block is read with the
-    default block; a ``DISTILLER.TYPE`` not registered here is its own label. ``NONE`` is
+    :func:`mdistiller.registry.method_label` (the registered class's ``label(cfg)``, ``+LS`` with
+    logit standardization). A config lacking a block is read with the default block; a
+    ``DISTILLER.TYPE`` not registered here is its own label. ``NONE`` is
     ``student`` (a model trained alone), or ``teacher`` when the config names the same model as
     teacher and student (how the demo's teacher config marks itself).
     """
     kind = str(_get(cfg, "DISTILLER.TYPE", ALONE))
-    try:
-        cls = get_distiller_class(kind)
-    except KeyError:
+    load_builtin_methods()
+    if kind not in distiller_dict:
         return kind
-    try:
-        return cls.label(cfg)
-    except (AttributeError, KeyError, TypeError):
-        pass
-    from ..engine.cfg import CFG
-
-    try:
-        return cls.label(_with_defaults(cfg, CFG))
-    except (AttributeError, KeyError, TypeError):
-        return kind
+    return registered_label(_with_defaults(cfg, CFG))
 
 
 def slug(text):
