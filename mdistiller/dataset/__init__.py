@@ -15,11 +15,17 @@ interface and asks the configured method what it needs (:func:`mdistiller.regist
 
 Train items are ``(image, target, index)`` (``+ contrastive_index`` when
 contrastive), val items ``(image, target)``; every train set has ``.targets``.
+
+``build_batched_loaders(cfg, train_set, val_set, device, rank, world_size)``
+(:mod:`mdistiller.dataset.batched`) replaces the per-sample DataLoaders of the
+in-memory datasets (CIFAR, SVHN, digits) by whole-batch tensor ops on the
+training device; ``resolve_pipeline(cfg)`` reads ``DATASET.PIPELINE``.
 """
 from torch.utils.data import DataLoader
 
 from ..registry import data_needs
 
+from .batched import BatchedLoader, build_batched_loaders, resolve_pipeline
 from .cifar import CIFAR10, CIFAR100, CIFAR100Instance, build_cifar10, build_cifar100
 from .contrastive import ContrastiveSample
 from .digits import Digits, build_digits
@@ -43,6 +49,9 @@ __all__ = [
     "wrap_contrastive",
     "resolve_num_classes",
     "ContrastiveSample",
+    "BatchedLoader",
+    "build_batched_loaders",
+    "resolve_pipeline",
     "CIFAR10",
     "CIFAR100",
     "CIFAR100Instance",
