@@ -16,11 +16,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from tests.helpers import FIXTURES
 from tests.helpers.model_reference import deterministic_fill, reference_input
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-with open(os.path.join(HERE, "fixtures", "cifar_a_reference.json")) as fh:
+with open(os.path.join(FIXTURES, "cifar_a_reference.json")) as fh:
     REFERENCE = json.load(fh)
 
 

@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn as nn
 
+from tests.helpers import FIXTURES
 from tests.helpers.model_reference import deterministic_fill, reference_input
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-with open(os.path.join(ROOT, "tests", "fixtures", "cifar_b_reference.json")) as f:
+with open(os.path.join(FIXTURES, "cifar_b_reference.json")) as f:
     REF = json.load(f)
 
 

@@ -8,10 +8,10 @@ import torch
 import torch.nn as nn
 import torchvision
 
+from tests.helpers import FIXTURES
 from tests.helpers.model_reference import deterministic_fill, reference_input
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-with open(os.path.join(ROOT, "tests", "fixtures", "imagenet_reference.json")) as f:
+with open(os.path.join(FIXTURES, "imagenet_reference.json")) as f:
     REF = json.load(f)
 
 
