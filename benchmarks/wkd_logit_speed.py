@@ -3,7 +3,7 @@
 One forward + backward of ``L_t + γ·W`` w.r.t. the student logits, at batch B
 and C classes (default the ImageNet setting, B = 256, C = 1000), on CPU.
 
-* ``ours``: ``mdistiller.distillers.WKD.wkd_logit_parts`` — one shared (C, C)
+* ``ours``: ``mdistiller.losses.wkd.wkd_logit_parts`` — one shared (C, C)
   Sinkhorn kernel, target class masked out, batched (B, C) @ (C, C) products.
 * ``official``: a faithful re-implementation (below) of the release's
   ``wkd_logit_loss_with_speration`` (github.com/JiamingLv/WKD): gather the
@@ -106,7 +106,7 @@ def current_rss_kb():
 
 
 def run_variant(variant, batch, classes, repeats, out_path):
-    from mdistiller.distillers.WKD import prepare_cost_matrix, wkd_logit_parts
+    from mdistiller.losses.wkd import prepare_cost_matrix, wkd_logit_parts
     from mdistiller.ot import sinkhorn_kernel
 
     logits_student, logits_teacher, target, raw = make_inputs(batch, classes)

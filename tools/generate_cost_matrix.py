@@ -40,7 +40,7 @@ if ROOT not in sys.path:
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from mdistiller.distillers.WKD import fc_cost_matrix  # noqa: E402
+from mdistiller.losses.wkd import fc_cost_matrix  # noqa: E402
 from mdistiller.engine.cfg import CFG, merge_from_list  # noqa: E402
 
 LOGIT_DATASETS = ("imagenet",)

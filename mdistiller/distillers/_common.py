@@ -1,5 +1,6 @@
 """Modules and helpers shared by several methods: feature probing, stage selection, projectors."""
 import torch
+import torch.nn as nn
 
 
 def _as_size(size):
@@ -38,3 +39,91 @@ def probe_features(model, input_size):
         for module, mode in modes:
             module.training = mode
     return features
+
+
+# ---------------------------------------------------------------------------
+# Projectors: a student feature map to the teacher's shape
+# ---------------------------------------------------------------------------
+
+# Hidden width of the WKD release's bottleneck projector.
+BOTTLENECK_HIDDEN = 256
+
+
+def resample_conv(s_shape, t_shape, in_channels, out_channels, same_kernel):
+    """The convolution that maps the student's spatial size to the teacher's (mdistiller's ConvReg cases).
+
+    Student 2x larger: 3x3 stride-2 conv; 2x smaller: 4x4 stride-2 transposed
+    conv; otherwise, when the student is at least as large, ``same_kernel(ΔH, ΔW)``.
+    """
+    s_h, s_w = s_shape[2], s_shape[3]
+    t_h, t_w = t_shape[2], t_shape[3]
+    if s_h == 2 * t_h and s_w == 2 * t_w:
+        return nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=2, padding=1)
+    if 2 * s_h == t_h and 2 * s_w == t_w:
+        return nn.ConvTranspose2d(in_channels, out_channels, kernel_size=4, stride=2, padding=1)
+    if s_h >= t_h and s_w >= t_w:
+        return same_kernel(s_h - t_h, s_w - t_w)
+    raise ValueError(
+        "projector: student feature size {}x{} cannot be mapped to the teacher's {}x{} "
+        "(supported: equal, student 2x larger, student 2x smaller, student larger by a valid-conv margin)".format(
+            s_h, s_w, t_h, t_w
+        )
+    )
+
+
+class ConvReg(nn.Module):
+    """mdistiller's convolutional regressor (FitNet's hint regressor, WKD's ``conv1x1`` projector): conv → BN → ReLU.
+
+    Same spatial size: 1x1 conv (a (1+ΔH)x(1+ΔW) valid conv when the student is
+    larger by ΔH, ΔW); student 2x larger: 3x3 stride-2 conv; student 2x smaller:
+    4x4 stride-2 transposed conv (ShuffleV1 student, WRN-40-2 teacher).
+    Submodules ``conv``, ``bn``, ``relu`` as in mdistiller and the WKD release,
+    so their checkpoints load.
+
+    Args:
+        s_shape, t_shape: (N, C, H, W) shapes of the student's and the teacher's feature maps.
+    """
+
+    def __init__(self, s_shape, t_shape):
+        super().__init__()
+        s_c, t_c = s_shape[1], t_shape[1]
+        self.conv = resample_conv(
+            s_shape, t_shape, s_c, t_c, lambda dh, dw: nn.Conv2d(s_c, t_c, kernel_size=(1 + dh, 1 + dw))
+        )
+        self.bn = nn.BatchNorm2d(t_c)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return self.relu(self.bn(self.conv(x)))
+
+
+class ConvRegBottleNeck(nn.Module):
+    """The WKD release's ``bottleneck`` projector: 1x1 (→ hidden) → 3x3 → 1x1 (→ teacher channels) → BN → ReLU.
+
+    No normalisation between the convolutions, as released. The middle conv
+    also resamples: 3x3 stride 1 for equal sizes, 3x3 stride 2 when the student
+    map is 2x larger, a 4x4 stride-2 transposed conv on the hidden width when it
+    is 2x smaller (the release's own 2x-smaller branch has mismatched channels
+    and cannot run). Submodules ``conv1``, ``conv2``, ``conv3``, ``bn``, ``relu``
+    as released.
+
+    Args:
+        s_shape, t_shape: (N, C, H, W) shapes of the student's and the teacher's feature maps.
+        c_hidden: width of the bottleneck.
+    """
+
+    def __init__(self, s_shape, t_shape, c_hidden=BOTTLENECK_HIDDEN):
+        super().__init__()
+        s_c, t_c = s_shape[1], t_shape[1]
+        self.conv1 = nn.Conv2d(s_c, c_hidden, kernel_size=1)
+
+        def same(dh, dw):
+            return nn.Conv2d(c_hidden, c_hidden, kernel_size=(3 + dh, 3 + dw), stride=1, padding=1)
+
+        self.conv2 = resample_conv(s_shape, t_shape, c_hidden, c_hidden, same)
+        self.conv3 = nn.Conv2d(c_hidden, t_c, kernel_size=1)
+        self.bn = nn.BatchNorm2d(t_c)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return self.relu(self.bn(self.conv3(self.conv2(self.conv1(x)))))

@@ -93,43 +93,6 @@ CFG.CRD.NCE.K = 16384
 CFG.CRD.NCE.MOMENTUM = 0.5
 CFG.CRD.NCE.TEMPERATURE = 0.07
 
-# WKD (Lv, Yang & Li, NeurIPS 2024): keys and defaults of the official release
-# (github.com/JiamingLv/WKD, mdistiller/engine/cfg.py). A part is on when its weight > 0.
-CFG.WKD = CN()
-CFG.WKD.TEMPERATURE = 4.0
-CFG.WKD.LOSS = CN()
-CFG.WKD.LOSS.CE_WEIGHT = 1.0
-CFG.WKD.LOSS.WKD_LOGIT_WEIGHT = 1.0  # WKD-L
-CFG.WKD.LOSS.WKD_FEAT_WEIGHT = 1.0  # WKD-F
-CFG.WKD.LOSS.COSINE_DECAY_EPOCH = 0  # weights decay to 0 (cosine) after this epoch
-CFG.WKD.LOSS.KL_WEIGHT = 1.0  # read by WKL
-CFG.WKD.COST_MATRIX = ""  # "fc": 1 - cos of the teacher's classifier rows; else read COST_MATRIX_PATH ("cka")
-CFG.WKD.COST_MATRIX_PATH = ""  # (C, C) tensor saved by torch.save (tools/generate_cost_matrix.py, download_ckpts.sh)
-CFG.WKD.COST_MATRIX_SHARPEN = 1.0  # D <- 1 - exp(-SHARPEN * D) unless 0
-CFG.WKD.SINKHORN = CN()
-CFG.WKD.SINKHORN.LAMBDA = 0.05
-CFG.WKD.SINKHORN.ITER = 10
-CFG.WKD.EPS = 1e-5
-CFG.WKD.HINT_LAYER = 4  # index into the models' feats list
-CFG.WKD.MEAN_COV_RATIO = 2.0
-CFG.WKD.PROJECTOR = "bottleneck"  # "conv1x1" | "bottleneck"
-CFG.WKD.SPATIAL_GRID = 4
-CFG.WKD.INPUT_SIZE = (224, 224)  # dry-forward size for ImageNet; 32 / 64 for the small datasets
-
-# WKL (Chang et al., "Stage-Adaptive Knowledge Distillation via KL-Wasserstein Hybrid
-# Distribution Alignment"): WKD (reads the WKD block and WKD.LOSS.KL_WEIGHT) plus a
-# KL-side term ramped in by g(e), 1 -> 0. Defaults = the released WKL code.
-CFG.WKL = CN()
-CFG.WKL.SCHEDULE = "cosine"  # "cosine": W side x1, KL side x(1-g), g = (1+cos(pi*t))/2 (release)
-#                              "linear": same with g = 1 - t; "complementary": W side x g, KL side x(1-g) (paper)
-CFG.WKL.START_EPOCH = 0  # t = clip((epoch - START) / (END - START), 0, 1)
-CFG.WKL.END_EPOCH = -1  # -1: SOLVER.EPOCHS
-CFG.WKL.KL_TERM = "dkd"  # "dkd": DKD_ALPHA*TCKD + DKD_BETA*NCKD (x T^2) | "kl": T^2*KL (KD), at WKD.TEMPERATURE
-CFG.WKL.DKD_ALPHA = 1.0
-CFG.WKL.DKD_BETA = 2.0
-CFG.WKL.FEAT_KL_WEIGHT = 0.0  # > 0 (needs WKD_FEAT_WEIGHT > 0): + (1-g)*this*KL(N_t || N_s) of the hint features
-CFG.WKL.FEAT_KL_EPS = 1.0  # variance floor of that Gaussian KL (the release's 1.0)
-
 # OTKD (Lohit & Jones, WACV 2022, "Model Compression Using Optimal Transport")
 CFG.OTKD = CN()
 CFG.OTKD.SOLVER = "ipot"  # "ipot" | "remd" (relaxed EMD)

@@ -9,7 +9,7 @@ default, chosen once by the trainer):
 * ``tc``, ``nc`` = DKD's target-class and non-target terms at the same T, each
   with T² (:func:`mdistiller.losses.dkd.dkd_parts`, ground-truth labels);
 * ``w``   = WKD-L's non-target Wasserstein term, unweighted, batch mean
-  (:func:`mdistiller.distillers.WKD.wkd_logit_parts`) at the same T;
+  (:func:`mdistiller.losses.wkd.wkd_logit_parts`) at the same T;
 * ``grad_top1`` … ``grad_top6`` (only for distillers with a ``logit_loss``
   method) = ∂ logit_loss / ∂z_s at the teacher's top-1 class and at its next
   five classes by teacher probability, *per sample* (the gradient of the
@@ -42,7 +42,7 @@ on the probe batch per call (once per epoch).
 """
 import torch
 
-from ..distillers.WKD import fc_cost_matrix, prepare_cost_matrix, wkd_logit_parts
+from ..losses.wkd import fc_cost_matrix, prepare_cost_matrix, wkd_logit_parts
 from ..losses.dkd import dkd_parts
 from ..losses.kd import kd_loss
 from ..losses.standardize import standardize_logits

@@ -166,7 +166,7 @@ def expected_loss(name, cfg, epoch, teacher):
 
     def wkl(z, t, y):
         tc, nc = ref_dkd(z, t, y, T)
-        return wkd(z, t, y) + ramp * cfg.WKD.LOSS.KL_WEIGHT * (tc + 2.0 * nc)
+        return wkd(z, t, y) + ramp * cfg.WKL.KL_WEIGHT * (tc + 2.0 * nc)
 
     return wkl
 

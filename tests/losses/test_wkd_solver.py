@@ -4,7 +4,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from mdistiller.distillers.WKD import prepare_cost_matrix
+from mdistiller.losses.wkd import prepare_cost_matrix
 from mdistiller.losses.wkd import sinkhorn_masked, sinkhorn_nontarget
 from mdistiller.ot import sinkhorn_kernel
 from mdistiller.ot import sinkhorn_fixed

@@ -1,19 +1,20 @@
-"""WKL (stage-adaptive KL-Wasserstein hybrid): reduction to WKD-L, the schedules, the KL-side terms, configs."""
-import math
+"""The WKL distiller: reduction to WKD-L, the schedules in the distiller, the KL-side terms, the WKL.KL_WEIGHT key
+and its old name, logit standardization, configs."""
 import os
 
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from mdistiller.distillers import build_distiller, distiller_dict
-from mdistiller.losses.dkd import dkd_parts
-from mdistiller.distillers.WKD import cosine_decay_weight, fc_cost_matrix, prepare_cost_matrix, wkd_logit_parts
-from mdistiller.distillers.WKL import WKL, gaussian_feature_kl, wkl_ramp, wkl_weights
+from mdistiller.distillers.WKL import WKL
 from mdistiller.engine.cfg import get_cfg
+from mdistiller.losses.dkd import dkd_parts
+from mdistiller.losses.wkd import cosine_decay_weight, fc_cost_matrix, prepare_cost_matrix, wkd_feature_parts, wkd_logit_parts
+from mdistiller.losses.wkl import gaussian_feature_kl
 from mdistiller.models import cifar_model_dict
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers.runutil import REPO
 EPOCHS = 240
 KL_WEIGHT = 0.5
 T = 4.0
@@ -28,7 +29,7 @@ def make_cfg(*opts):
         "WKD.LOSS.WKD_LOGIT_WEIGHT", "30.0",
         "WKD.LOSS.WKD_FEAT_WEIGHT", "0.0",
         "WKD.LOSS.COSINE_DECAY_EPOCH", "150",
-        "WKD.LOSS.KL_WEIGHT", str(KL_WEIGHT),
+        "WKL.KL_WEIGHT", str(KL_WEIGHT),
     ]
     return get_cfg(opts=base + list(opts))
 
@@ -129,29 +130,6 @@ def test_dkd_term_by_hand(logits):
     torch.testing.assert_close(loss_kl.double(), KL_WEIGHT * total / s.shape[0], rtol=1e-4, atol=1e-6)
 
 
-def test_ramp_boundaries():
-    # cosine (release): g = ½(1 + cos(π e / E))
-    assert wkl_ramp(0, EPOCHS, "cosine") == 1.0
-    assert wkl_ramp(EPOCHS / 2, EPOCHS, "cosine") == pytest.approx(0.5)
-    assert wkl_ramp(EPOCHS, EPOCHS, "cosine") == pytest.approx(0.0, abs=1e-12)
-    assert wkl_ramp(60, EPOCHS, "cosine") == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
-    assert wkl_weights(EPOCHS, EPOCHS, "cosine") == (1.0, pytest.approx(1.0))
-    # linear between START and END, flat outside
-    for e, g in [(0, 1.0), (40, 1.0), (120, 0.5), (200, 0.0), (240, 0.0)]:
-        assert wkl_ramp(e, EPOCHS, "linear", 40, 200) == pytest.approx(g, abs=1e-12)
-    assert wkl_ramp(120, EPOCHS, "linear") == pytest.approx(0.5)
-    # complementary: W side g, KL side 1 - g; END -1 = EPOCHS
-    assert wkl_weights(0, EPOCHS, "complementary") == (1.0, 0.0)
-    w_side, kl_side = wkl_weights(EPOCHS, EPOCHS, "complementary", 0, -1)
-    assert w_side == pytest.approx(0.0, abs=1e-12) and kl_side == pytest.approx(1.0)
-    assert wkl_weights(100, EPOCHS, "complementary", 20, 180) == (pytest.approx(0.5), pytest.approx(0.5))
-    assert wkl_weights(10, EPOCHS, "complementary", 20, 180) == (1.0, 0.0)
-    # degenerate window: a step
-    assert wkl_ramp(9, EPOCHS, "cosine", 10, 10) == 1.0 and wkl_ramp(10, EPOCHS, "cosine", 10, 10) == 0.0
-    with pytest.raises(ValueError):
-        wkl_ramp(0, EPOCHS, "exp")
-
-
 def test_linear_schedule_in_distiller(logits):
     s, t, y = logits
     d = make_distiller("WKL.SCHEDULE", "linear", "WKL.START_EPOCH", "40", "WKL.END_EPOCH", "200")
@@ -202,21 +180,6 @@ def test_bad_options():
         make_distiller("WKL.FEAT_KL_WEIGHT", "0.04")  # no feature branch
 
 
-def test_gaussian_feature_kl_by_formula():
-    g = torch.Generator().manual_seed(5)
-    f_s = torch.randn(3, 4, 5, 5, generator=g).double()
-    f_t = torch.randn(3, 4, 5, 5, generator=g).double() * 2 + 1
-    eps = 1.0
-    total = 0.0
-    for b in range(3):
-        for c in range(4):
-            ms, mt = f_s[b, c].mean(), f_t[b, c].mean()
-            ss = torch.sqrt(f_s[b, c].var() + eps)
-            st = torch.sqrt(f_t[b, c].var() + eps)
-            total = total + torch.log(ss / st) + (st**2 + (mt - ms) ** 2) / (2 * ss**2) - 0.5
-    torch.testing.assert_close(gaussian_feature_kl(f_s, f_t, eps), total / 3)
-
-
 def test_features_with_gaussian_kl_ramp():
     d = make_distiller(
         "WKD.LOSS.WKD_FEAT_WEIGHT", "0.5", "WKD.HINT_LAYER", "3", "WKD.PROJECTOR", "conv1x1", "WKD.SPATIAL_GRID", "2",
@@ -232,8 +195,6 @@ def test_features_with_gaussian_kl_ramp():
     with torch.no_grad():
         fs = d.student(image)[1]["feats"][3]
         ft = d.teacher(image)[1]["feats"][3]
-        from mdistiller.distillers.WKD import wkd_feature_parts
-
         f_s = d.conv_reg(fs)
         mean_loss, cov_loss = wkd_feature_parts(f_s, ft, eps=1e-5, grid=2)
         wkdf = 2.0 * mean_loss + cov_loss
@@ -253,11 +214,101 @@ CONFIGS = {
 
 @pytest.mark.parametrize("path", sorted(CONFIGS))
 def test_configs_merge(path):
-    cfg = get_cfg(os.path.join(ROOT, path))
+    cfg = get_cfg(os.path.join(REPO, path))
     assert cfg.DISTILLER.TYPE == "WKL"
     assert cfg.SOLVER.NESTEROV is True
     assert cfg.WKD.LOSS.WKD_LOGIT_WEIGHT > 0 and cfg.WKD.LOSS.WKD_FEAT_WEIGHT == 0.0
     assert cfg.WKL.SCHEDULE == "cosine" and cfg.WKL.KL_TERM == "dkd"
     if CONFIGS[path] is not None:
-        assert cfg.WKD.LOSS.KL_WEIGHT == CONFIGS[path]
+        assert cfg.WKL.KL_WEIGHT == CONFIGS[path]
 
+
+# ----------------------------------------------------------------------------- WKL.KL_WEIGHT and its old name
+
+
+def old_style(path, tmp_path):
+    """A copy of a shipped WKL yaml with the KL weight written as the release writes it (WKD.LOSS.KL_WEIGHT)."""
+    with open(os.path.join(REPO, path)) as f:
+        tree = yaml.safe_load(f)
+    value = tree["WKL"].pop("KL_WEIGHT")
+    tree["WKD"]["LOSS"]["KL_WEIGHT"] = value
+    out = tmp_path / os.path.basename(path)
+    out.write_text(yaml.safe_dump(tree))
+    return str(out), value
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS) + ["configs/digits/wkl.yaml"])
+def test_old_kl_weight_key_gives_the_same_config(path, tmp_path):
+    old_path, value = old_style(path, tmp_path)
+    with open(old_path) as f:
+        assert "KL_WEIGHT" not in yaml.safe_load(f)["WKL"]
+    new, old = get_cfg(os.path.join(REPO, path)), get_cfg(old_path)
+    assert old == new and old.WKL.KL_WEIGHT == value
+    assert "KL_WEIGHT" not in old.WKD.LOSS
+
+
+def test_old_kl_weight_key_gives_the_same_run(tmp_path):
+    """The digits WKL config with the released key name: same config, same distiller, same losses and gradients."""
+    old_path, _ = old_style("configs/digits/wkl.yaml", tmp_path)
+    opts = ["WKD.LOSS.KL_WEIGHT", "0.25", "SOLVER.EPOCHS", "8"]
+    cfgs = [get_cfg(os.path.join(REPO, "configs/digits/wkl.yaml"), ["WKL.KL_WEIGHT", "0.25", "SOLVER.EPOCHS", "8"]),
+            get_cfg(old_path, opts)]
+    assert cfgs[0] == cfgs[1] and cfgs[1].WKL.KL_WEIGHT == 0.25
+    g = torch.Generator().manual_seed(0)
+    image, target = torch.randn(6, 3, 32, 32, generator=g), torch.randint(0, 10, (6,), generator=g)
+    runs = []
+    for cfg in cfgs:
+        torch.manual_seed(0)
+        student = cifar_model_dict[cfg.DISTILLER.STUDENT][0](num_classes=10)
+        teacher = cifar_model_dict[cfg.DISTILLER.TEACHER][0](num_classes=10)
+        d = build_distiller(cfg, student, teacher).train()
+        assert d.kl_weight == 0.25
+        _, losses = d(image=image, target=target, epoch=6)
+        sum(losses.values()).backward()
+        runs.append(({k: v.detach() for k, v in losses.items()}, [p.grad.clone() for p in d.student.parameters()]))
+    assert float(runs[0][0]["loss_kl"]) > 0
+    assert runs[0][0].keys() == runs[1][0].keys()
+    assert all(torch.equal(runs[0][0][k], runs[1][0][k]) for k in runs[0][0])
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
+
+
+def test_both_kl_weight_names_fail():
+    with pytest.raises(ValueError, match="WKL.KL_WEIGHT and its old name WKD.LOSS.KL_WEIGHT"):
+        get_cfg(None, ["WKL.KL_WEIGHT", "0.5", "WKD.LOSS.KL_WEIGHT", "0.5"])
+
+
+# ----------------------------------------------------------------------------- logit standardization
+
+
+def zscore(z):
+    mean = z.mean(1, keepdim=True)
+    std = ((z - mean) ** 2).sum(1, keepdim=True).div(z.shape[1] - 1).sqrt()
+    return (z - mean) / (std + 1e-7)
+
+
+def test_logit_standardization_of_both_sides(logits):
+    """KL side: DKD written out on z-scored logits; Wasserstein side: WKD's (L_t raw, W from z-scored logits)."""
+    s, t, y = (v.double() if v.is_floating_point() else v for v in logits)
+    d = make_distiller("EXPERIMENT.LOGIT_STAND", "True")
+    assert d.logit_stand
+    epoch = EPOCHS // 2  # g = 1/2
+    loss_kd, loss_kl = d.logit_parts(s, t, y, epoch)
+    ps, pt = F.softmax(zscore(s) / T, 1), F.softmax(zscore(t) / T, 1)
+    total = 0.0
+    for i in range(s.shape[0]):
+        a, b = pt[i, y[i]], ps[i, y[i]]
+        tckd = a * torch.log(a / b) + (1 - a) * torch.log((1 - a) / (1 - b))
+        keep = torch.arange(100) != y[i]
+        qt, qs = pt[i, keep] / pt[i, keep].sum(), ps[i, keep] / ps[i, keep].sum()
+        nckd = (qt * torch.log(qt / qs)).sum()
+        total = total + (1.0 * tckd + 2.0 * nckd) * T**2
+    torch.testing.assert_close(loss_kl, 0.5 * KL_WEIGHT * total / s.shape[0], rtol=1e-9, atol=1e-12)
+    cost = reference_cost(d).double()
+    loss_t, _ = wkd_logit_parts(s, t, y, cost, T, 0.05, 10)
+    _, w = wkd_logit_parts(zscore(s), zscore(t), y, cost, T, 0.05, 10)
+    torch.testing.assert_close(loss_kd, loss_t + cosine_decay_weight(30.0, epoch, 150, EPOCHS) * w,
+                               rtol=1e-9, atol=1e-12)
+    plain = make_distiller()
+    torch.testing.assert_close(plain.logit_parts(s, t, y, epoch)[1], 0.5 * KL_WEIGHT * dkd_ref(s, t, y),
+                               rtol=1e-9, atol=1e-12)
+    assert not torch.allclose(plain.logit_parts(s, t, y, epoch)[1], loss_kl)

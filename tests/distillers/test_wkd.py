@@ -1,5 +1,6 @@
-"""WKD (WKD-L, WKD-F, WKD-L+F): formulas against straightforward references, POT, schedules, cost files, the
-cost-matrix tool, the configs (merge + one real training step)."""
+"""The WKD distiller: its losses are the formulas of mdistiller.losses.wkd, parts by weight, the cost from a file
+or the teacher, the checkpoint layout of the release, logit standardization, the cost-matrix tool, the shipped
+configs (merge + one real training step)."""
 import math
 import os
 
@@ -9,26 +10,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mdistiller.distillers import build_distiller, distiller_dict
-from mdistiller.distillers.WKD import (
-    ConvReg,
-    ConvRegBottleNeck,
-    classifier_weight,
+from mdistiller.distillers._common import ConvReg, ConvRegBottleNeck
+from mdistiller.engine.cfg import get_cfg
+from mdistiller.losses.wkd import (
     cosine_decay_weight,
     fc_cost_matrix,
     load_cost_matrix,
     prepare_cost_matrix,
-    window_mean_std,
-    wkd_feature_loss,
     wkd_feature_parts,
     wkd_logit_parts,
 )
-from mdistiller.engine.cfg import get_cfg
+from mdistiller.models import cifar_model_dict
 from tests.helpers.runutil import REPO, random_teacher_ckpt, tiny_opts
 
 REG, ITERS = 0.05, 10
-
-
-# ----------------------------------------------------------------------------- references
 
 
 def raw_cost(num_classes, dim=6, seed=0, dtype=torch.float64):
@@ -38,166 +33,7 @@ def raw_cost(num_classes, dim=6, seed=0, dtype=torch.float64):
     return 1.0 - proto @ proto.t()
 
 
-def reference_wkd_l(zs, zt, target, raw, T, gamma, reg=REG, iters=ITERS):
-    """The release's algorithm written out per sample: gather non-target entries, own (C−1, C−1) cost, loop."""
-    batch, num_classes = zs.shape
-    s_i = F.log_softmax(zs, dim=1)
-    t_i = F.softmax(zt, dim=1)
-    loss_t = -torch.stack([t_i[b, target[b]].detach() * s_i[b, target[b]] for b in range(batch)]).mean()
-    cost = F.relu(raw) + 1e-8
-    total = 0.0
-    for b in range(batch):
-        keep = [c for c in range(num_classes) if c != int(target[b])]
-        p = F.softmax(zs[b, keep] / T, dim=0)
-        q = F.softmax(zt[b, keep] / T, dim=0)
-        M = cost[keep][:, keep]
-        K = torch.exp(-M / reg)
-        u = torch.ones_like(p) / len(keep)
-        for _ in range(iters):
-            v = q / (K.t() @ u + 1e-8)
-            u = p / (K @ v + 1e-8)
-        total = total + (u[:, None] * K * v[None, :] * M).sum()
-    return loss_t + gamma * total / batch
-
-
-def logits(batch, classes, dtype=torch.float64, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    zs = (torch.randn(batch, classes, generator=g, dtype=dtype) * 2).requires_grad_(True)
-    zt = torch.randn(batch, classes, generator=g, dtype=dtype) * 3
-    y = torch.randint(0, classes, (batch,), generator=g)
-    return zs, zt, y
-
-
-# ----------------------------------------------------------------------------- WKD-L
-
-
-@pytest.mark.parametrize("T,gamma", [(4.0, 1.0), (2.0, 30.0)])
-def test_wkd_l_matches_per_sample_release_float64(T, gamma):
-    zs, zt, y = logits(6, 9)
-    raw = raw_cost(9)
-    ref = reference_wkd_l(zs, zt, y, raw, T, gamma)
-    (g_ref,) = torch.autograd.grad(ref, zs)
-    loss_t, w = wkd_logit_parts(zs, zt, y, prepare_cost_matrix(raw, 0), T, REG, ITERS)
-    ours = loss_t + gamma * w
-    (g_ours,) = torch.autograd.grad(ours, zs)
-    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-14)
-    torch.testing.assert_close(g_ours, g_ref, rtol=1e-10, atol=1e-14)
-
-
-def test_wkd_l_fp32_close_to_float64_reference():
-    zs, zt, y = logits(8, 12)
-    raw = raw_cost(12)
-    ref = reference_wkd_l(zs, zt, y, raw, 4.0, 10.0)
-    (g_ref,) = torch.autograd.grad(ref, zs)
-    zs32 = zs.detach().float().requires_grad_(True)
-    loss_t, w = wkd_logit_parts(zs32, zt.float(), y, prepare_cost_matrix(raw.float(), 0), 4.0, REG, ITERS)
-    ours = loss_t + 10.0 * w
-    (g_ours,) = torch.autograd.grad(ours, zs32)
-    torch.testing.assert_close(ours.double(), ref, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(g_ours.double(), g_ref, rtol=1e-4, atol=1e-6)
-
-
-def test_soft_labels_use_argmax():
-    zs, zt, y = logits(5, 7)
-    cost = prepare_cost_matrix(raw_cost(7), 1.0)
-    soft = F.one_hot(y, 7).double() * 0.8 + 0.2 / 7
-    a = wkd_logit_parts(zs, zt, y, cost, 4.0, REG, ITERS)
-    b = wkd_logit_parts(zs, zt, soft, cost, 4.0, REG, ITERS)
-    torch.testing.assert_close(a, b)
-
-
-def test_prepare_cost_matrix_and_fc_cost():
-    raw = raw_cost(5)
-    torch.testing.assert_close(prepare_cost_matrix(raw, 2.0), F.relu(1 - torch.exp(-2.0 * raw)) + 1e-8, rtol=0, atol=0)
-    torch.testing.assert_close(prepare_cost_matrix(raw, 0), F.relu(raw) + 1e-8, rtol=0, atol=0)
-    for attr in ("fc", "linear", "classifier"):
-        model = nn.Module()
-        model.body = nn.Linear(3, 4)
-        setattr(model, attr, nn.Linear(4, 5))
-        weight = getattr(model, attr).weight
-        assert classifier_weight(model) is weight
-        wn = F.normalize(weight.detach(), dim=1)
-        torch.testing.assert_close(fc_cost_matrix(model), 1 - wn @ wn.t())
-    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 7))
-    assert classifier_weight(model) is model[2].weight
-
-
-@pytest.mark.parametrize("decay,epochs", [(150, 240), (0, 100), (30, 100)])
-def test_cosine_decay_boundaries(decay, epochs):
-    w = 30.0
-    for e in range(0, decay + 1):
-        assert cosine_decay_weight(w, e, decay, epochs) == w
-    assert abs(cosine_decay_weight(w, epochs, decay, epochs)) < 1e-12
-    mid = decay + (epochs - decay) / 2
-    assert math.isclose(cosine_decay_weight(w, mid, decay, epochs), w / 2, rel_tol=1e-12)
-    assert 0 < cosine_decay_weight(w, decay + 1, decay, epochs) < w
-
-
-# ----------------------------------------------------------------------------- cost files
-
-
-def test_cost_file_loads_grad_and_non_contiguous(tmp_path):
-    base = raw_cost(6, dtype=torch.float32)
-    t1 = base.clone().requires_grad_(True)
-    torch.save(t1, tmp_path / "grad.pth")
-    t2 = base.t()  # non-contiguous view
-    assert not t2.is_contiguous()
-    torch.save(t2, tmp_path / "view.pth")
-    for name, expected in (("grad.pth", base), ("view.pth", base.t())):
-        loaded = load_cost_matrix(str(tmp_path / name))
-        assert not loaded.requires_grad and loaded.is_contiguous() and loaded.dtype == torch.float32
-        torch.testing.assert_close(loaded, expected)
-
-
-def test_missing_cost_file_says_where_and_how(tmp_path):
-    with pytest.raises(FileNotFoundError) as info:
-        load_cost_matrix(str(tmp_path / "nope" / "linear_cka.pth"))
-    message = str(info.value)
-    assert str(tmp_path / "nope" / "linear_cka.pth") in message
-    assert "download_ckpts.sh" in message and "generate_cost_matrix.py" in message
-
-
-# ----------------------------------------------------------------------------- WKD-F
-
-
-def hand_window_stats(x, grid, eps):
-    """Loops over windows with adaptive-pooling bounds start=floor(i·H/g), end=ceil((i+1)·H/g)."""
-    B, C, H, W = x.shape
-    mu = torch.zeros(B, C, grid, grid, dtype=x.dtype)
-    sd = torch.zeros(B, C, grid, grid, dtype=x.dtype)
-    for i in range(grid):
-        h0, h1 = math.floor(i * H / grid), math.ceil((i + 1) * H / grid)
-        for j in range(grid):
-            w0, w1 = math.floor(j * W / grid), math.ceil((j + 1) * W / grid)
-            block = x[:, :, h0:h1, w0:w1].reshape(B, C, -1)
-            mu[:, :, i, j] = block.mean(-1)
-            sd[:, :, i, j] = torch.sqrt(block.var(-1, unbiased=True) + eps)
-    return mu, sd
-
-
-@pytest.mark.parametrize("shape,grid", [((3, 4, 8, 8), 1), ((3, 4, 8, 8), 2), ((3, 4, 8, 8), 3), ((2, 5, 7, 7), 4),
-                                        ((2, 3, 6, 9), 4), ((2, 3, 4, 4), 2)])
-def test_wkd_f_matches_closed_form(shape, grid):
-    g = torch.Generator().manual_seed(7)
-    fs = torch.randn(*shape, generator=g, dtype=torch.float64).requires_grad_(True)
-    ft = torch.randn(*shape, generator=g, dtype=torch.float64) * 2 + 1
-    eps = 1e-5
-    mu_s, sd_s = hand_window_stats(fs, grid, eps)
-    mu_t, sd_t = hand_window_stats(ft, grid, eps)
-    ours_mu, ours_sd = window_mean_std(fs, grid, eps)
-    torch.testing.assert_close(ours_mu, mu_s)
-    torch.testing.assert_close(ours_sd, sd_s)
-    torch.testing.assert_close(ours_mu, F.adaptive_avg_pool2d(fs, grid))
-    B = shape[0]
-    mean_ref = ((mu_s - mu_t) ** 2).sum() / (grid * grid * B)
-    cov_ref = ((sd_s - sd_t) ** 2).sum() / (grid * grid * B)
-    mean_loss, cov_loss = wkd_feature_parts(fs, ft, eps=eps, grid=grid)
-    torch.testing.assert_close(mean_loss, mean_ref)
-    torch.testing.assert_close(cov_loss, cov_ref)
-    loss = wkd_feature_loss(fs, ft, eps=eps, grid=grid, mean_cov_ratio=3.0)
-    ref = 3.0 * mean_ref + cov_ref
-    torch.testing.assert_close(loss, ref)
-    torch.testing.assert_close(torch.autograd.grad(loss, fs)[0], torch.autograd.grad(ref, fs)[0])
+# ----------------------------------------------------------------------------- projectors
 
 
 @pytest.mark.parametrize("s_hw,t_hw", [(8, 8), (8, 4), (4, 8), (9, 8)])
@@ -262,7 +98,8 @@ def test_distiller_losses_are_the_formulas(projector):
         mean_loss, cov_loss = wkd_feature_parts(d.conv_reg(out_s["feats"][-1]), out_t["feats"][-1].detach(), 1e-5, 2)
         feat = cosine_decay_weight(0.5, epoch, 4, 10) * (2.0 * mean_loss + cov_loss)
         torch.testing.assert_close(losses["loss_feat"], feat, rtol=1e-5, atol=1e-6)
-    assert d.cost_matrix.shape == (7, 7) and "cost_matrix" in d.state_dict()
+    # the cost matrix is derived from the config and the teacher: a buffer outside the state_dict (issue 10)
+    assert d.cost_matrix.shape == (7, 7) and "cost_matrix" not in d.state_dict()
     sum(losses.values()).backward()
     assert teacher.fc.weight.grad is None and student.fc.weight.grad is not None
 
@@ -285,6 +122,153 @@ def test_parts_switch_on_by_weight_and_cost_from_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="download_ckpts.sh"):
         build_distiller(tiny_cfg(**{"WKD.COST_MATRIX": "cka", "WKD.COST_MATRIX_PATH": str(tmp_path / "x.pth")}),
                         student, teacher)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+# The release's distiller holds the student, the teacher and, with WKD-F on, the projector `conv_reg`; its
+# cost matrix is a plain attribute. Projector submodules as released (mdistiller/distillers/_common.py there).
+RELEASE_PROJECTOR_KEYS = {
+    "conv1x1": ["conv.weight", "conv.bias"],
+    "bottleneck": ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "conv3.weight", "conv3.bias"],
+}
+BN_KEYS = ["bn.weight", "bn.bias", "bn.running_mean", "bn.running_var", "bn.num_batches_tracked"]
+
+
+def zoo_pair(seed):
+    torch.manual_seed(seed)
+    return cifar_model_dict["resnet8"][0](num_classes=10), cifar_model_dict["resnet14"][0](num_classes=10)
+
+
+def release_layout(student, teacher, projector=None):
+    """The key set of a released WKD/WKL ``latest``/``best`` file's ``model`` entry (no DataParallel prefix)."""
+    keys = {"student." + k for k in student.state_dict()} | {"teacher." + k for k in teacher.state_dict()}
+    if projector is not None:
+        keys |= {"conv_reg." + k for k in RELEASE_PROJECTOR_KEYS[projector] + BN_KEYS}
+    return keys
+
+
+CHECKPOINT_CASES = {
+    "WKD-L": ("WKD", {"WKD.LOSS.WKD_FEAT_WEIGHT": "0.0"}, None),
+    "WKD-F-conv1x1": ("WKD", {"WKD.LOSS.WKD_LOGIT_WEIGHT": "0.0", "WKD.PROJECTOR": "conv1x1"}, "conv1x1"),
+    "WKD-L+F-bottleneck": ("WKD", {"WKD.PROJECTOR": "bottleneck"}, "bottleneck"),
+    "WKL": ("WKL", {"WKD.LOSS.WKD_FEAT_WEIGHT": "0.0"}, None),
+    "WKL-feat": ("WKL", {"WKD.PROJECTOR": "conv1x1", "WKL.FEAT_KL_WEIGHT": "0.04"}, "conv1x1"),
+}
+
+
+def checkpoint_cfg(kind, opts):
+    base = {"DISTILLER.TYPE": kind, "DATASET.TYPE": "digits", "WKD.COST_MATRIX": "fc", "WKD.HINT_LAYER": "-1",
+            "WKD.SPATIAL_GRID": "2"}
+    base.update(opts)
+    return get_cfg(None, [x for kv in base.items() for x in kv])
+
+
+@pytest.mark.parametrize("case", sorted(CHECKPOINT_CASES))
+def test_release_checkpoint_layout_loads_strictly(case):
+    kind, opts, projector = CHECKPOINT_CASES[case]
+    cfg = checkpoint_cfg(kind, opts)
+    d = build_distiller(cfg, *zoo_pair(0))
+    expected = release_layout(d.student, d.teacher, projector)
+    assert set(d.state_dict()) == expected
+    # a "released" state dict: the documented keys, other values
+    other = build_distiller(cfg, *zoo_pair(1))
+    released = {k: v for k, v in other.state_dict().items() if k in expected}
+    assert set(released) == expected
+    cost = d.cost_matrix.clone() if d.enable_wkdl else None
+    result = d.load_state_dict(released, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    for key, value in d.state_dict().items():
+        assert torch.equal(value, released[key]), key
+    if cost is not None:  # derived from the config and the (now loaded) teacher's classifier, not from the file
+        assert torch.equal(d.cost_matrix, cost)
+
+
+@pytest.mark.parametrize("kind", ["WKD", "WKL"])
+def test_old_checkpoint_with_cost_matrix_loads_and_ignores_it(kind, tmp_path):
+    cfg = checkpoint_cfg(kind, {"WKD.LOSS.WKD_FEAT_WEIGHT": "0.0"})
+    d = build_distiller(cfg, *zoo_pair(0))
+    cost = d.cost_matrix.clone()
+    old = dict(build_distiller(cfg, *zoo_pair(1)).state_dict())
+    old["cost_matrix"] = torch.full_like(cost, 7.0)  # what this project's checkpoints stored before
+    torch.save({"model": old}, tmp_path / "latest")
+    state = torch.load(tmp_path / "latest", weights_only=True)["model"]
+    result = d.load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    assert torch.equal(d.cost_matrix, cost)
+    assert "cost_matrix" in state  # the caller's dict is not modified
+    assert torch.equal(d.student.fc.weight, old["student.fc.weight"])
+
+
+# ----------------------------------------------------------------------------- logit standardization
+
+
+def zscore(z):
+    """(z − mean) / (unbiased std + 1e-7) per row (Sun et al. CVPR 2024), written out."""
+    mean = z.mean(1, keepdim=True)
+    std = ((z - mean) ** 2).sum(1, keepdim=True).div(z.shape[1] - 1).sqrt()
+    return (z - mean) / (std + 1e-7)
+
+
+def ref_target_term(zs, zt, y):
+    """−mean_b p_t[y_b]·log p_s[y_b] at T = 1, the teacher's factor detached."""
+    return -torch.stack([F.softmax(zt[b], 0)[y[b]].detach() * F.log_softmax(zs[b], 0)[y[b]]
+                         for b in range(zs.shape[0])]).mean()
+
+
+def ref_nontarget_w(zs, zt, y, cost, T, reg=REG, iters=ITERS):
+    """The release's per-sample non-target Sinkhorn (gather, own (C−1, C−1) cost, loop), batch mean."""
+    total = 0.0
+    for b in range(zs.shape[0]):
+        keep = [c for c in range(zs.shape[1]) if c != int(y[b])]
+        p, q = F.softmax(zs[b, keep] / T, 0), F.softmax(zt[b, keep] / T, 0)
+        M = cost[keep][:, keep]
+        K = torch.exp(-M / reg)
+        u = torch.ones_like(p) / len(keep)
+        for _ in range(iters):
+            v = q / (K.t() @ u + 1e-8)
+            u = p / (K @ v + 1e-8)
+        total = total + (u[:, None] * K * v[None, :] * M).sum()
+    return total / zs.shape[0]
+
+
+def ls_logits(seed=4):
+    g = torch.Generator().manual_seed(seed)
+    zs = (3 * torch.randn(5, 10, generator=g, dtype=torch.float64) + 1).requires_grad_(True)
+    zt = 5 * torch.randn(5, 10, generator=g, dtype=torch.float64) - 2
+    return zs, zt, torch.tensor([0, 3, 9, 3, 5])
+
+
+def test_wkd_l_logit_standardization_against_independent_formula():
+    assert distiller_dict["WKD"].LOGIT_STANDARDIZATION and distiller_dict["WKL"].LOGIT_STANDARDIZATION
+    opts = {"WKD.LOSS.WKD_FEAT_WEIGHT": "0.0", "WKD.LOSS.WKD_LOGIT_WEIGHT": "30.0", "WKD.TEMPERATURE": "2.0",
+            "WKD.LOSS.COSINE_DECAY_EPOCH": "0", "SOLVER.EPOCHS": "10"}
+    d = build_distiller(checkpoint_cfg("WKD", dict(opts, **{"EXPERIMENT.LOGIT_STAND": "True"})), *zoo_pair(0))
+    assert d.logit_stand
+    zs, zt, y = ls_logits()
+    cost = d.cost_matrix.double()
+    gamma = 0.5 * 30.0 * (1 + math.cos(math.pi * 3 / 10))
+    # L_t on the raw logits, the non-target distributions from z-scored logits
+    expected = ref_target_term(zs, zt, y) + gamma * ref_nontarget_w(zscore(zs), zscore(zt), y, cost, 2.0)
+    ours = d.logit_loss(zs, zt, y, 3)
+    torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(torch.autograd.grad(ours, zs)[0], torch.autograd.grad(expected, zs)[0],
+                               rtol=1e-8, atol=1e-12)
+    # not the same as standardizing L_t too, nor as no standardization
+    everything = ref_target_term(zscore(zs), zscore(zt), y) + gamma * ref_nontarget_w(zscore(zs), zscore(zt), y, cost, 2.0)
+    assert not torch.allclose(ours, everything)
+    plain = build_distiller(checkpoint_cfg("WKD", opts), d.student, d.teacher)
+    assert not plain.logit_stand
+    raw = ref_target_term(zs, zt, y) + gamma * ref_nontarget_w(zs, zt, y, cost, 2.0)
+    torch.testing.assert_close(plain.logit_loss(zs, zt, y, 3), raw, rtol=1e-10, atol=1e-12)
+    # forward_train goes through the same logit term
+    d.train()
+    x, target = torch.randn(4, 3, 32, 32), torch.tensor([1, 2, 3, 4])
+    _, losses = d(image=x, target=target, epoch=3)
+    with torch.no_grad():
+        s = d.student(x)[0]
+        t = d.teacher(x)[0]
+        torch.testing.assert_close(losses["loss_kd"], d.logit_loss(s, t, target, 3))
 
 
 # ----------------------------------------------------------------------------- the cost-matrix tool
