@@ -78,21 +78,6 @@ CFG.LOG.DIAGNOSTICS_SAMPLES = 256  # size of the fixed validation probe batch th
 # Method blocks not yet declared by their classes.
 # ---------------------------------------------------------------------------
 
-# CRD (Tian et al. ICLR 2020)
-CFG.CRD = CN()
-CFG.CRD.MODE = "exact"  # ("exact", "relax")
-CFG.CRD.FEAT = CN()
-CFG.CRD.FEAT.DIM = 128
-CFG.CRD.FEAT.STUDENT_DIM = 256
-CFG.CRD.FEAT.TEACHER_DIM = 256
-CFG.CRD.LOSS = CN()
-CFG.CRD.LOSS.CE_WEIGHT = 1.0
-CFG.CRD.LOSS.FEAT_WEIGHT = 0.8
-CFG.CRD.NCE = CN()
-CFG.CRD.NCE.K = 16384
-CFG.CRD.NCE.MOMENTUM = 0.5
-CFG.CRD.NCE.TEMPERATURE = 0.07
-
 # WKD (Lv, Yang & Li, NeurIPS 2024): keys and defaults of the official release
 # (github.com/JiamingLv/WKD, mdistiller/engine/cfg.py). A part is on when its weight > 0.
 CFG.WKD = CN()
@@ -129,52 +114,6 @@ CFG.WKL.DKD_ALPHA = 1.0
 CFG.WKL.DKD_BETA = 2.0
 CFG.WKL.FEAT_KL_WEIGHT = 0.0  # > 0 (needs WKD_FEAT_WEIGHT > 0): + (1-g)*this*KL(N_t || N_s) of the hint features
 CFG.WKL.FEAT_KL_EPS = 1.0  # variance floor of that Gaussian KL (the release's 1.0)
-
-# OTKD (Lohit & Jones, WACV 2022, "Model Compression Using Optimal Transport")
-CFG.OTKD = CN()
-CFG.OTKD.SOLVER = "ipot"  # "ipot" | "remd" (relaxed EMD)
-CFG.OTKD.BETA = 20.0  # IPOT proximal step β (paper: 20)
-CFG.OTKD.ITER = 50  # IPOT outer iterations N (paper: 50)
-CFG.OTKD.ALPHA = 0.9  # weight of the OT loss summed over stages (paper's alternative: 1.0)
-# Stage k = feats[k + len(feats) - 4] (4-entry models: feats[k]; stem + 4 stages: the
-# stem is skipped); 4 = the penultimate layer (pooled_feat).
-CFG.OTKD.STAGES = [0, 1, 2, 3]
-CFG.OTKD.DETACH_PLAN = True  # IPOT plan treated as a constant (envelope-theorem gradient)
-CFG.OTKD.LOSS = CN()
-CFG.OTKD.LOSS.CE_WEIGHT = 1.0
-
-# WCORD (Chen et al. CVPR 2021, "Wasserstein Contrastive Representation Distillation")
-# The train set's negatives come from CRD.NCE.K / CRD.MODE (the dataset reads those):
-# WCORD.NCE.K must equal CRD.NCE.K.
-CFG.WCORD = CN()
-CFG.WCORD.FEAT = CN()
-CFG.WCORD.FEAT.DIM = 128
-CFG.WCORD.FEAT.STUDENT_DIM = 256
-CFG.WCORD.FEAT.TEACHER_DIM = 256
-CFG.WCORD.LOSS = CN()
-CFG.WCORD.LOSS.CE_WEIGHT = 1.0
-CFG.WCORD.LOSS.GLOBAL_WEIGHT = 0.8  # dual form: contrastive NCE with a Lipschitz (spectral-norm) critic
-CFG.WCORD.LOSS.LOCAL_WEIGHT = 1.0  # primal form: Sinkhorn OT between the batch's embeddings
-CFG.WCORD.NCE = CN()
-CFG.WCORD.NCE.K = 16384
-CFG.WCORD.NCE.MOMENTUM = 0.5
-CFG.WCORD.NCE.TEMPERATURE = 0.07
-CFG.WCORD.SINKHORN = CN()
-CFG.WCORD.SINKHORN.REG = 0.05  # entropic ε on the 1 - cos cost (values in [0, 2])
-CFG.WCORD.SINKHORN.ITER = 100
-
-# KD2M (Montesuma, GSI 2025, "KD²M: an unifying framework for feature knowledge distillation")
-CFG.KD2M = CN()
-CFG.KD2M.LOSS = CN()
-CFG.KD2M.LOSS.CE_WEIGHT = 1.0
-CFG.KD2M.LOSS.LAMBDA = 1e-4  # not in the paper's text; the reference code's default (--coef 1e-4)
-CFG.KD2M.DISTANCE = "w2"  # "w2" | "cw2" | "jw2" | "gw2" | "cgw2" | "gkl"
-CFG.KD2M.FEATURE = "pooled"  # "pooled" (pooled_feat) | "feats<i>" ("feats2", "feats-1"): feats[i], GAP-ed to vectors
-CFG.KD2M.COVARIANCE = "diag"  # Gaussian variants: "diag" | "full" (Bures W2 / full KL)
-CFG.KD2M.BETA = 1.0  # jw2: weight of the label cost
-CFG.KD2M.LABEL_COST = "sqeuclidean"  # jw2: "sqeuclidean" (softmax outputs) | "ce" (teacher-target cross-entropy)
-CFG.KD2M.JW2_NORMALIZE = True  # jw2: feature cost / its detached max (reference code)
-CFG.KD2M.EPS = 1e-5  # Gaussian variants: ridge added to the (biased) variances / covariances
 
 
 # ---------------------------------------------------------------------------
