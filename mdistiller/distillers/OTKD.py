@@ -1,99 +1,56 @@
-"""Model compression using optimal transport (Lohit & Jones, WACV 2022).
-
-Per selected stage, the batch's student features ``s_1..s_B`` and teacher
-features ``t_1..t_B`` (each flattened per sample) are two empirical
-distributions with uniform masses ``1/B``; the cost between every
-student/teacher pair is the cosine distance ``C_ij = 1 − cos(s_i, t_j)`` (B × B),
-and the loss is the transport cost of the plan:
-
-    loss_kd = ALPHA · Σ_stages Σ_ij T*_ij C_ij
-
-with ``T*`` from IPOT (Xie et al. 2019; ``OTKD.BETA`` = 20, ``OTKD.ITER`` = 50
-outer iterations, one inner Sinkhorn sweep, ``T⁽¹⁾ = 1 1ᵀ``, as in the paper)
-or, with ``OTKD.SOLVER = "remd"``, the relaxed EMD
-``max(mean_i min_j C_ij, mean_j min_i C_ij)`` (no plan to compute).
-
-Choices (the README's method table quotes these):
-
-* **IPOT plan detached** (``OTKD.DETACH_PLAN = True``): the plan is computed
-  without gradient and the loss is ``Σ T*.detach() ⊙ C``. Lohit & Jones follow
-  IPOT (Xie et al.), where ``W = <T*, C>`` is differentiated with ``T*`` held
-  constant (envelope theorem / Danskin: ∂W/∂C = T* at the optimum), which is
-  also what we recall of their text; we could not re-read the paper to confirm
-  it. ``DETACH_PLAN = False`` unrolls the 50 iterations instead.
-* **Stages.** ``OTKD.STAGES`` indexes a model's last four ``feats`` entries:
-  stage ``k`` is ``feats[k + len(feats) − 4]``. Models with 4 entries (CIFAR
-  ResNets, WRNs, ShuffleNets: stem + 3 groups) use ``feats[k]``; models with 5
-  entries (stem + 4 stages: VGG, ResNet18/50, ImageNet ResNets, MobileNetV2) use
-  ``feats[k + 1]``, i.e. the stem is skipped and stage 0 is the first residual
-  group / block. Index 4 selects the penultimate layer (``pooled_feat``).
-  Default ``[0, 1, 2, 3]``.
-* **Embeddings** (paper's appendix): when a stage's teacher and student shapes
-  differ, a learned module maps the *teacher* feature to the student's shape —
-  ``adaptive_avg_pool2d`` to the student's spatial size when those differ, then
-  a 1x1 convolution + BatchNorm when the channel counts differ; a linear layer
-  for the penultimate layer. Identical shapes use the teacher feature as is.
-  The embeddings are trained with the student (``get_learnable_parameters``).
-  Shapes are found at construction by one forward of both models in eval mode
-  (no BatchNorm statistic changes) on an input of the dataset's size.
-
-Losses (fp32): ``{"loss_ce": CE_WEIGHT · CE, "loss_kd": ALPHA · Σ OT}``.
-"""
+"""Model compression using optimal transport (Lohit & Jones, WACV 2022)."""
 import torch.nn as nn
-import torch.nn.functional as F
 
-from ..ot import cosine_cost, ipot, relaxed_emd
-from ._base import Distiller, fp32_losses
-from ._common import probe_features, probe_input_size
+from ..losses.otkd import SOLVERS, otkd_loss
 from ..registry import register_distiller
+from ._base import Distiller
+from ._common import PENULTIMATE, TeacherEmbed, probe_features, probe_input_size, select_stage
 
-PENULTIMATE = 4  # stage index selecting pooled_feat
+PENULTIMATE_STAGE = 4  # the OTKD.STAGES entry selecting pooled_feat
 
 
-def select_stage(features, k):
-    """Stage ``k`` of a model's feature dict (see the module docstring for the mapping)."""
-    if k == PENULTIMATE:
-        return features["pooled_feat"]
-    feats = features["feats"]
-    index = k + len(feats) - 4
-    if not 0 <= k < PENULTIMATE or not 0 <= index < len(feats):
+def otkd_stage(features, k):
+    """Stage ``k`` of ``OTKD.STAGES``: ``feats[k + len(feats) − 4]`` for k = 0..3, ``pooled_feat`` for k = 4.
+
+    Models with 4 ``feats`` entries (CIFAR ResNets, WRNs, ShuffleNets) use
+    ``feats[k]``; models with 5 (stem + 4 stages: VGG, ResNet18/50, MobileNetV2)
+    use ``feats[k + 1]`` (the stem is skipped).
+    """
+    if k == PENULTIMATE_STAGE:
+        return select_stage(features, PENULTIMATE)
+    n = len(features["feats"])
+    index = k + n - 4
+    if not 0 <= k < PENULTIMATE_STAGE or not 0 <= index < n:
         raise ValueError(
             "OTKD.STAGES entry {} is not a stage of a model with {} feats entries "
-            "(valid: 0-3 for the last four feats, 4 for pooled_feat)".format(k, len(feats))
+            "(valid: 0-3 for the last four feats, 4 for pooled_feat)".format(k, n)
         )
-    return feats[index]
-
-
-class TeacherEmbed(nn.Module):
-    """Maps a teacher feature to the student's shape (pool, then 1x1 conv + BN; or linear)."""
-
-    def __init__(self, teacher_shape, student_shape):
-        super().__init__()
-        if len(teacher_shape) != len(student_shape) or len(teacher_shape) not in (1, 3):
-            raise ValueError("OTKD: cannot map teacher feature {} to student {}".format(teacher_shape, student_shape))
-        self.out_size = tuple(student_shape[1:])  # spatial size for maps, () for vectors
-        self.pool = len(teacher_shape) == 3 and tuple(teacher_shape[1:]) != self.out_size
-        if len(teacher_shape) == 1:
-            self.proj = nn.Linear(teacher_shape[0], student_shape[0]) if teacher_shape[0] != student_shape[0] else None
-        elif teacher_shape[0] != student_shape[0]:
-            self.proj = nn.Sequential(
-                nn.Conv2d(teacher_shape[0], student_shape[0], kernel_size=1, bias=False),
-                nn.BatchNorm2d(student_shape[0]),
-            )
-        else:
-            self.proj = None
-
-    def forward(self, t, student_feat=None):
-        if t.dim() == 4:
-            size = tuple(student_feat.shape[2:]) if student_feat is not None else self.out_size
-            if tuple(t.shape[2:]) != size:
-                t = F.adaptive_avg_pool2d(t, size)
-        return t if self.proj is None else self.proj(t)
+    return select_stage(features, index, "OTKD.STAGES")
 
 
 @register_distiller("OTKD")
 class OTKD(Distiller):
-    """Model Compression Using Optimal Transport (Lohit & Jones, WACV 2022): IPOT or REMD on stage features."""
+    """Model Compression Using Optimal Transport (Lohit & Jones, WACV 2022): IPOT or REMD on stage features.
+
+    ``loss_kd = ALPHA · Σ_{k ∈ STAGES} L_OT(s_k, e_k(t_k))``
+    (:func:`mdistiller.losses.otkd.otkd_loss`), ``e_k`` a learned
+    :class:`~mdistiller.distillers._common.TeacherEmbed` mapping the teacher's
+    stage feature to the student's shape (identity when they agree); shapes are
+    read by one eval-mode forward of both models at construction. State dict:
+    ``embeds.<i>.*``.
+    """
+
+    DEFAULTS = {
+        "SOLVER": "ipot",  # "ipot" | "remd" (relaxed EMD)
+        "BETA": 20.0,  # IPOT proximal step β (paper: 20)
+        "ITER": 50,  # IPOT outer iterations N (paper: 50)
+        "ALPHA": 0.9,  # weight of the OT loss summed over stages (paper's alternative: 1.0)
+        # Stage k = feats[k + len(feats) - 4] (4-entry models: feats[k]; stem + 4 stages: the
+        # stem is skipped); 4 = the penultimate layer (pooled_feat).
+        "STAGES": [0, 1, 2, 3],
+        "DETACH_PLAN": True,  # IPOT plan treated as a constant (envelope-theorem gradient)
+        "LOSS": {"CE_WEIGHT": 1.0},
+    }
 
     @classmethod
     def label(cls, cfg):
@@ -104,7 +61,7 @@ class OTKD(Distiller):
         super().__init__(student, teacher)
         c = cfg.OTKD
         self.solver = str(c.SOLVER).lower()
-        if self.solver not in ("ipot", "remd"):
+        if self.solver not in SOLVERS:
             raise ValueError("OTKD.SOLVER must be 'ipot' or 'remd', got {!r}".format(c.SOLVER))
         self.beta = float(c.BETA)
         self.num_iter = int(c.ITER)
@@ -118,21 +75,15 @@ class OTKD(Distiller):
         f_s, f_t = probe_features(student, size), probe_features(teacher, size)
         self.embeds = nn.ModuleList()
         for k in self.stages:
-            s_shape = tuple(select_stage(f_s, k).shape[1:])
-            t_shape = tuple(select_stage(f_t, k).shape[1:])
+            s_shape = tuple(otkd_stage(f_s, k).shape[1:])
+            t_shape = tuple(otkd_stage(f_t, k).shape[1:])
             self.embeds.append(TeacherEmbed(t_shape, s_shape))
 
-    def ot_loss(self, f_s, f_t):
-        """Transport cost between the batch's student and teacher features of one stage (already embedded)."""
-        cost = cosine_cost(f_s.reshape(f_s.shape[0], -1), f_t.reshape(f_t.shape[0], -1))
-        if self.solver == "remd":
-            return relaxed_emd(None, None, cost)
-        return ipot(None, None, cost, beta=self.beta, num_iter=self.num_iter, detach_plan=self.detach_plan)
-
     def distill_losses(self, student, teacher, target, epoch, **batch):
-        loss_ot = 0.0
+        feats_s, feats_t = [], []
         for k, embed in zip(self.stages, self.embeds):
-            s = select_stage(student.feats, k).float()
-            t = embed(select_stage(teacher.feats, k).float(), s)
-            loss_ot = loss_ot + self.ot_loss(s, t)
+            s = otkd_stage(student.feats, k).float()
+            feats_s.append(s)
+            feats_t.append(embed(otkd_stage(teacher.feats, k).float(), s))
+        loss_ot = otkd_loss(feats_s, feats_t, self.solver, self.beta, self.num_iter, self.detach_plan)
         return {"loss_kd": self.alpha * loss_ot}

@@ -6,3 +6,7 @@ Each function's docstring gives its equation and source; the method classes in
 from .kd import kd_loss  # noqa: F401
 from .dkd import dkd_loss, dkd_parts  # noqa: F401
 from .standardize import standardize_logits  # noqa: F401
+from .crd import contrast_scores, crd_loss, momentum_update, nce_loss  # noqa: F401
+from .wcord import wcord_local_loss  # noqa: F401
+from .otkd import ot_stage_loss, otkd_loss  # noqa: F401
+from .kd2m import kd2m_distance  # noqa: F401

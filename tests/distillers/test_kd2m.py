@@ -13,18 +13,16 @@ import numpy as np
 import ot
 import pytest
 import torch
-from torch.distributions import MultivariateNormal, kl_divergence
 
 from mdistiller.distillers import build_distiller
 from mdistiller.engine.cfg import get_cfg
 from mdistiller.models import cifar_model_dict
+from tests.helpers.loss_reference import gauss_kl, gauss_w2, per_class, softmax, w2
+from tests.helpers.runutil import REPO
 
 NUM_CLASSES = 12
 # class 2 has a single sample; classes 0, 1, 3, 4 have several
 LABELS = torch.tensor([0, 0, 0, 1, 1, 1, 1, 2, 3, 3, 4, 4])
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 
 
 @pytest.fixture(scope="module")
@@ -64,44 +62,6 @@ def extract(distiller, images, feature="pooled"):
         if isinstance(distiller.projector, torch.nn.Linear):
             f_s = f_s @ distiller.projector.weight.double().t() + distiller.projector.bias.double()
     return f_s.numpy(), f_t.numpy(), logits_s.double().numpy(), logits_t.double().numpy()
-
-
-def w2(x, y):
-    u, v = np.full(len(x), 1 / len(x)), np.full(len(y), 1 / len(y))
-    return float(ot.emd2(u, v, ot.dist(x, y)))
-
-
-def moments(x, eps, diagonal):
-    mean = x.mean(0)
-    if diagonal:
-        return mean, np.sqrt(x.var(0) + eps)  # biased variance + ridge -> std
-    return mean, np.cov(x, rowvar=False, bias=True).reshape(x.shape[1], x.shape[1]) + eps * np.eye(x.shape[1])
-
-
-def gauss_w2(x, y, eps, diagonal):
-    (mx, sx), (my, sy) = moments(x, eps, diagonal), moments(y, eps, diagonal)
-    if diagonal:
-        return float(((mx - my) ** 2).sum() + ((sx - sy) ** 2).sum())
-    return float(ot.gaussian.bures_wasserstein_distance(mx, my, sx, sy)) ** 2
-
-
-def gauss_kl(x, y, eps, diagonal):
-    (mx, sx), (my, sy) = moments(x, eps, diagonal), moments(y, eps, diagonal)
-    if diagonal:
-        sx, sy = np.diag(sx**2), np.diag(sy**2)
-    t = lambda a: torch.from_numpy(np.asarray(a))  # noqa: E731
-    return float(kl_divergence(MultivariateNormal(t(mx), t(sx)), MultivariateNormal(t(my), t(sy))))
-
-
-def per_class(fn, x, y, labels):
-    labels = labels.numpy()
-    return float(np.mean([fn(x[labels == c], y[labels == c]) for c in np.unique(labels)]))
-
-
-def softmax(z):
-    z = z - z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
 
 
 def kd_value(distiller, images, labels=LABELS):
@@ -247,7 +207,7 @@ def test_invalid_options_fail_clearly(nets, key, value):
 
 
 def test_shipped_configs_load():
-    paths = sorted(glob.glob(os.path.join(ROOT, "configs", "*", "kd2m", "*.yaml")))
+    paths = sorted(glob.glob(os.path.join(REPO, "configs", "*", "kd2m", "*.yaml")))
     assert paths, "no configs/*/kd2m/*.yaml"
     distances = set()
     for path in paths:

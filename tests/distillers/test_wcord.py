@@ -5,7 +5,6 @@ formulas; the local term is checked against POT's ``ot.sinkhorn2`` with the same
 number of iterations and no early stop.
 """
 import copy
-import math
 
 import numpy as np
 import ot
@@ -14,11 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from mdistiller.distillers import WCORD, build_distiller, get_distiller_class
-from mdistiller.engine.cfg import CFG
+from mdistiller.engine.cfg import CFG, get_cfg
 from mdistiller.models import cifar_model_dict
-
-
-
+from mdistiller.registry import data_needs
+from tests.helpers.loss_reference import nce_reference
 
 NUM_DATA, K, DIM, BATCH, SIZE = 40, 8, 8, 5, 16
 
@@ -26,12 +24,11 @@ NUM_DATA, K, DIM, BATCH, SIZE = 40, 8, 8, 5, 16
 def make_cfg(**loss):
     cfg = CFG.clone()
     cfg.DISTILLER.TYPE = "WCORD"
-    cfg.CRD.NCE.K = K
     cfg.WCORD.NCE.K = K
     cfg.WCORD.FEAT.DIM = DIM
     cfg.WCORD.FEAT.STUDENT_DIM = 64  # resnet8
     cfg.WCORD.FEAT.TEACHER_DIM = 128  # wrn_16_2
-    cfg.WCORD.SINKHORN.REG = 0.1
+    cfg.WCORD.SINKHORN.LAMBDA = 0.1
     cfg.WCORD.SINKHORN.ITER = 30
     for key, value in loss.items():
         cfg.WCORD.LOSS[key] = value
@@ -55,17 +52,6 @@ def make_batch(seed=1):
     contrast = torch.randint(0, NUM_DATA, (BATCH, K + 1), generator=g)
     contrast[:, 0] = index
     return image, target, index, contrast
-
-
-def nce_reference(pos_neg_scores, num_data):
-    """-1/B Σ_i [log(P0/(P0 + K/N)) + Σ_j log((K/N)/(Pj + K/N))], one term at a time (ε = 1e-7)."""
-    total = 0.0
-    for row in pos_neg_scores.tolist():
-        m = len(row) - 1
-        mpn = m / num_data
-        total += math.log(row[0] / (row[0] + mpn + 1e-7))
-        total += sum(math.log(mpn / (p + mpn + 1e-7)) for p in row[1:])
-    return -total / len(pos_neg_scores)
 
 
 def test_registry_flags_and_spectral_norm():
@@ -143,15 +129,51 @@ def test_local_term_weights_and_gradient_through_student():
 
 
 def test_config_errors():
-    cfg = make_cfg()
-    cfg.WCORD.NCE.K = K + 1
     torch.manual_seed(0)
     student = cifar_model_dict["resnet8"][0](num_classes=10)
     teacher = cifar_model_dict["wrn_16_2"][0](num_classes=10)
-    with pytest.raises(ValueError, match="CRD.NCE.K"):
-        build_distiller(cfg, student, teacher, num_data=NUM_DATA)
     with pytest.raises(ValueError, match="num_data"):
         build_distiller(make_cfg(), student, teacher)
     d = build_distiller(make_cfg(), student, teacher, num_data=NUM_DATA).train()
     with pytest.raises(ValueError, match="contrastive_index"):
         d(image=torch.zeros(2, 3, SIZE, SIZE), target=torch.zeros(2, dtype=torch.long))
+
+
+def test_data_needs_from_its_own_block():
+    """The train set's sampling comes from WCORD.NCE.K / WCORD.MODE, whatever CRD's block says;
+    COMBINE rejects parts that ask for different sampling."""
+    cfg = make_cfg()
+    cfg.CRD.NCE.K = K + 1
+    cfg.CRD.MODE = "relax"
+    needs = data_needs(cfg)
+    assert (needs.contrastive_k, needs.contrastive_mode, needs.num_data) == (K, "exact", True)
+    cfg.WCORD.MODE = "relax"
+    assert data_needs(cfg).contrastive_mode == "relax"
+    torch.manual_seed(0)
+    student = cifar_model_dict["resnet8"][0](num_classes=10)
+    teacher = cifar_model_dict["wrn_16_2"][0](num_classes=10)
+    build_distiller(cfg, student, teacher, num_data=NUM_DATA)  # no cross-check against CRD.NCE.K
+    cfg.DISTILLER.TYPE = "COMBINE"
+    cfg.COMBINE.METHODS = ["CRD", "WCORD"]
+    with pytest.raises(ValueError, match="different contrastive sampling"):
+        data_needs(cfg)
+    cfg.CRD.NCE.K, cfg.CRD.MODE = K, "relax"
+    assert data_needs(cfg).contrastive_k == K
+
+
+def test_sinkhorn_reg_is_an_alias_of_lambda(tmp_path):
+    old, new = tmp_path / "old.yaml", tmp_path / "new.yaml"
+    old.write_text("DISTILLER:\n  TYPE: WCORD\nWCORD:\n  SINKHORN:\n    REG: 0.125\n    ITER: 7\n")
+    new.write_text("DISTILLER:\n  TYPE: WCORD\nWCORD:\n  SINKHORN:\n    LAMBDA: 0.125\n    ITER: 7\n")
+    cfg_old, cfg_new = get_cfg(str(old)), get_cfg(str(new))
+    assert cfg_old.WCORD.SINKHORN.LAMBDA == cfg_new.WCORD.SINKHORN.LAMBDA == 0.125
+    assert "REG" not in cfg_old.WCORD.SINKHORN
+    assert cfg_old.WCORD == cfg_new.WCORD
+    assert get_cfg(opts=["WCORD.SINKHORN.REG", "0.25"]).WCORD.SINKHORN.LAMBDA == 0.25
+    assert CFG.WCORD.SINKHORN.LAMBDA == 0.05  # default
+    with pytest.raises(ValueError, match="WCORD.SINKHORN.LAMBDA"):
+        get_cfg(opts=["WCORD.SINKHORN.REG", "0.25", "WCORD.SINKHORN.LAMBDA", "0.5"])
+    torch.manual_seed(0)
+    student = cifar_model_dict["resnet8"][0](num_classes=10)
+    teacher = cifar_model_dict["resnet8"][0](num_classes=10)
+    assert build_distiller(cfg_old, student, teacher, num_data=NUM_DATA).sinkhorn_lambda == 0.125

@@ -16,9 +16,7 @@ import torch.nn.functional as F
 from mdistiller.distillers import OTKD, build_distiller, get_distiller_class
 from mdistiller.engine.cfg import CFG
 from mdistiller.models import cifar_model_dict
-
-
-
+from tests.helpers.loss_reference import hand_cost, ipot_reference
 
 BATCH = 5
 SIZE = 16  # CIFAR models pool adaptively: 16x16 inputs keep the tests fast
@@ -41,28 +39,6 @@ def models(student="resnet8", teacher="resnet20", seed=0):
 def batch(seed=1, n=BATCH):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, 3, SIZE, SIZE, generator=g), torch.randint(0, 10, (n,), generator=g)
-
-
-def ipot_reference(cost, beta, num_iter):
-    """Xie et al. (UAI 2019) Algorithm 1, L = 1, T⁽¹⁾ = 1 1ᵀ, σ = 1/m, uniform masses, float64."""
-    c = cost.detach().double()
-    n, m = c.shape
-    g = torch.exp(-c / beta)
-    t = torch.ones(n, m, dtype=torch.float64)
-    sigma = torch.full((m,), 1.0 / m, dtype=torch.float64)
-    for _ in range(num_iter):
-        q = g * t
-        delta = 1.0 / (n * (q @ sigma))
-        sigma = 1.0 / (m * (q.t() @ delta))
-        t = delta[:, None] * q * sigma[None, :]
-    return t
-
-
-def hand_cost(f_s, f_t):
-    s = f_s.reshape(f_s.shape[0], -1).double()
-    t = f_t.reshape(f_t.shape[0], -1).double()
-    cos = (s @ t.t()) / (s.norm(dim=1)[:, None] * t.norm(dim=1)[None, :])
-    return 1.0 - cos
 
 
 def expected_loss(distiller, student, teacher, image, stage_index, solver, beta=20.0, num_iter=50, plan="ipot"):

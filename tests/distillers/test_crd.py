@@ -1,7 +1,7 @@
 """CRD (Contrastive Representation Distillation): loss, gradient, memory, state and DDP.
 
 The reference below is written from the paper / mdistiller's formulas, one
-sample and one contrast at a time, independently of mdistiller/distillers/CRD.py.
+sample and one contrast at a time, independently of ``mdistiller.losses.crd`` and ``mdistiller/distillers/CRD.py``.
 """
 import inspect
 import math
@@ -15,13 +15,12 @@ import torch.nn.functional as F
 
 from mdistiller.distillers import CRD, build_distiller, distiller_dict
 from mdistiller.engine.cfg import CFG
+from mdistiller.models import cifar_model_dict
 
 NUM_DATA = 40
 K = 8
 EMBED_DIM = 8
 BATCH = 4
-
-from mdistiller.models import cifar_model_dict
 
 
 class TinyNet(nn.Module):
@@ -288,6 +287,7 @@ def _ddp_worker(rank, world, init_file, out_dir):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ddp_gloo_matches_single_process():
     import torch.distributed as dist
     import torch.multiprocessing as mp

@@ -1,0 +1,91 @@
+"""Independent float64 references of the loss math (written from the papers' formulas / POT, not from mdistiller).
+
+Shared by ``tests/losses`` (the pure functions) and ``tests/distillers`` (the methods).
+"""
+import math
+
+import numpy as np
+import ot
+import torch
+from torch.distributions import MultivariateNormal, kl_divergence
+
+
+# --------------------------------------------------------------------------- CRD / WCoRD
+
+
+def nce_reference(pos_neg_scores, num_data):
+    """-1/B Σ_i [log(P0/(P0 + K/N)) + Σ_j log((K/N)/(Pj + K/N))], one term at a time (ε = 1e-7)."""
+    total = 0.0
+    for row in pos_neg_scores.tolist():
+        m = len(row) - 1
+        mpn = m / num_data
+        total += math.log(row[0] / (row[0] + mpn + 1e-7))
+        total += sum(math.log(mpn / (p + mpn + 1e-7)) for p in row[1:])
+    return -total / len(pos_neg_scores)
+
+
+# --------------------------------------------------------------------------- OTKD
+
+
+def ipot_reference(cost, beta, num_iter):
+    """Xie et al. (UAI 2019) Algorithm 1, L = 1, T⁽¹⁾ = 1 1ᵀ, σ = 1/m, uniform masses, float64."""
+    c = cost.detach().double()
+    n, m = c.shape
+    g = torch.exp(-c / beta)
+    t = torch.ones(n, m, dtype=torch.float64)
+    sigma = torch.full((m,), 1.0 / m, dtype=torch.float64)
+    for _ in range(num_iter):
+        q = g * t
+        delta = 1.0 / (n * (q @ sigma))
+        sigma = 1.0 / (m * (q.t() @ delta))
+        t = delta[:, None] * q * sigma[None, :]
+    return t
+
+
+def hand_cost(f_s, f_t):
+    """1 − cos between the flattened rows of ``f_s`` and ``f_t`` (Lohit & Jones Eq. 3), float64."""
+    s = f_s.reshape(f_s.shape[0], -1).double()
+    t = f_t.reshape(f_t.shape[0], -1).double()
+    cos = (s @ t.t()) / (s.norm(dim=1)[:, None] * t.norm(dim=1)[None, :])
+    return 1.0 - cos
+
+
+# --------------------------------------------------------------------------- KD²M (numpy / POT)
+
+
+def w2(x, y):
+    u, v = np.full(len(x), 1 / len(x)), np.full(len(y), 1 / len(y))
+    return float(ot.emd2(u, v, ot.dist(x, y)))
+
+
+def moments(x, eps, diagonal):
+    mean = x.mean(0)
+    if diagonal:
+        return mean, np.sqrt(x.var(0) + eps)  # biased variance + ridge -> std
+    return mean, np.cov(x, rowvar=False, bias=True).reshape(x.shape[1], x.shape[1]) + eps * np.eye(x.shape[1])
+
+
+def gauss_w2(x, y, eps, diagonal):
+    (mx, sx), (my, sy) = moments(x, eps, diagonal), moments(y, eps, diagonal)
+    if diagonal:
+        return float(((mx - my) ** 2).sum() + ((sx - sy) ** 2).sum())
+    return float(ot.gaussian.bures_wasserstein_distance(mx, my, sx, sy)) ** 2
+
+
+def gauss_kl(x, y, eps, diagonal):
+    (mx, sx), (my, sy) = moments(x, eps, diagonal), moments(y, eps, diagonal)
+    if diagonal:
+        sx, sy = np.diag(sx**2), np.diag(sy**2)
+    t = lambda a: torch.from_numpy(np.asarray(a))  # noqa: E731
+    return float(kl_divergence(MultivariateNormal(t(mx), t(sx)), MultivariateNormal(t(my), t(sy))))
+
+
+def per_class(fn, x, y, labels):
+    labels = np.asarray(labels)
+    return float(np.mean([fn(x[labels == c], y[labels == c]) for c in np.unique(labels)]))
+
+
+def softmax(z):
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
