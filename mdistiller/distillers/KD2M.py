@@ -1,34 +1,68 @@
 """KD²M: knowledge distillation through distribution matching (Montesuma, 2025, arXiv:2504.01757)."""
+import torch
+import torch.nn as nn
+
 from ..losses.kd2m import COVARIANCES, DISTANCES, LABEL_COSTS, kd2m_distance
 from ..registry import register_distiller
 from ._base import Distiller
-from ._common import linear_projector, parse_stage, probe_features, probe_input_size, stage_vectors
+from ._common import parse_stage, probe_features, probe_input_size, stage_vectors
+
+PROJECTORS = ("orthogonal", "learned", "none")
+
+
+class FixedProjection(nn.Module):
+    r"""``f ↦ f Pᵀ`` with a fixed random semi-orthogonal ``P`` (dim_out × dim_in, :math:`PP^\top = I`), never trained.
+
+    ``P`` = the transposed Q factor of a Gaussian (dim_in × dim_out) matrix
+    (QR), drawn from torch's RNG at construction and kept as the buffer
+    ``weight`` (saved with the checkpoint). It maps the wider feature onto a
+    random dim_out-dimensional subspace isometrically (distances within the
+    subspace are kept), so a distance between projected distributions is a
+    random marginal of the full one and cannot be lowered by the projection.
+    """
+
+    def __init__(self, dim_in, dim_out):
+        super().__init__()
+        if dim_out > dim_in:
+            raise ValueError("FixedProjection maps a wider feature to a narrower one, got {} -> {}".format(dim_in, dim_out))
+        q, _ = torch.linalg.qr(torch.randn(dim_in, dim_out))
+        self.register_buffer("weight", q.t().contiguous())
+
+    def forward(self, x):
+        return x @ self.weight.t().to(x.dtype)
 
 
 @register_distiller("KD2M")
 class KD2M(Distiller):
     """Feature distribution matching (W2 empirical / class-conditional / joint, Gaussian W2, Gaussian KL).
 
-    ``loss_kd = LAMBDA · D(P_S, P_T)`` (KD²M Eq. 1) between the batch's student
-    and teacher feature vectors at ``FEATURE`` (``"pooled"`` or ``"feats<i>"``,
-    maps global-average-pooled), ``D`` = ``DISTANCE``
-    (:func:`mdistiller.losses.kd2m.kd2m_distance`). When the dimensions differ, a
-    linear projector (state ``projector.*``) maps the student's vector to the
-    teacher's dimension.
+    ``loss = CE_WEIGHT · CE + LAMBDA · D(g_S#P, g_T#P)`` (KD²M Eq. 1, Algorithm 1)
+    between the batch's student and teacher feature vectors at ``FEATURE``
+    (``"pooled"``: the pooled penultimate feature, as the paper's code; or
+    ``"feats<i>"``, maps global-average-pooled); ``D`` = ``DISTANCE``
+    (:func:`mdistiller.losses.kd2m.kd2m_distance`). Equal widths (the paper's
+    ResNet34 → ResNet18, 512 → 512) are compared as they are. Different widths
+    need ``PROJECTOR``: ``"orthogonal"`` (default) maps the wider feature to the
+    narrower width with a fixed random semi-orthogonal matrix
+    (:class:`FixedProjection`, no parameters); ``"learned"`` maps the student to
+    the teacher's width with a trained linear layer (state ``projector.*``),
+    which can lower every distance without the student's features changing;
+    ``"none"`` refuses different widths.
     """
 
     DEFAULTS = {
         "LOSS": {
             "CE_WEIGHT": 1.0,
-            "LAMBDA": 1e-4,  # not in the paper's text; the reference code's default (--coef 1e-4)
+            "LAMBDA": 1e-4,  # not in the paper's text; the released code's default (--coef 1e-4) for every distance
         },
-        "DISTANCE": "w2",  # "w2" | "cw2" | "jw2" | "gw2" | "cgw2" | "gkl"
+        "DISTANCE": "w2",  # "w2" | "cw2" | "jw2" | "gw2" | "cgw2" | "gkl"  (Table 1: W2/CW2/JW2 (E), W2/CW2 (G), KL (G))
         "FEATURE": "pooled",  # "pooled" (pooled_feat) | "feats<i>" ("feats2", "feats-1"): feats[i], GAP-ed to vectors
-        "COVARIANCE": "diag",  # Gaussian variants: "diag" | "full" (Bures W2 / full KL)
-        "BETA": 1.0,  # jw2: weight of the label cost
-        "LABEL_COST": "sqeuclidean",  # jw2: "sqeuclidean" (softmax outputs) | "ce" (teacher-target cross-entropy)
-        "JW2_NORMALIZE": True,  # jw2: feature cost / its detached max (reference code)
-        "EPS": 1e-5,  # Gaussian variants: ridge added to the (biased) variances / covariances
+        "PROJECTOR": "orthogonal",  # different widths only: "orthogonal" (fixed) | "learned" (trainable linear) | "none"
+        "COVARIANCE": "diag",  # Gaussian variants: "diag" (the paper's code) | "full" (Bures W2 / full KL)
+        "BETA": 1.0,  # jw2: weight β of the label cost (Eq. 4; the released code: 1)
+        "LABEL_COST": "logit_sqeuclidean",  # jw2: "logit_sqeuclidean" | "kl" (released code) | "prob_sqeuclidean" | "ce"
+        "JW2_NORMALIZE": True,  # jw2: feature cost / its detached max (released code)
+        "VAR_FLOOR": 1e-3,  # Gaussian variants: ε, ridge ε·(teacher's mean batch variance); gkl skips units below it
     }
 
     # KD2M.DISTANCE -> the name used in the paper's Table 1 (E: empirical, G: Gaussian)
@@ -48,27 +82,43 @@ class KD2M(Distiller):
         self.covariance = str(k.COVARIANCE).lower()
         self.label_cost = str(k.LABEL_COST).lower()
         self.beta = k.BETA
-        self.eps = k.EPS
+        self.var_floor = k.VAR_FLOOR
         self.jw2_normalize = k.JW2_NORMALIZE
         self.feature = parse_stage(k.FEATURE, "KD2M.FEATURE")
+        projector = str(k.PROJECTOR).lower()
         if self.distance not in DISTANCES:
             raise ValueError("KD2M.DISTANCE must be one of {}, got {!r}".format(DISTANCES, k.DISTANCE))
         if self.covariance not in COVARIANCES:
             raise ValueError("KD2M.COVARIANCE must be one of {}, got {!r}".format(COVARIANCES, k.COVARIANCE))
         if self.label_cost not in LABEL_COSTS:
             raise ValueError("KD2M.LABEL_COST must be one of {}, got {!r}".format(LABEL_COSTS, k.LABEL_COST))
-        if self.eps < 0:
-            raise ValueError("KD2M.EPS must be >= 0, got {}".format(self.eps))
+        if projector not in PROJECTORS:
+            raise ValueError("KD2M.PROJECTOR must be one of {}, got {!r}".format(PROJECTORS, k.PROJECTOR))
+        if self.var_floor < 0:
+            raise ValueError("KD2M.VAR_FLOOR must be >= 0, got {}".format(self.var_floor))
         size = probe_input_size(cfg)
         s_dim = stage_vectors(probe_features(student, size), self.feature, "KD2M.FEATURE").shape[1]
         t_dim = stage_vectors(probe_features(teacher, size), self.feature, "KD2M.FEATURE").shape[1]
-        self.projector = linear_projector(s_dim, t_dim)
+        self.projector, self.teacher_projector = nn.Identity(), nn.Identity()
+        if s_dim == t_dim:
+            pass
+        elif projector == "none":
+            raise ValueError(
+                "KD2M.PROJECTOR none: the student's feature has {} dimensions and the teacher's {}; "
+                "set KD2M.PROJECTOR orthogonal (fixed) or learned".format(s_dim, t_dim)
+            )
+        elif projector == "learned":
+            self.projector = nn.Linear(s_dim, t_dim)
+        elif s_dim > t_dim:
+            self.projector = FixedProjection(s_dim, t_dim)
+        else:
+            self.teacher_projector = FixedProjection(t_dim, s_dim)
 
     def distill_losses(self, student, teacher, target, epoch, **batch):
         feat_s = self.projector(stage_vectors(student.feats, self.feature, "KD2M.FEATURE").float())
-        feat_t = stage_vectors(teacher.feats, self.feature, "KD2M.FEATURE").float()
+        feat_t = self.teacher_projector(stage_vectors(teacher.feats, self.feature, "KD2M.FEATURE").float())
         distance = kd2m_distance(
             self.distance, feat_s, feat_t, target, student.logits, teacher.logits, covariance=self.covariance,
-            label_cost=self.label_cost, beta=self.beta, ridge=self.eps, jw2_normalize=self.jw2_normalize,
+            label_cost=self.label_cost, beta=self.beta, var_floor=self.var_floor, jw2_normalize=self.jw2_normalize,
         )
         return {"loss_kd": self.kd_loss_weight * distance}

@@ -1,24 +1,62 @@
 """Build student and teacher from a config: names, checkpoints, clear errors."""
+import torch.nn as nn
+
 from ..models import cifar_model_dict, imagenet_model_dict
 from .checkpoint import load_checkpoint
 
 IMAGENET_TYPES = ("imagenet",)
+MODEL_ZOOS = ("auto", "cifar", "imagenet")
+IMAGENET_CLASSES = 1000
 DOWNLOAD_HINT = "Run `bash download_ckpts.sh` from the repository root to fetch mdistiller's released CIFAR-100 teachers."
 
 
-def model_zoo(dataset_type):
-    return imagenet_model_dict if dataset_type in IMAGENET_TYPES else {k: v[0] for k, v in cifar_model_dict.items()}
+def zoo_kind(dataset_type, zoo="auto"):
+    """``"imagenet"`` or ``"cifar"``: ``zoo`` itself, or for ``"auto"`` the dataset's own zoo."""
+    zoo = str(zoo).lower()
+    if zoo not in MODEL_ZOOS:
+        raise ValueError("DISTILLER.MODEL_ZOO must be one of {}, got {!r}".format(", ".join(MODEL_ZOOS), zoo))
+    if zoo == "auto":
+        return "imagenet" if dataset_type in IMAGENET_TYPES else "cifar"
+    return zoo
 
 
-def build_model(name, dataset_type, num_classes, pretrained=False):
-    zoo = model_zoo(dataset_type)
-    if name not in zoo:
+def model_zoo(dataset_type, zoo="auto"):
+    if zoo_kind(dataset_type, zoo) == "imagenet":
+        return imagenet_model_dict
+    return {k: v[0] for k, v in cifar_model_dict.items()}
+
+
+def fresh_head(model, num_classes):
+    """Replace ``model.fc`` by a new ``nn.Linear(in_features, num_classes)`` (torch's default init)."""
+    model.fc = nn.Linear(model.fc.in_features, num_classes)
+    return model
+
+
+def build_model(name, dataset_type, num_classes, pretrained=False, zoo="auto"):
+    """Model ``name`` of the zoo (``zoo``: see ``DISTILLER.MODEL_ZOO``) with ``num_classes`` outputs.
+
+    ``pretrained`` (ImageNet zoo only): torchvision's ImageNet weights, read through torch.hub's
+    hash-checked download; for ``num_classes`` != 1000 the backbone keeps them and the head is a fresh
+    ``Linear(in_features, num_classes)`` (how ImageNet models are fine-tuned on other datasets).
+    """
+    kind = zoo_kind(dataset_type, zoo)
+    models = model_zoo(dataset_type, kind)
+    if name not in models:
         raise KeyError(
-            "Unknown model {!r} for dataset {!r}. Valid names: {}".format(name, dataset_type, ", ".join(sorted(zoo)))
+            "Unknown model {!r} for dataset {!r} in the {} zoo (DISTILLER.MODEL_ZOO). Valid names: {}".format(
+                name, dataset_type, kind, ", ".join(sorted(models))
+            )
         )
-    if dataset_type in IMAGENET_TYPES:
-        return zoo[name](pretrained=pretrained, num_classes=num_classes)
-    return zoo[name](num_classes=num_classes)
+    if kind == "imagenet":
+        if pretrained and num_classes != IMAGENET_CLASSES:
+            return fresh_head(models[name](pretrained=True), num_classes)
+        return models[name](pretrained=pretrained, num_classes=num_classes)
+    if pretrained:
+        raise ValueError(
+            "ImageNet weights exist only for the ImageNet zoo; {!r} is a CIFAR-zoo model "
+            "(set DISTILLER.MODEL_ZOO imagenet to use the torchvision architecture)".format(name)
+        )
+    return models[name](num_classes=num_classes)
 
 
 def teacher_checkpoint_path(cfg):
@@ -26,12 +64,12 @@ def teacher_checkpoint_path(cfg):
     if cfg.DISTILLER.TEACHER_CKPT:
         return cfg.DISTILLER.TEACHER_CKPT
     name = cfg.DISTILLER.TEACHER
-    if cfg.DATASET.TYPE != "cifar100":
+    zoo = cfg.DISTILLER.get("MODEL_ZOO", "auto")
+    if cfg.DATASET.TYPE != "cifar100" or zoo_kind(cfg.DATASET.TYPE, zoo) != "cifar":
         raise FileNotFoundError(
-            "No released {} teacher for dataset {!r}: train one first (tools/train.py with DISTILLER.TYPE NONE "
-            "DISTILLER.STUDENT {}) and pass its student_best via DISTILLER.TEACHER_CKPT".format(
-                name, cfg.DATASET.TYPE, name
-            )
+            "No released {} teacher for dataset {!r} (model zoo {!r}): train one first (tools/train.py with "
+            "DISTILLER.TYPE NONE DISTILLER.STUDENT {}) and pass its student_latest or student_best via "
+            "DISTILLER.TEACHER_CKPT".format(name, cfg.DATASET.TYPE, zoo_kind(cfg.DATASET.TYPE, zoo), name)
         )
     if name not in cifar_model_dict:
         build_model(name, cfg.DATASET.TYPE, 100)  # raises the unknown-name error
@@ -48,10 +86,12 @@ def teacher_checkpoint_path(cfg):
 def load_teacher(cfg, num_classes):
     """The teacher with its weights (strict load), in eval mode."""
     name = cfg.DISTILLER.TEACHER
-    if cfg.DATASET.TYPE in IMAGENET_TYPES and not cfg.DISTILLER.TEACHER_CKPT:
-        teacher = build_model(name, cfg.DATASET.TYPE, num_classes, pretrained=True)
+    zoo = cfg.DISTILLER.get("MODEL_ZOO", "auto")
+    if cfg.DATASET.TYPE in IMAGENET_TYPES and zoo_kind(cfg.DATASET.TYPE, zoo) == "imagenet" \
+            and not cfg.DISTILLER.TEACHER_CKPT:
+        teacher = build_model(name, cfg.DATASET.TYPE, num_classes, pretrained=True, zoo=zoo)
     else:
-        teacher = build_model(name, cfg.DATASET.TYPE, num_classes)
+        teacher = build_model(name, cfg.DATASET.TYPE, num_classes, zoo=zoo)
         path = teacher_checkpoint_path(cfg)
         state = load_checkpoint(path, hint=DOWNLOAD_HINT)
         teacher.load_state_dict(state["model"] if "model" in state else state)
@@ -59,6 +99,9 @@ def load_teacher(cfg, num_classes):
 
 
 def build_student_and_teacher(cfg, num_classes, needs_teacher=True):
-    student = build_model(cfg.DISTILLER.STUDENT, cfg.DATASET.TYPE, num_classes)
+    """The student (``DISTILLER.STUDENT_PRETRAINED``: from ImageNet weights) and, if needed, the teacher."""
+    zoo = cfg.DISTILLER.get("MODEL_ZOO", "auto")
+    pretrained = bool(cfg.DISTILLER.get("STUDENT_PRETRAINED", False))
+    student = build_model(cfg.DISTILLER.STUDENT, cfg.DATASET.TYPE, num_classes, pretrained=pretrained, zoo=zoo)
     teacher = load_teacher(cfg, num_classes) if needs_teacher else None
     return student, teacher

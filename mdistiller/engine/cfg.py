@@ -45,6 +45,11 @@ CFG.DISTILLER.TYPE = "NONE"  # Vanilla as default
 CFG.DISTILLER.TEACHER = "ResNet50"
 CFG.DISTILLER.STUDENT = "resnet32"
 CFG.DISTILLER.TEACHER_CKPT = ""  # overrides the zoo's checkpoint path for the teacher
+# Which zoo the names refer to: "auto" (the ImageNet zoo for DATASET.TYPE imagenet, the CIFAR zoo otherwise),
+# "cifar", or "imagenet" (torchvision-layout ImageNet architectures, 7x7 stem, at the dataset's own input size).
+CFG.DISTILLER.MODEL_ZOO = "auto"
+# Start the student from torchvision's ImageNet weights (ImageNet zoo only); a fresh head when classes != 1000.
+CFG.DISTILLER.STUDENT_PRETRAINED = False
 
 # Solver
 CFG.SOLVER = CN()
@@ -59,6 +64,7 @@ CFG.SOLVER.MOMENTUM = 0.9
 CFG.SOLVER.TYPE = "SGD"
 CFG.SOLVER.NESTEROV = False  # the official WKD/WKL recipe sets True
 CFG.SOLVER.LR_SCHEDULER = "step"  # "step" (mdistiller) | "cosine"
+CFG.SOLVER.LR_MIN = 0.0  # cosine: the floor the LR anneals to (torch's CosineAnnealingLR eta_min)
 CFG.SOLVER.AMP = False  # autocast for the forward; distillation losses stay fp32
 CFG.SOLVER.CHANNELS_LAST = False
 CFG.SOLVER.DOT = CN()

@@ -71,9 +71,14 @@ def experiment_name(cfg, opts=()):
 
 
 def learning_rate(cfg, epoch):
-    """LR for a 1-based epoch: mdistiller's step decay, or cosine annealing to 0."""
+    """LR for a 1-based epoch: mdistiller's step decay, or cosine annealing to ``SOLVER.LR_MIN``.
+
+    cosine: ``LR_MIN + (LR − LR_MIN) · (1 + cos(π (epoch − 1) / EPOCHS)) / 2`` — torch's
+    ``CosineAnnealingLR(T_max=EPOCHS, eta_min=LR_MIN)`` stepped once per epoch.
+    """
     if cfg.SOLVER.LR_SCHEDULER == "cosine":
-        return 0.5 * cfg.SOLVER.LR * (1 + math.cos(math.pi * (epoch - 1) / cfg.SOLVER.EPOCHS))
+        lr_min = cfg.SOLVER.LR_MIN
+        return lr_min + 0.5 * (cfg.SOLVER.LR - lr_min) * (1 + math.cos(math.pi * (epoch - 1) / cfg.SOLVER.EPOCHS))
     if cfg.SOLVER.LR_SCHEDULER != "step":
         raise ValueError("Unknown SOLVER.LR_SCHEDULER {!r}; valid: step, cosine".format(cfg.SOLVER.LR_SCHEDULER))
     steps = sum(epoch > stage for stage in cfg.SOLVER.LR_DECAY_STAGES)

@@ -1,10 +1,12 @@
 """Feature-distribution distances of KD²M (Montesuma, "KD²M: An unifying framework for feature knowledge
-distillation", 2025, arXiv:2504.01757; reference code github.com/eddardd/kddm).
+distillation", 2025, arXiv:2504.01757; released code github.com/eddardd/kddm, ``src/utils.py``).
 
 Every distance compares the batch's student features ``x`` (B, d) with the
-teacher features ``y`` (B, d) of the same images; labels are the batch's
-ground-truth classes. Gaussian moments are the biased (maximum-likelihood)
-ones plus a ridge ``ridge`` on the variances / covariances.
+teacher features ``y`` (B, d) of the same images (student i, teacher j — never a
+network with itself); labels are the batch's ground-truth classes. Gaussians are
+fitted by maximum likelihood (biased moments, KD²M Sec. 2) plus a ridge ``ridge``
+on the variances / covariance diagonal; :func:`kd2m_distance` sets that ridge
+relative to the teacher's feature scale (:func:`variance_floor`).
 """
 import torch
 import torch.nn.functional as F
@@ -21,21 +23,26 @@ from ..ot import (
 
 __all__ = [
     "DISTANCES", "COVARIANCES", "LABEL_COSTS",
-    "empirical_w2", "class_conditional_w2", "joint_cost", "joint_w2",
-    "batch_gaussian", "class_gaussians", "gaussian_w2", "class_conditional_gaussian_w2", "gaussian_kl",
+    "empirical_w2", "class_conditional_w2", "label_cost_matrix", "joint_cost", "joint_w2",
+    "batch_gaussian", "class_gaussians", "variance_floor", "active_units",
+    "gaussian_w2", "class_conditional_gaussian_w2", "gaussian_kl",
     "kd2m_distance",
 ]
 
 DISTANCES = ("w2", "cw2", "jw2", "gw2", "cgw2", "gkl")
 COVARIANCES = ("diag", "full")
-LABEL_COSTS = ("sqeuclidean", "ce")
+# JW2 label costs L(h(z_i), h(z_j)) of Eq. (4): the released code's two ("logit_sqeuclidean", its default,
+# and "kl", its 'cce'), and two on the predicted distributions ("prob_sqeuclidean", "ce").
+LABEL_COSTS = ("logit_sqeuclidean", "kl", "prob_sqeuclidean", "ce")
 
 
 def empirical_w2(x, y):
     r"""W2(E): :math:`W_2^2(\hat P, \hat Q) = \min_{\gamma \in \Gamma} \sum_{ij} \gamma_{ij} \lVert x_i - y_j\rVert^2`.
 
     KD²M Eq. (2), between the uniform empirical measures of ``x`` (n, d) and
-    ``y`` (m, d); exact OT (:func:`mdistiller.ot.emd`), plan held constant.
+    ``y`` (m, d); exact OT (:func:`mdistiller.ot.emd`), plan held constant
+    (the gradient of Eq. 2 by the envelope theorem, as the released code:
+    ``ot.emd`` under ``no_grad``, then ``Σ γ ⊙ C``).
     """
     cost = pairwise_sqeuclidean(x, y)
     return emd(None, None, cost)
@@ -46,7 +53,8 @@ def class_conditional_w2(x, y, labels):
 
     KD²M Eq. (3). One cost matrix for the batch; each class's problem is its
     diagonal block (solved on CPU); the plans are assembled block-diagonally,
-    weighted by 1/n_c, and the value is ``Σ P ⊙ C``.
+    weighted by 1/n_c, and the value is ``Σ P ⊙ C``. A one-sample class
+    contributes the squared distance between its two points.
 
     Args:
         x, y: (B, d) student and teacher features.
@@ -65,34 +73,62 @@ def class_conditional_w2(x, y, labels):
     return (plan.to(device=cost.device, dtype=cost.dtype) * cost).sum()
 
 
-def joint_cost(x, y, logits_x, logits_y, beta=1.0, label_cost="sqeuclidean", normalize=True):
-    r"""Ground cost of JW2(E): :math:`C_{ij} = \lVert x_i - y_j\rVert^2 / \max(\cdot) + \beta\, L(p_i, q_j)`.
+def label_cost_matrix(logits_x, logits_y, label_cost="logit_sqeuclidean"):
+    r"""Pairwise label cost :math:`L_{ij} = L(h(z_i), h(z_j))` of KD²M Eq. (4), student i vs teacher j.
 
-    KD²M Eq. (4), student i vs teacher j. The feature term is divided by its
-    (detached) maximum when ``normalize``. ``label_cost``: ``"sqeuclidean"``
-    :math:`\lVert p_i - q_j\rVert^2` between softmax outputs, or ``"ce"``
-    :math:`-\sum_k q_{jk}\log p_{ik}`.
+    With :math:`l` the logits and :math:`p = \mathrm{softmax}(l_x)`, :math:`q = \mathrm{softmax}(l_y)`:
+
+    * ``"logit_sqeuclidean"``: :math:`\lVert l_{x,i} - l_{y,j}\rVert^2` (released code, default
+      ``label_metric='sqeuclidean'``, ``src/utils.py:466-468``);
+    * ``"kl"``: :math:`\mathrm{KL}(p_i \,\|\, q_j) = \sum_k p_{ik}(\log p_{ik} - \log q_{jk})`
+      (released code, ``label_metric='cce'``, ``pairwise_kl_div_logits``, ``src/utils.py:340-376``);
+    * ``"prob_sqeuclidean"``: :math:`\lVert p_i - q_j\rVert^2` (the Euclidean label distance of the
+      paper's ref. [11] on predicted distributions: bounded by 2, invariant to a shift of the logits);
+    * ``"ce"``: :math:`-\sum_k q_{jk}\log p_{ik}` (the cross-entropy of the paper's ref. [2], JDOT,
+      with the teacher's prediction as the label).
+
+    Args:
+        logits_x, logits_y: (B, C) student and teacher logits.
+        label_cost: one of :data:`LABEL_COSTS`.
+    """
+    if label_cost == "logit_sqeuclidean":
+        return pairwise_sqeuclidean(logits_x, logits_y)
+    log_p = F.log_softmax(logits_x, dim=1)
+    log_q = F.log_softmax(logits_y, dim=1)
+    if label_cost == "kl":
+        p = log_p.exp()
+        return (p * log_p).sum(1, keepdim=True) - p @ log_q.t()
+    if label_cost == "prob_sqeuclidean":
+        return pairwise_sqeuclidean(log_p.exp(), log_q.exp())
+    if label_cost == "ce":
+        return -log_p @ log_q.exp().t()
+    raise ValueError("label_cost must be one of {}, got {!r}".format(LABEL_COSTS, label_cost))
+
+
+def joint_cost(x, y, logits_x, logits_y, beta=1.0, label_cost="logit_sqeuclidean", normalize=True):
+    r"""Ground cost of JW2(E): :math:`C_{ij} = \lVert x_i - y_j\rVert^2 / \max_{kl}\lVert x_k - y_l\rVert^2 + \beta\, L_{ij}`.
+
+    KD²M Eq. (4), student i vs teacher j (the released code's feature term
+    compares the student with itself, ``src/utils.py:464``; here it is the
+    student against the teacher, as Eq. 4). The feature term is divided by its
+    (detached) maximum when ``normalize`` (released code, ``src/utils.py:476-477``);
+    the label term :math:`L` is :func:`label_cost_matrix`.
 
     Args:
         x, y: (B, d) student and teacher features.
         logits_x, logits_y: (B, C) student and teacher logits.
-        beta: weight β of the label term.
-        label_cost: ``"sqeuclidean"`` or ``"ce"``.
+        beta: weight β of the label term (the released code: 1).
+        label_cost: one of :data:`LABEL_COSTS`.
         normalize: divide the feature term by its detached maximum.
     """
+    label = label_cost_matrix(logits_x, logits_y, label_cost)
     cost = pairwise_sqeuclidean(x, y)
     if normalize:
         cost = cost / cost.detach().max().clamp_min(torch.finfo(cost.dtype).tiny)
-    if label_cost == "sqeuclidean":
-        label = pairwise_sqeuclidean(F.softmax(logits_x, dim=1), F.softmax(logits_y, dim=1))
-    elif label_cost == "ce":
-        label = -F.log_softmax(logits_x, dim=1) @ F.softmax(logits_y, dim=1).t()
-    else:
-        raise ValueError("label_cost must be one of {}, got {!r}".format(LABEL_COSTS, label_cost))
     return cost + beta * label
 
 
-def joint_w2(x, y, logits_x, logits_y, beta=1.0, label_cost="sqeuclidean", normalize=True):
+def joint_w2(x, y, logits_x, logits_y, beta=1.0, label_cost="logit_sqeuclidean", normalize=True):
     """JW2(E): exact OT (uniform masses, plan held constant) under :func:`joint_cost` (KD²M Eq. 4)."""
     return emd(None, None, joint_cost(x, y, logits_x, logits_y, beta, label_cost, normalize))
 
@@ -101,7 +137,7 @@ def batch_gaussian(x, diagonal=True, ridge=0.0):
     r"""Gaussian fitted to ``x`` (N, d): ``(μ, σ)`` (std vector) when ``diagonal``, else ``(μ, Σ)``.
 
     Biased moments :math:`\mu = \frac1N\sum_i x_i`, :math:`\Sigma = \frac1N\sum_i (x_i-\mu)(x_i-\mu)^\top + rI`
-    (KD²M Sec. 2, maximum likelihood), r = ``ridge``.
+    (KD²M Sec. 2, maximum likelihood; the released code's ``std(correction=0)``), r = ``ridge``.
     """
     mean, second = empirical_gaussian(x, diagonal=diagonal, ridge=ridge)
     return (mean, second.sqrt()) if diagonal else (mean, second)
@@ -122,6 +158,31 @@ def class_gaussians(x, labels, diagonal=True, ridge=0.0):
     return mean, var.sqrt()
 
 
+def variance_floor(y, eps):
+    r"""The ridge :math:`r = \varepsilon\,\bar v_T`, :math:`\bar v_T = \frac1d\sum_k \mathrm{Var}_{batch}(y_{\cdot k})`.
+
+    ``eps`` times the teacher's mean per-unit (biased) batch variance, detached:
+    the same ridge for student and teacher, so the Gaussian distances stay
+    invariant when both features are rescaled together, a one-sample class
+    still contributes only its mean term, and no unit's precision exceeds
+    :math:`1/(\varepsilon\bar v_T)`. 0 when ``eps`` is 0; at least the dtype's
+    smallest normal number otherwise (a teacher constant over the batch).
+
+    Args:
+        y: (B, d) teacher features.
+        eps: ε, relative to the teacher's feature scale.
+    """
+    if not eps:
+        return 0.0
+    scale = y.detach().var(0, unbiased=False).mean()
+    return (eps * scale).clamp_min(torch.finfo(scale.dtype).tiny)
+
+
+def active_units(y, floor):
+    """(d,) bool: teacher units whose biased batch variance exceeds ``floor`` (the units KL(G) compares)."""
+    return y.detach().var(0, unbiased=False) > floor
+
+
 def _gaussian_w2(mu_a, m_a, mu_b, m_b, diagonal):
     if diagonal:
         return gaussian_w2_diag(mu_a, m_a, mu_b, m_b)
@@ -131,7 +192,8 @@ def _gaussian_w2(mu_a, m_a, mu_b, m_b, diagonal):
 def gaussian_w2(x, y, diagonal=True, ridge=0.0):
     r"""W2(G): :math:`\lVert\mu_x - \mu_y\rVert^2 + \mathcal B(\Sigma_x, \Sigma_y)` between the batch Gaussians.
 
-    KD²M Eq. (5); diagonal: :math:`\lVert\mu_x-\mu_y\rVert^2 + \lVert\sigma_x-\sigma_y\rVert^2`.
+    KD²M Eq. (5); diagonal: :math:`\lVert\mu_x-\mu_y\rVert^2 + \lVert\sigma_x-\sigma_y\rVert^2`
+    (Sec. 2.2, the released code's ``gaussian_w2``, ``src/utils.py:98-107``).
 
     Args:
         x, y: (B, d) student and teacher features.
@@ -151,16 +213,21 @@ def class_conditional_gaussian_w2(x, y, labels, diagonal=True, ridge=0.0):
     return _gaussian_w2(mu_x, m_x, mu_y, m_y, diagonal).mean()
 
 
-def gaussian_kl(x, y, diagonal=True, ridge=0.0):
+def gaussian_kl(x, y, diagonal=True, ridge=0.0, units=None):
     r"""KL(G): :math:`\mathrm{KL}(\mathcal N(\mu_x, \Sigma_x)\,\|\,\mathcal N(\mu_y, \Sigma_y))` between the batch Gaussians.
 
-    KD²M Eq. (6) (with its factor ½ also in the diagonal case); student first.
+    KD²M Eq. (6) (with its factor ½ also in the diagonal case, as Eq. 6 and the
+    released code's ``__gaussian_kl``, ``src/utils.py:84-95``); student first.
+    ``units`` restricts both Gaussians to those coordinates (their marginals).
 
     Args:
         x, y: (B, d) student and teacher features.
         diagonal: diagonal covariances (else full).
         ridge: added to the variances / covariance diagonals.
+        units: optional (d,) bool mask of the coordinates compared.
     """
+    if units is not None:
+        x, y = x[:, units], y[:, units]
     mu_x, m_x = batch_gaussian(x, diagonal, ridge)
     mu_y, m_y = batch_gaussian(y, diagonal, ridge)
     if diagonal:
@@ -169,17 +236,25 @@ def gaussian_kl(x, y, diagonal=True, ridge=0.0):
 
 
 def kd2m_distance(distance, x, y, labels=None, logits_x=None, logits_y=None, covariance="diag",
-                  label_cost="sqeuclidean", beta=1.0, ridge=0.0, jw2_normalize=True):
-    """D(P_S, P_T) of KD²M Eq. (1) for ``distance`` in :data:`DISTANCES`.
+                  label_cost="logit_sqeuclidean", beta=1.0, var_floor=1e-3, jw2_normalize=True):
+    r"""D(P_S, P_T) of KD²M Eq. (1) for ``distance`` in :data:`DISTANCES`.
+
+    Gaussian distances (``gw2``, ``cgw2``, ``gkl``) fit every Gaussian with the
+    ridge :math:`r = \varepsilon\bar v_T` of :func:`variance_floor`
+    (ε = ``var_floor``; the class-conditional fits share the batch's r). ``gkl``
+    compares only the teacher units whose batch variance exceeds r
+    (:func:`active_units`): on a unit the teacher leaves constant over the batch
+    its Gaussian is degenerate and Eq. (6) is infinite for any student that is
+    not constant there too.
 
     Args:
         distance: ``"w2"``, ``"cw2"``, ``"jw2"``, ``"gw2"``, ``"cgw2"`` or ``"gkl"``.
         x, y: (B, d) student and teacher features.
         labels: (B,) classes (``cw2``, ``cgw2``).
-        logits_x, logits_y: (B, C) logits (``jw2``).
+        logits_x, logits_y: (B, C) student and teacher logits (``jw2``).
         covariance: ``"diag"`` or ``"full"`` (Gaussian distances).
         label_cost, beta, jw2_normalize: as in :func:`joint_cost`.
-        ridge: as in :func:`batch_gaussian`.
+        var_floor: ε of :func:`variance_floor`.
     """
     if covariance not in COVARIANCES:
         raise ValueError("covariance must be one of {}, got {!r}".format(COVARIANCES, covariance))
@@ -190,10 +265,11 @@ def kd2m_distance(distance, x, y, labels=None, logits_x=None, logits_y=None, cov
         return class_conditional_w2(x, y, labels)
     if distance == "jw2":
         return joint_w2(x, y, logits_x, logits_y, beta, label_cost, jw2_normalize)
+    if distance not in DISTANCES:
+        raise ValueError("distance must be one of {}, got {!r}".format(DISTANCES, distance))
+    ridge = variance_floor(y, var_floor)
     if distance == "gw2":
         return gaussian_w2(x, y, diagonal, ridge)
     if distance == "cgw2":
         return class_conditional_gaussian_w2(x, y, labels, diagonal, ridge)
-    if distance == "gkl":
-        return gaussian_kl(x, y, diagonal, ridge)
-    raise ValueError("distance must be one of {}, got {!r}".format(DISTANCES, distance))
+    return gaussian_kl(x, y, diagonal, ridge, units=active_units(y, ridge))

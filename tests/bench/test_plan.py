@@ -36,7 +36,7 @@ def test_method_label():
         ("configs/cifar100/ipot_crd_kd/res32x4_res8x4.yaml", "IPOT+CRD+KD"),
         ("configs/cifar100/remd/res56_res20.yaml", "REMD"),
         ("configs/cifar100/wkd_lf/res32x4_res8x4.yaml", "WKD-L+F"),
-        ("configs/cifar100/kd2m/res50_res18_gkl.yaml", "KD2M-KL(G)"),
+        ("configs/cifar100/kd2m/r34_r18_gkl.yaml", "KD2M-KL(G)"),
         ("configs/cifar100/vanilla/resnet8x4.yaml", "student"),
         ("configs/digits/teacher.yaml", "teacher"),
         ("configs/digits/wkd_l.yaml", "WKD-L"),
@@ -89,4 +89,4 @@ def test_run_names():
     assert name("configs/cifar100/dkd/res32x4_res8x4.yaml") == "dkd_res32x4_res8x4"
     assert name("configs/cifar100/ipot_kd/vgg13_vgg8.yaml") == "ipot_kd_vgg13_vgg8"
     assert name("configs/cifar100/vanilla/resnet8x4.yaml") == "vanilla_resnet8x4"
-    assert name("configs/cifar100/kd2m/res50_res18_w2.yaml") == "kd2m_res50_res18_w2"
+    assert name("configs/cifar100/kd2m/r34_r18_w2.yaml") == "kd2m_r34_r18_w2"
