@@ -1,61 +1,112 @@
-"""Model compression using optimal transport (Lohit & Jones, WACV 2022)."""
-import torch.nn as nn
+"""Model compression using optimal transport (Lohit & Jones, WACV 2022).
+
+The paper's four stages (Sec. 4.1): "All the student networks are divided into
+4 stages of approximately equal depth … The output of the fourth stage is the
+penultimate layer output, immediately before the softmax operation", and "for
+all of our main experiments, we compute and add the OT loss between all four
+sets". Stage ``k`` of a zoo model (``feats`` as its ``forward`` returns them):
+
+=====================================================  ===========================================  ==============
+family (models)                                        stages 1, 2, 3                                stage 4
+=====================================================  ===========================================  ==============
+CIFAR ResNets (resnet8…110, resnet8x4, resnet32x4)     ``feats[1..3]``: the three residual groups    ``pooled_feat``
+WRNs (wrn_16_x, wrn_40_x)                              ``feats[1..3]``: the three residual groups    ``pooled_feat``
+ShuffleV1, ShuffleV2                                   ``feats[1..3]``: the three shuffle stages     ``pooled_feat``
+VGG (vgg8…19)                                          ``feats[1..3]``: conv blocks 1-3              ``pooled_feat`` (block 4, pooled)
+MobileNetV2 (CIFAR; Tiny-ImageNet)                     ``feats[1..3]``: the 1st-3rd returned stages  ``pooled_feat`` (last stage + 1×1 conv, pooled)
+ResNet18/50 (CIFAR), ImageNet ResNets                  ``feats[1..3]``: layer1-layer3                ``pooled_feat`` (layer4, pooled)
+MobileNetV1 (ImageNet; ``feats`` has no stem entry)    ``feats[0..2]``: units 3, 5, 11               ``pooled_feat`` (unit 13, pooled)
+=====================================================  ===========================================  ==============
+
+The stem (``feats[0]``, all models but MobileNetV1) is never one of the four
+stages. A model outside the zoo uses ``feats[1..3]`` and ``pooled_feat``.
+"""
+import torch
 
 from ..losses.otkd import SOLVERS, otkd_loss
 from ..registry import register_distiller
 from ._base import Distiller
-from ._common import PENULTIMATE, TeacherEmbed, probe_features, probe_input_size, select_stage
+from ._common import (
+    PENULTIMATE,
+    CommonSpaceEmbed,
+    TeacherConvEmbed,
+    parse_stage,
+    probe_features,
+    probe_input_size,
+    select_stage,
+)
 
-PENULTIMATE_STAGE = 4  # the OTKD.STAGES entry selecting pooled_feat
+PAPER_STAGES = (1, 2, 3, 4)
+# Model classes whose ``feats`` has no stem entry: their stages 1-3 are feats[0..2].
+_STEMLESS = ("MobileNetV1",)
 
 
-def otkd_stage(features, k):
-    """Stage ``k`` of ``OTKD.STAGES``: ``feats[k + len(feats) − 4]`` for k = 0..3, ``pooled_feat`` for k = 4.
+def paper_stage(model, stage):
+    """The feature of paper stage ``stage`` (1-4, Lohit & Jones Sec. 4.1) of ``model``: a ``feats`` index or
+    :data:`~mdistiller.distillers._common.PENULTIMATE` (``pooled_feat``), per the table of this module."""
+    if stage not in PAPER_STAGES:
+        raise ValueError("paper stage must be one of {}, got {!r}".format(PAPER_STAGES, stage))
+    if stage == 4:
+        return PENULTIMATE
+    offset = 1 if type(model).__name__ not in _STEMLESS else 0
+    return stage - 1 + offset
 
-    Models with 4 ``feats`` entries (CIFAR ResNets, WRNs, ShuffleNets) use
-    ``feats[k]``; models with 5 (stem + 4 stages: VGG, ResNet18/50, MobileNetV2)
-    use ``feats[k + 1]`` (the stem is skipped).
-    """
-    if k == PENULTIMATE_STAGE:
-        return select_stage(features, PENULTIMATE)
-    n = len(features["feats"])
-    index = k + n - 4
-    if not 0 <= k < PENULTIMATE_STAGE or not 0 <= index < n:
-        raise ValueError(
-            "OTKD.STAGES entry {} is not a stage of a model with {} feats entries "
-            "(valid: 0-3 for the last four feats, 4 for pooled_feat)".format(k, n)
-        )
-    return select_stage(features, index, "OTKD.STAGES")
+
+def parse_otkd_stage(value):
+    """An ``OTKD.STAGES`` entry: an int 1-4 (a paper stage), or ``"pooled"`` / ``"feats<i>"`` (a raw feature)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value not in PAPER_STAGES:
+            raise ValueError(
+                "OTKD.STAGES entry {} is not a paper stage: 1-4 (Lohit & Jones Sec. 4.1; 4 = the penultimate "
+                "feature); raw features are 'feats<i>' or 'pooled' (the stem is 'feats0')".format(value)
+            )
+        return value
+    return ("raw", parse_stage(value, "OTKD.STAGES"))
+
+
+def _loss_dtype(x):
+    """float32 for half-precision features; float64 stays float64."""
+    return x if x.dtype == torch.float64 else x.float()
 
 
 @register_distiller("OTKD")
 class OTKD(Distiller):
-    """Model Compression Using Optimal Transport (Lohit & Jones, WACV 2022): IPOT or REMD on stage features.
+    """Model Compression Using Optimal Transport (Lohit & Jones, WACV 2022): IPOT or REMD on the four stages.
 
-    ``loss_kd = ALPHA · Σ_{k ∈ STAGES} L_OT(s_k, e_k(t_k))``
-    (:func:`mdistiller.losses.otkd.otkd_loss`), ``e_k`` a learned
-    :class:`~mdistiller.distillers._common.TeacherEmbed` mapping the teacher's
-    stage feature to the student's shape (identity when they agree); shapes are
-    read by one eval-mode forward of both models at construction. State dict:
-    ``embeds.<i>.*``.
+    ``loss_kd = ALPHA · Σ_{l ∈ STAGES} L_OT(X^(l), Y^(l))`` — Eq. (1), with
+    :func:`mdistiller.losses.otkd.otkd_loss` (cosine cost, Eq. (3); IPOT,
+    Algorithm 1, or REMD, Eq. (8)). ``STAGES`` default ``[1, 2, 3, 4]``, the
+    paper's four stages (Sec. 4.1; see the module's table); a subset is Table
+    3's ablation. Embeddings (Appendix C), built from one eval-mode forward of
+    both models at construction: penultimate features of different widths go
+    through separate linear layers to a common ``EMBED_DIM`` space
+    (:class:`~mdistiller.distillers._common.CommonSpaceEmbed`); intermediate
+    maps of different shapes: a convolution maps the teacher's to the student's
+    shape (:class:`~mdistiller.distillers._common.TeacherConvEmbed`); identity
+    when they agree. State dict: ``embeds.<i>.*``.
     """
 
     DEFAULTS = {
-        "SOLVER": "ipot",  # "ipot" | "remd" (relaxed EMD)
-        "BETA": 20.0,  # IPOT proximal step β (paper: 20)
-        "ITER": 50,  # IPOT outer iterations N (paper: 50)
-        "ALPHA": 0.9,  # weight of the OT loss summed over stages (paper's alternative: 1.0)
-        # Stage k = feats[k + len(feats) - 4] (4-entry models: feats[k]; stem + 4 stages: the
-        # stem is skipped); 4 = the penultimate layer (pooled_feat).
-        "STAGES": [0, 1, 2, 3],
-        "DETACH_PLAN": True,  # IPOT plan treated as a constant (envelope-theorem gradient)
+        "SOLVER": "ipot",  # "ipot" (Sec. 3.1) | "remd" (relaxed EMD, Sec. 3.2)
+        "BETA": 20.0,  # IPOT proximal step β (Sec. 4.1: 20)
+        "ITER": 50,  # IPOT iterations N (Sec. 4.1: 50)
+        "ALPHA": 0.9,  # weight α of the OT term, Eq. (1); Table 7 reports 0.9 and 1.0 per pair
+        # Paper stages 1-4 (Sec. 4.1; 4 = the penultimate feature); a subset = Table 3's ablation.
+        # "feats<i>" / "pooled" select a model's raw feature instead.
+        "STAGES": [1, 2, 3, 4],
+        "EMBED_DIM": 128,  # common space of penultimate features of different widths (Appendix C)
+        "DETACH_PLAN": False,  # True: IPOT plan held constant (envelope gradient); False: unrolled autodiff
         "LOSS": {"CE_WEIGHT": 1.0},
     }
 
     @classmethod
     def label(cls, cfg):
-        """``IPOT`` or ``REMD`` (the solver), as the paper's tables name the method."""
-        return str(cfg.OTKD.SOLVER).upper()
+        """``IPOT`` or ``REMD`` (the solver) on the paper's four stages, else e.g. ``IPOT (stage 1)`` (Table 3)."""
+        name = str(cfg.OTKD.SOLVER).upper()
+        stages = [str(s) for s in cfg.OTKD.STAGES]
+        if sorted(stages) == [str(s) for s in PAPER_STAGES]:
+            return name
+        return "{} (stage{} {})".format(name, "s" if len(stages) > 1 else "", " ".join(stages))
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher)
@@ -68,22 +119,29 @@ class OTKD(Distiller):
         self.alpha = float(c.ALPHA)
         self.detach_plan = bool(c.DETACH_PLAN)
         self.ce_weight = float(c.LOSS.CE_WEIGHT)
-        self.stages = [int(k) for k in c.STAGES]
-        if not self.stages:
+        stages = [parse_otkd_stage(v) for v in c.STAGES]
+        if not stages:
             raise ValueError("OTKD.STAGES is empty")
+        self.select_s = [s[1] if isinstance(s, tuple) else paper_stage(student, s) for s in stages]
+        self.select_t = [s[1] if isinstance(s, tuple) else paper_stage(teacher, s) for s in stages]
         size = probe_input_size(cfg)
         f_s, f_t = probe_features(student, size), probe_features(teacher, size)
-        self.embeds = nn.ModuleList()
-        for k in self.stages:
-            s_shape = tuple(otkd_stage(f_s, k).shape[1:])
-            t_shape = tuple(otkd_stage(f_t, k).shape[1:])
-            self.embeds.append(TeacherEmbed(t_shape, s_shape))
+        self.embeds = torch.nn.ModuleList()
+        for sel_s, sel_t in zip(self.select_s, self.select_t):
+            s = select_stage(f_s, sel_s, "OTKD.STAGES (student)")
+            t = select_stage(f_t, sel_t, "OTKD.STAGES (teacher)")
+            if s.dim() == 4 and t.dim() == 4:
+                self.embeds.append(TeacherConvEmbed(t.shape[1:], s.shape[1:]))
+            else:
+                self.embeds.append(CommonSpaceEmbed(s[0].numel(), t[0].numel(), int(c.EMBED_DIM)))
 
     def distill_losses(self, student, teacher, target, epoch, **batch):
         feats_s, feats_t = [], []
-        for k, embed in zip(self.stages, self.embeds):
-            s = otkd_stage(student.feats, k).float()
+        for sel_s, sel_t, embed in zip(self.select_s, self.select_t, self.embeds):
+            s = _loss_dtype(select_stage(student.feats, sel_s))
+            t = _loss_dtype(select_stage(teacher.feats, sel_t))
+            s, t = embed(s, t)
             feats_s.append(s)
-            feats_t.append(embed(otkd_stage(teacher.feats, k).float(), s))
+            feats_t.append(t)
         loss_ot = otkd_loss(feats_s, feats_t, self.solver, self.beta, self.num_iter, self.detach_plan)
         return {"loss_kd": self.alpha * loss_ot}

@@ -35,13 +35,15 @@ def probe_input_size(cfg, fallback=None):
 
 @torch.no_grad()
 def probe_features(model, input_size):
-    """The feature dict of one eval-mode forward on zeros; every module's training flag is restored."""
+    """The feature dict of one eval-mode forward on zeros (the model's device and dtype); every module's
+    training flag is restored."""
     modes = [(m, m.training) for m in model.modules()]
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else None
     try:
         model.eval()
-        _, features = model(torch.zeros((2, 3) + tuple(input_size), device=device))
+        _, features = model(torch.zeros((2, 3) + tuple(input_size), device=device, dtype=dtype))
     finally:
         for module, mode in modes:
             module.training = mode
@@ -206,36 +208,104 @@ class LipschitzEmbed(nn.Module):
         return self.linear(F.normalize(x.reshape(x.shape[0], -1), dim=1))
 
 
-class TeacherEmbed(nn.Module):
-    """Maps a teacher feature to the student's shape: spatial ``adaptive_avg_pool2d`` when the sizes differ,
-    then a 1x1 convolution + BatchNorm when the channels differ (a linear layer for vectors); identity otherwise.
+class TeacherConvEmbed(nn.Module):
+    """A convolution (+ BatchNorm) mapping a teacher feature map to the student map's shape; identity when equal.
+
+    Lohit & Jones, "Model Compression Using Optimal Transport" (WACV 2022),
+    Appendix C: features "derived from intermediate convolutional layers" of
+    different shapes are compared after "additional convolutional layers [map]
+    the teacher features to the same dimensionality and shape as the student
+    features", following FitNets and CRD. With ``(C_t, H_t, W_t) → (C_s, H_s, W_s)``:
+
+    * same spatial size: 1×1 convolution;
+    * teacher ``r``× larger (integer ``r`` ≥ 2): 3×3 convolution, stride ``r``, padding 1
+      (for ``r = 2`` the convolution of CRD's / FitNets' ``ConvReg``);
+    * teacher 2× smaller: 4×4 transposed convolution, stride 2, padding 1 (``ConvReg``'s);
+      ``r``× smaller (``r`` ≥ 3): ``r``×``r`` transposed convolution, stride ``r``;
+    * any other ratio: ``adaptive_avg_pool2d`` to the student's size, then a 1×1 convolution;
+
+    each followed by ``BatchNorm2d(C_s)`` (no ReLU: student stage outputs such as
+    MobileNetV2's linear bottlenecks take negative values). The student feature
+    passes unchanged. ``forward(s, t)`` returns ``(s, e(t))``; state ``conv.*``, ``bn.*``
+    (none when the shapes agree).
 
     Args:
-        teacher_shape, student_shape: per-sample shapes, (C, H, W) or (C,).
+        teacher_shape, student_shape: per-sample shapes (C, H, W).
     """
 
     def __init__(self, teacher_shape, student_shape):
         super().__init__()
-        if len(teacher_shape) != len(student_shape) or len(teacher_shape) not in (1, 3):
-            raise ValueError("cannot map teacher feature {} to student {}".format(teacher_shape, student_shape))
-        self.out_size = tuple(student_shape[1:])  # spatial size for maps, () for vectors
-        self.pool = len(teacher_shape) == 3 and tuple(teacher_shape[1:]) != self.out_size
-        if len(teacher_shape) == 1:
-            self.proj = nn.Linear(teacher_shape[0], student_shape[0]) if teacher_shape[0] != student_shape[0] else None
-        elif teacher_shape[0] != student_shape[0]:
-            self.proj = nn.Sequential(
-                nn.Conv2d(teacher_shape[0], student_shape[0], kernel_size=1, bias=False),
-                nn.BatchNorm2d(student_shape[0]),
+        teacher_shape, student_shape = tuple(teacher_shape), tuple(student_shape)
+        if len(teacher_shape) != 3 or len(student_shape) != 3:
+            raise ValueError(
+                "TeacherConvEmbed maps (C, H, W) feature maps, got teacher {} and student {}".format(
+                    teacher_shape, student_shape
+                )
             )
+        self.out_size = student_shape[1:]
+        self.pool = False
+        if teacher_shape == student_shape:
+            self.conv = self.bn = None
+            return
+        (c_t, h_t, w_t), (c_s, h_s, w_s) = teacher_shape, student_shape
+        if (h_t, w_t) == (h_s, w_s):
+            self.conv = nn.Conv2d(c_t, c_s, kernel_size=1)
+        elif h_t % h_s == 0 and w_t % w_s == 0 and h_t // h_s == w_t // w_s:
+            self.conv = nn.Conv2d(c_t, c_s, kernel_size=3, stride=h_t // h_s, padding=1)
+        elif h_s % h_t == 0 and w_s % w_t == 0 and h_s // h_t == w_s // w_t:
+            r = h_s // h_t
+            if r == 2:
+                self.conv = nn.ConvTranspose2d(c_t, c_s, kernel_size=4, stride=2, padding=1)
+            else:
+                self.conv = nn.ConvTranspose2d(c_t, c_s, kernel_size=r, stride=r)
         else:
-            self.proj = None
+            self.pool = True
+            self.conv = nn.Conv2d(c_t, c_s, kernel_size=1)
+        self.bn = nn.BatchNorm2d(c_s)
 
-    def forward(self, t, student_feat=None):
-        if t.dim() == 4:
-            size = tuple(student_feat.shape[2:]) if student_feat is not None else self.out_size
-            if tuple(t.shape[2:]) != size:
-                t = F.adaptive_avg_pool2d(t, size)
-        return t if self.proj is None else self.proj(t)
+    @property
+    def is_identity(self):
+        return self.conv is None
+
+    def forward(self, s, t):
+        if self.conv is None:
+            return s, t
+        if self.pool:
+            t = F.adaptive_avg_pool2d(t, self.out_size)
+        return s, self.bn(self.conv(t))
+
+
+class CommonSpaceEmbed(nn.Module):
+    """Separate linear layers map student and teacher vectors to a common ``dim``-d space; identity when
+    their widths agree.
+
+    Lohit & Jones (WACV 2022), Appendix C: "if the features being compared are
+    from the penultimate layer, we use separate linear layers to map both the
+    teacher and student features to a common dimensional space" (128-d for
+    resnet32x4 → ShuffleNetV2). ``forward(s, t)`` returns ``(W_s s + b_s, W_t t + b_t)``;
+    state ``linear_s.*``, ``linear_t.*`` (none when the widths agree).
+
+    Args:
+        student_dim, teacher_dim: widths of the flattened student and teacher features.
+        dim: the common dimension.
+    """
+
+    def __init__(self, student_dim, teacher_dim, dim):
+        super().__init__()
+        if student_dim == teacher_dim:
+            self.linear_s = self.linear_t = None
+        else:
+            self.linear_s = nn.Linear(student_dim, dim)
+            self.linear_t = nn.Linear(teacher_dim, dim)
+
+    @property
+    def is_identity(self):
+        return self.linear_s is None
+
+    def forward(self, s, t):
+        if self.linear_s is None:
+            return s, t
+        return self.linear_s(s.reshape(s.shape[0], -1)), self.linear_t(t.reshape(t.shape[0], -1))
 
 
 def linear_projector(dim_in, dim_out):

@@ -6,26 +6,37 @@ __all__ = ["SOLVERS", "ot_stage_loss", "otkd_loss"]
 SOLVERS = ("ipot", "remd")
 
 
-def ot_stage_loss(feat_student, feat_teacher, solver="ipot", beta=20.0, num_iter=50, detach_plan=True):
+def ot_stage_loss(feat_student, feat_teacher, solver="ipot", beta=20.0, num_iter=50, detach_plan=False):
     r"""OT cost between the batch's student and teacher features of one stage, under the cosine cost.
 
     .. math::
-        L_{OT} = \sum_{ij} T^\star_{ij} C_{ij},\qquad C_{ij} = 1 - \frac{s_i^\top t_j}{\lVert s_i\rVert\,\lVert t_j\rVert}
+        L_{OT} = \sum_{ij} T^\star_{ij} C_{ij},\qquad
+        C_{ij} = 1 - \frac{s_i^\top t_j}{\lVert s_i\rVert\,\lVert t_j\rVert}
 
-    with uniform masses 1/B (Lohit & Jones 2022, Eqs. 2-3; rows are students,
-    columns teachers). ``solver="ipot"``: :math:`T^\star` from IPOT (Sec. 3.1,
-    Algorithm 1; ``beta`` = β, ``num_iter`` = N outer iterations, one Sinkhorn
-    sweep each, :math:`T^{(1)} = 1 1^\top`), held constant when ``detach_plan``.
-    ``solver="remd"``: the relaxed EMD :math:`\max(\mathrm{mean}_i \min_j C_{ij},
-    \mathrm{mean}_j \min_i C_{ij})` (Sec. 3.2, Eqs. 7-8).
+    with a uniform mass 1/b on each of the b samples of the batch (Lohit &
+    Jones 2022, Sec. 3, Eqs. (2)-(3); rows are students, columns teachers; the
+    features are flattened per sample).
+
+    ``solver="ipot"``: :math:`T^\star` from IPOT (Sec. 3.1, Algorithm 1, after
+    Xie et al.): :math:`G = e^{-C/\beta}`, :math:`T^{(0)} = \mathbf 1\mathbf 1^\top`,
+    :math:`v = \mathbf 1/b`, then N times :math:`Q = G \odot T`,
+    :math:`u = \mu \oslash Qv`, :math:`v = \nu \oslash Q^\top u`,
+    :math:`T = \operatorname{diag}(u)\,Q\,\operatorname{diag}(v)`. The gradient is
+    automatic differentiation through the N unrolled iterations (Sec. 3.1: OT
+    solvers "easy to integrate … with deep learning toolboxes with automatic
+    differentiation"); with ``detach_plan`` the plan is a constant and the
+    gradient is the envelope-theorem one, :math:`\partial L/\partial C = T^\star`.
+
+    ``solver="remd"``: the relaxed EMD (Sec. 3.2, Eqs. (5)-(8)),
+    :math:`\frac1b \max(\sum_i \min_j C_{ij}, \sum_j \min_i C_{ij})`.
 
     Args:
-        feat_student: (B, ...) student features (flattened per sample).
-        feat_teacher: (B, ...) teacher features, already mapped to the student's shape.
+        feat_student: (B, ...) student features.
+        feat_teacher: (B, ...) teacher features of the same flattened width.
         solver: ``"ipot"`` or ``"remd"``.
-        beta: IPOT proximal step β.
-        num_iter: IPOT outer iterations N.
-        detach_plan: IPOT plan without gradient (else the iterations are unrolled).
+        beta: IPOT proximal step β (paper: 20).
+        num_iter: IPOT iterations N (paper: 50).
+        detach_plan: IPOT plan held constant (envelope gradient) instead of unrolled.
     """
     if solver not in SOLVERS:
         raise ValueError("solver must be one of {}, got {!r}".format(SOLVERS, solver))
@@ -35,12 +46,12 @@ def ot_stage_loss(feat_student, feat_teacher, solver="ipot", beta=20.0, num_iter
     return ipot(None, None, cost, beta=beta, num_iter=num_iter, detach_plan=detach_plan)
 
 
-def otkd_loss(feats_student, feats_teacher, solver="ipot", beta=20.0, num_iter=50, detach_plan=True):
-    r"""``Σ_l L_OT(s^(l), t^(l))`` over the selected stages (Lohit & Jones 2022, Eq. 1 without α).
+def otkd_loss(feats_student, feats_teacher, solver="ipot", beta=20.0, num_iter=50, detach_plan=False):
+    r"""``Σ_l L_OT(X^(l), Y^(l))`` over the given stages: the OT term of Lohit & Jones 2022, Eq. (1), without α.
 
     Args:
         feats_student: sequence of (B, ...) student stage features.
-        feats_teacher: sequence of (B, ...) teacher stage features, each in the student's shape.
+        feats_teacher: sequence of (B, ...) teacher stage features, each of its student feature's width.
         solver, beta, num_iter, detach_plan: as in :func:`ot_stage_loss`.
     """
     total = 0.0

@@ -174,14 +174,16 @@ def test_errors():
 
 OUR_CONFIGS = [
     p
-    for d in ("remd", "ipot", "remd_kd", "ipot_kd", "ipot_crd_kd", "wcord", "wcord_kd")
+    for d in ("remd", "ipot", "remd_kd", "ipot_kd", "ipot_crd", "ipot_crd_kd", "ipot_stages", "ipot_kd_stages",
+              "wcord", "wcord_kd")
     for p in sorted(glob.glob(os.path.join(REPO, "configs", "cifar100", d, "*.yaml")))
+] + [
+    p
+    for d in ("kd", "ipot", "ipot_kd", "remd", "remd_kd")
+    for p in sorted(glob.glob(os.path.join(REPO, "configs", "svhn", d, "*.yaml")))
 ] + [
     os.path.join(REPO, "configs", p)
     for p in (
-        "svhn/kd/res32x4_res8x4.yaml",
-        "svhn/ipot_kd/res32x4_res8x4.yaml",
-        "svhn/ipot_kd/wrn40_2_wrn_16_2.yaml",
         "imagenet/r34_r18/ipot.yaml",
         "imagenet/r34_r18/ipot_kd.yaml",
     )
@@ -191,7 +193,7 @@ OUR_CONFIGS = [
 def test_configs_merge_and_build():
     """Every config merges; the CIFAR ones whose dims matter (CRD / WCoRD heads, OTKD embeddings
     ShuffleV2 <- resnet32x4) build and run one step."""
-    assert len(OUR_CONFIGS) == 36
+    assert len(OUR_CONFIGS) == 46 + 6 + 10 + 2  # CIFAR-100 OT, WCoRD (3 pairs, alone and +KD), SVHN (Table 5), ImageNet
     for path in OUR_CONFIGS:
         cfg = get_cfg(path)
         with open(path) as f:
