@@ -41,7 +41,8 @@ import torch.nn.functional as F
 from ..ot.gaussian import gaussian_w2_diag
 from ..ot.sinkhorn import SINKHORN_STAB, sinkhorn_kernel, sinkhorn_nontarget
 from ._base import Distiller, fp32_losses
-from ._common import probe_features, probe_input_size
+from ._common import ConvReg, probe_features, probe_input_size
+from ._common import resample_conv as _resample_conv
 from ..registry import register_distiller
 
 # The release clips the ground cost with relu(D) + this constant.
@@ -299,53 +300,6 @@ def wkd_feature_loss(f_s, f_t, eps=1e-5, grid=1, mean_cov_ratio=2.0):
         mean_weight=mean_cov_ratio,
     )
     return per_sample.sum() / (grid * grid * batch)
-
-
-def _resample_conv(s_shape, t_shape, in_channels, out_channels, same_kernel):
-    """The convolution that maps the student's spatial size to the teacher's (the release's ConvReg cases)."""
-    s_h, s_w = s_shape[2], s_shape[3]
-    t_h, t_w = t_shape[2], t_shape[3]
-    if s_h == 2 * t_h and s_w == 2 * t_w:
-        return nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=2, padding=1)
-    if 2 * s_h == t_h and 2 * s_w == t_w:
-        return nn.ConvTranspose2d(in_channels, out_channels, kernel_size=4, stride=2, padding=1)
-    if s_h >= t_h and s_w >= t_w:
-        return same_kernel(s_h - t_h, s_w - t_w)
-    raise ValueError(
-        "WKD-F projector: student feature size {}x{} cannot be mapped to the teacher's {}x{} "
-        "(supported: equal, student 2x larger, student 2x smaller, student larger by a valid-conv margin)".format(
-            s_h, s_w, t_h, t_w
-        )
-    )
-
-
-class ConvReg(nn.Module):
-    """The release's ``conv1x1`` projector: conv (1x1, or resampling) → BN → ReLU.
-
-    Same spatial size: 1x1 conv (a (1+ΔH)x(1+ΔW) valid conv when the student is
-    larger by ΔH, ΔW); student 2x larger: 3x3 stride-2 conv; student 2x smaller:
-    4x4 stride-2 transposed conv (ShuffleV1 → WRN-40-2). Submodule names
-    ``conv``, ``bn`` follow the release so its checkpoints load.
-    """
-
-    def __init__(self, s_shape, t_shape, use_relu=True, use_bn=True):
-        super().__init__()
-        s_c, t_c = s_shape[1], t_shape[1]
-        self.use_relu = use_relu
-        self.use_bn = use_bn
-        self.conv = _resample_conv(
-            s_shape, t_shape, s_c, t_c, lambda dh, dw: nn.Conv2d(s_c, t_c, kernel_size=(1 + dh, 1 + dw))
-        )
-        self.bn = nn.BatchNorm2d(t_c)
-        self.relu = nn.ReLU(inplace=True)
-
-    def forward(self, x):
-        x = self.conv(x)
-        if self.use_relu:
-            return self.relu(self.bn(x))
-        if self.use_bn:
-            return self.bn(x)
-        return x
 
 
 class ConvRegBottleNeck(nn.Module):

@@ -1,5 +1,6 @@
 """Modules and helpers shared by several methods: feature probing, stage selection, projectors."""
 import torch
+import torch.nn as nn
 
 
 def _as_size(size):
@@ -38,3 +39,62 @@ def probe_features(model, input_size):
         for module, mode in modes:
             module.training = mode
     return features
+
+
+def resample_conv(s_shape, t_shape, in_channels, out_channels, same_kernel):
+    """The convolution that maps the student's spatial size to the teacher's (mdistiller's ConvReg cases).
+
+    Student 2x larger: 3x3 stride-2 conv; 2x smaller: 4x4 stride-2 transposed
+    conv; otherwise, when the student is at least as large, ``same_kernel(ΔH, ΔW)``.
+    """
+    s_h, s_w = s_shape[2], s_shape[3]
+    t_h, t_w = t_shape[2], t_shape[3]
+    if s_h == 2 * t_h and s_w == 2 * t_w:
+        return nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=2, padding=1)
+    if 2 * s_h == t_h and 2 * s_w == t_w:
+        return nn.ConvTranspose2d(in_channels, out_channels, kernel_size=4, stride=2, padding=1)
+    if s_h >= t_h and s_w >= t_w:
+        return same_kernel(s_h - t_h, s_w - t_w)
+    raise ValueError(
+        "projector: student feature size {}x{} cannot be mapped to the teacher's {}x{} "
+        "(supported: equal, student 2x larger, student 2x smaller, student larger by a valid-conv margin)".format(
+            s_h, s_w, t_h, t_w
+        )
+    )
+
+
+class ConvReg(nn.Module):
+    """mdistiller's convolutional regressor (FitNet's hint regressor, WKD's ``conv1x1`` projector): conv → BN → ReLU.
+
+    Same spatial size: 1x1 conv (a (1+ΔH)x(1+ΔW) valid conv when the student is
+    larger by ΔH, ΔW); student 2x larger: 3x3 stride-2 conv; student 2x smaller:
+    4x4 stride-2 transposed conv (ShuffleV1 student, WRN-40-2 teacher).
+    Submodule names ``conv``, ``bn`` are mdistiller's, so its checkpoints load.
+    """
+
+    def __init__(self, s_shape, t_shape, use_relu=True, use_bn=True):
+        super().__init__()
+        s_c, t_c = s_shape[1], t_shape[1]
+        self.use_relu = use_relu
+        self.use_bn = use_bn
+        self.conv = resample_conv(
+            s_shape, t_shape, s_c, t_c, lambda dh, dw: nn.Conv2d(s_c, t_c, kernel_size=(1 + dh, 1 + dw))
+        )
+        self.bn = nn.BatchNorm2d(t_c)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        x = self.conv(x)
+        if self.use_relu:
+            return self.relu(self.bn(x))
+        if self.use_bn:
+            return self.bn(x)
+        return x
+
+
+
+def at_least_fp32(tensor):
+    """``tensor`` in float32 when it has a lower precision (autocast features); float32/float64 pass unchanged."""
+    if tensor.is_floating_point() and torch.finfo(tensor.dtype).bits < 32:
+        return tensor.float()
+    return tensor
