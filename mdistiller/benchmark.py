@@ -63,7 +63,7 @@ KD2M_LABELS = OrderedDict(
     [("w2", "W2(E)"), ("cw2", "CW2(E)"), ("jw2", "JW2(E)"), ("gw2", "W2(G)"), ("cgw2", "CW2(G)"), ("gkl", "KL(G)")]
 )
 # registry keys whose label is a fixed string different from the key
-FIXED_LABELS = {"WCORD": "WCoRD"}
+FIXED_LABELS = {"WCORD": "WCoRD", "FITNET": "FitNet"}
 
 
 # ----------------------------------------------------------------------------- config helpers

@@ -5,3 +5,8 @@ Each function's docstring gives its equation and source; the method classes in
 """
 from .kd import kd_loss  # noqa: F401
 from .dkd import dkd_loss, dkd_parts  # noqa: F401
+from .fitnet import hint_loss  # noqa: F401
+from .at import at_loss  # noqa: F401
+from .nst import nst_loss  # noqa: F401
+from .pkt import pkt_loss  # noqa: F401
+from .kdsvd import kdsvd_loss  # noqa: F401
