@@ -17,3 +17,8 @@ from .combine import Combine  # noqa: E402,F401
 from .WKD import WKD  # noqa: E402,F401
 from .WKL import WKL  # noqa: E402,F401
 from .KD2M import KD2M  # noqa: E402,F401
+from .FITNET import FitNet  # noqa: E402,F401
+from .AT import AT  # noqa: E402,F401
+from .NST import NST  # noqa: E402,F401
+from .PKT import PKT  # noqa: E402,F401
+from .KDSVD import KDSVD  # noqa: E402,F401

@@ -443,3 +443,10 @@ class ContrastMemory(nn.Module):
         for memory, v in ((self.memory_v1, v1), (self.memory_v2, v2)):
             rows = momentum_update(memory.index_select(0, index), v.to(memory.dtype), momentum)
             memory.index_copy_(0, index, rows)
+
+
+def at_least_fp32(tensor):
+    """``tensor`` in float32 when it has a lower precision (autocast features); float32/float64 pass unchanged."""
+    if tensor.is_floating_point() and torch.finfo(tensor.dtype).bits < 32:
+        return tensor.float()
+    return tensor

@@ -10,3 +10,8 @@ from .crd import contrast_scores, crd_loss, momentum_update, nce_loss  # noqa: F
 from .wcord import wcord_local_loss  # noqa: F401
 from .otkd import ot_stage_loss, otkd_loss  # noqa: F401
 from .kd2m import kd2m_distance  # noqa: F401
+from .fitnet import hint_loss  # noqa: F401
+from .at import at_loss  # noqa: F401
+from .nst import nst_loss  # noqa: F401
+from .pkt import pkt_loss  # noqa: F401
+from .kdsvd import kdsvd_loss  # noqa: F401

@@ -30,8 +30,8 @@ def test_demo_picks_up_a_new_config_and_skips_unknown_methods(tmp_path):
     (tmp_path / "teacher.yaml").write_text('DISTILLER:\n  TYPE: "NONE"\n  TEACHER: "resnet20"\n  STUDENT: "resnet20"\n')
     (tmp_path / "kd.yaml").write_text('DISTILLER:\n  TYPE: "KD"\n')
     (tmp_path / "a_vanilla.yaml").write_text('DISTILLER:\n  TYPE: "NONE"\n  STUDENT: "resnet8"\n')
-    (tmp_path / "fitnet.yaml").write_text('DISTILLER:\n  TYPE: "FITNET"\n')  # an mdistiller method not here
+    (tmp_path / "mlkd.yaml").write_text('DISTILLER:\n  TYPE: "MLKD"\n')  # a method not implemented here
     methods, skipped = demo.demo_methods(str(tmp_path), str(tmp_path / "teacher.yaml"))
     assert [(os.path.basename(p), label) for p, _, label in methods] == [("a_vanilla.yaml", "student"),
                                                                          ("kd.yaml", "KD")]
-    assert [(os.path.basename(p), key) for p, key, _ in skipped] == [("fitnet.yaml", "FITNET")]
+    assert [(os.path.basename(p), key) for p, key, _ in skipped] == [("mlkd.yaml", "MLKD")]
