@@ -6,20 +6,26 @@
     print(result["markdown"])
 
 or from the shell, ``python -m mdistiller.benchmark --configs ... --seeds 0 1 2 [KEY VALUE ...]``
-(:mod:`.cli`).
+(:mod:`.cli`). On a SLURM cluster, ``run_sweep(..., launcher=SlurmLauncher({"partition": "gpu"}))``
+or ``--launcher slurm`` submits the unfinished runs as one job array (:mod:`.slurm`).
 
 Layout of a sweep folder (``<out>/<name>``, or ``<out>`` without a name)::
 
     <sweep>/<run name>/seed<s>/   one run of mdistiller.train: metrics.csv, alignment.csv, summary.json,
                                   latest, ... plus benchmark_cfg.yaml (the exact config it ran),
-                                  benchmark.json (wall time of each attempt), stdout.txt, stderr.txt,
-                                  error.txt (last line of stderr, only when the run failed)
+                                  benchmark.json (wall time, threads, job id of each attempt), stdout.txt,
+                                  stderr.txt, error.txt (last line of stderr, only when the run failed),
+                                  slurm_job.json (the job last submitted for it, SLURM launcher only)
+    <sweep>/slurm/                submitit's job scripts, pickles and job logs (SLURM launcher only)
     <sweep>/runs.csv              one row per (config, seed)
     <sweep>/results.csv, results.md   one row per config: mean ± std over seeds, published number
     <sweep>/*.png                 alignment diagnostics and test accuracy (mdistiller.plots)
 
 Rules:
 
+* Planning, skipping finished runs and collecting are the same for every launcher; the launcher
+  (local: :class:`LocalLauncher`; SLURM: :class:`SlurmLauncher`) only executes planned runs, each
+  through :func:`execute_run`.
 * Every run is a subprocess ``python -m mdistiller.train --cfg <run>/benchmark_cfg.yaml [--resume]``
   (the config file is the merged config with ``EXPERIMENT.SEED``, ``LOG.PREFIX = <sweep>``,
   ``EXPERIMENT.PROJECT = <run name>``, ``EXPERIMENT.NAME = seed<s>``), so a crash is isolated
@@ -40,12 +46,14 @@ Rules:
 
 Modules: :mod:`.plan` (runs, names, labels), :mod:`.execute` (subprocesses, ``jobs`` at once),
 :mod:`.collect` (a run folder -> its record), :mod:`.tables` (mean ± std, markdown/CSV),
-:mod:`.published` (published numbers), :mod:`.suites` (suite files), :mod:`.sweep` (all of it).
+:mod:`.published` (published numbers), :mod:`.suites` (suite files), :mod:`.slurm` (SLURM job arrays
+through submitit), :mod:`.sweep` (all of it).
 """
 from .collect import ERROR_FILE, RUN_INFO, collect_run, read_json, run_state
 from .execute import (
     RUN_CFG,
     TRAIN_MODULE,
+    LocalLauncher,
     cores_available,
     execute_run,
     execute_runs,
@@ -57,7 +65,8 @@ from .execute import (
 from .plan import Run, method_label, plan_runs, run_name, slug
 from .published import REFERENCE_CSV, load_published, published_top1
 from .suites import load_suite
-from .sweep import draw_sweep_plots, run_sweep, sweep_folder
+from .slurm import RunJob, SlurmLauncher, load_slurm_config, slurm_options
+from .sweep import collect_sweep, draw_sweep_plots, pending_runs, run_sweep, sweep_folder
 from .tables import (
     CSV_FIELDS,
     DASH,
@@ -72,8 +81,9 @@ from .tables import (
 
 __all__ = [
     "CSV_FIELDS", "DASH", "ERROR_FILE", "REFERENCE_CSV", "RUN_CFG", "RUN_FIELDS", "RUN_INFO", "TABLE_COLUMNS",
-    "TRAIN_MODULE", "Run", "aggregate", "collect_run", "cores_available", "draw_sweep_plots", "execute_run",
-    "execute_runs", "format_markdown", "last_error_line", "load_published", "load_suite", "mean_std", "method_label",
-    "pair_text", "plan_runs", "published_top1", "read_json", "run_config", "run_name", "run_state", "run_sweep",
-    "slug", "sweep_folder", "threads_per_run", "train_command", "write_csv",
+    "TRAIN_MODULE", "LocalLauncher", "Run", "RunJob", "SlurmLauncher", "aggregate", "collect_run", "collect_sweep",
+    "cores_available", "draw_sweep_plots", "execute_run", "execute_runs", "format_markdown", "last_error_line",
+    "load_published", "load_slurm_config", "load_suite", "mean_std", "method_label", "pair_text", "pending_runs",
+    "plan_runs", "published_top1", "read_json", "run_config", "run_name", "run_state", "run_sweep", "slug",
+    "slurm_options", "sweep_folder", "threads_per_run", "train_command", "write_csv",
 ]

@@ -1,8 +1,9 @@
 """Reading a run folder: whether the run is finished, and its record (status, top-1, wall time, error).
 
 Files read: the trainer's ``metrics.csv`` and ``summary.json``, the runner's
-``benchmark.json`` (wall time of each attempt) and ``error.txt`` (last line of a failed
-attempt's stderr).
+``benchmark.json`` (wall time, threads and, for batch jobs, the job id of each attempt) and
+``error.txt`` (last line of a failed attempt's stderr). The record depends on the run folder
+only, whichever launcher ran it.
 """
 import json
 import os
@@ -54,6 +55,11 @@ def collect_run(run):
         wall_time=None,
         error="",
         run_dir=run.run_dir,
+        attempts=0,
+        job_ids="",
+        threads=[],
+        launchers=[],
+        parallel=[],
     )
     rows = read_csv(os.path.join(run.run_dir, "metrics.csv"))
     if rows:
@@ -64,7 +70,13 @@ def collect_run(run):
         )
     info = read_json(os.path.join(run.run_dir, RUN_INFO))
     if info and info.get("attempts"):
-        record["wall_time"] = sum(a["wall_time"] for a in info["attempts"])
+        attempts = info["attempts"]
+        record["wall_time"] = sum(a["wall_time"] for a in attempts)
+        record["attempts"] = len(attempts)
+        record["job_ids"] = " ".join(OrderedDict.fromkeys(str(a["job_id"]) for a in attempts if a.get("job_id")))
+        record["threads"] = sorted({int(a["threads"]) for a in attempts if a.get("threads")})
+        record["launchers"] = sorted({a.get("launcher", "local") for a in attempts})
+        record["parallel"] = sorted({int(a["jobs"]) for a in attempts if a.get("jobs")})
     elif rows:
         record["wall_time"] = sum(float(r.get("epoch_time") or 0) for r in rows)
     error_path = os.path.join(run.run_dir, ERROR_FILE)

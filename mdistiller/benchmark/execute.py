@@ -1,5 +1,8 @@
 """Running runs: each one a ``python -m mdistiller.train`` subprocess, ``jobs`` of them at once.
 
+:func:`execute_run` is the one way a planned run is executed; :class:`LocalLauncher` calls it on
+this machine, :class:`mdistiller.benchmark.slurm.SlurmLauncher` inside SLURM jobs.
+
 A run's subprocess reads ``<run>/benchmark_cfg.yaml`` (the merged config with its seed and
 output folder), writes its logs into the run folder, and gets ``OMP_NUM_THREADS =
 MKL_NUM_THREADS = threads``. Every attempt's exit code and wall time are appended to
@@ -56,8 +59,16 @@ def train_command(cfg_path, resume=False, python=None, module=TRAIN_MODULE):
     return cmd
 
 
-def execute_run(run, sweep_dir, threads, python=None, module=TRAIN_MODULE):
-    """Run (or resume) one run in a subprocess; returns the action taken. Never raises for a failing run."""
+def execute_run(run, sweep_dir, threads, python=None, module=TRAIN_MODULE, attempt_info=None):
+    """Run (or resume) one run in a subprocess; returns the action taken. Never raises for a failing run.
+
+    The action is decided from the run folder alone (:func:`run_state`): ``"skip"`` when finished,
+    ``"resume"`` (``--resume``) when it has a ``latest``, else ``"new"``, so calling this again
+    after an interruption continues the run. ``attempt_info`` (a dict, e.g. the job id of the
+    batch system) is stored with the attempt in ``benchmark.json``. An attempt cut short by an
+    exception (e.g. the ``SystemExit`` of a preempted job) kills the subprocess, is recorded
+    with ``returncode`` None, and the exception propagates.
+    """
     os.makedirs(run.run_dir, exist_ok=True)
     error_path = os.path.join(run.run_dir, ERROR_FILE)
     if run.load_error:
@@ -84,23 +95,26 @@ def execute_run(run, sweep_dir, threads, python=None, module=TRAIN_MODULE):
     env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     env["PYTHONUNBUFFERED"] = "1"
     started = time.time()
-    with open(os.path.join(run.run_dir, "stdout.txt"), "a") as out, open(
-        os.path.join(run.run_dir, "stderr.txt"), "w"
-    ) as err:
-        out.write("$ {}\n".format(" ".join(cmd)))
-        out.flush()
-        try:
-            code = subprocess.call(cmd, stdout=out, stderr=err, env=env)
-        except OSError as e:
-            err.write("{}: {}\n".format(type(e).__name__, e))
-            code = -1
-    elapsed = time.time() - started
-    info = read_json(os.path.join(run.run_dir, RUN_INFO)) or {"attempts": []}
-    info["attempts"].append(
-        {"action": state, "returncode": code, "wall_time": elapsed, "threads": threads, "started": started}
-    )
-    with open(os.path.join(run.run_dir, RUN_INFO), "w") as f:
-        json.dump(info, f, indent=2)
+    code = None
+    try:
+        with open(os.path.join(run.run_dir, "stdout.txt"), "a") as out, open(
+            os.path.join(run.run_dir, "stderr.txt"), "w"
+        ) as err:
+            out.write("$ {}\n".format(" ".join(cmd)))
+            out.flush()
+            try:
+                code = subprocess.call(cmd, stdout=out, stderr=err, env=env)  # kills the child on any exception
+            except OSError as e:
+                err.write("{}: {}\n".format(type(e).__name__, e))
+                code = -1
+    finally:
+        attempt = {"action": state, "returncode": code, "wall_time": time.time() - started, "threads": threads,
+                   "started": started}
+        attempt.update(attempt_info or {})
+        info = read_json(os.path.join(run.run_dir, RUN_INFO)) or {"attempts": []}
+        info["attempts"].append(attempt)
+        with open(os.path.join(run.run_dir, RUN_INFO), "w") as f:
+            json.dump(info, f, indent=2)
     if code != 0 or run_state(run.run_dir, run.epochs) != "done":
         with open(os.path.join(run.run_dir, "stderr.txt")) as f:
             line = last_error_line(f.read()) or "exit code {} without a summary.json".format(code)
@@ -117,16 +131,37 @@ def execute_runs(runs, sweep_dir, jobs, threads, python=None, on_done=None):
     call at a time.
     """
     lock = threading.Lock()
+    jobs = max(1, int(jobs))
 
     def work(run):
         started = time.time()
-        action = execute_run(run, sweep_dir, threads, python=python)
+        action = execute_run(run, sweep_dir, threads, python=python, attempt_info={"launcher": "local", "jobs": jobs})
         if on_done is not None:
             with lock:
                 on_done(run, action, started)
         return action
 
-    if max(1, int(jobs)) == 1:
+    if jobs == 1:
         return [work(run) for run in runs]
-    with ThreadPoolExecutor(max_workers=int(jobs)) as pool:
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
         return list(pool.map(work, runs))
+
+
+class LocalLauncher:
+    """Runs on this machine: :func:`execute_runs`, ``jobs`` at once, ``threads`` each (default cores // jobs)."""
+
+    name = "local"
+    waits = True  # launch() returns when every run has ended
+
+    def __init__(self, jobs=1, threads=None, python=None):
+        self.jobs = max(1, int(jobs or 1))
+        self.threads = int(threads) if threads else threads_per_run(self.jobs)
+        self.python = python
+
+    def describe(self):
+        return "{} at once, {} thread(s) each".format(self.jobs, self.threads)
+
+    def launch(self, runs, sweep_dir, on_done=None, echo=print):
+        """Execute ``runs`` (planned, unfinished) and return when all have ended."""
+        execute_runs(runs, sweep_dir, self.jobs, self.threads, python=self.python, on_done=on_done)
+        return None

@@ -1,10 +1,16 @@
-"""A sweep: plan the runs, execute the unfinished ones, collect every record, write the tables and figures."""
+"""A sweep: plan the runs, launch the unfinished ones, collect every record, write the tables and figures.
+
+One code path whatever the launcher: planning (:func:`plan_runs`), skipping finished runs
+(:func:`pending_runs`) and collection (:func:`collect_sweep`, from the run folders alone) are
+shared; the launcher only decides how a planned run is executed (:class:`.execute.LocalLauncher`
+on this machine, :class:`.slurm.SlurmLauncher` as a SLURM job array).
+"""
 import os
 import time
 from collections import OrderedDict
 
 from .collect import collect_run, run_state
-from .execute import execute_runs, threads_per_run
+from .execute import LocalLauncher
 from .plan import plan_runs
 from .tables import RUN_FIELDS, aggregate, format_markdown, write_csv
 
@@ -13,53 +19,94 @@ def sweep_folder(out="benchmark_runs", name=None):
     return os.path.join(out, name) if name else out
 
 
-def run_sweep(configs, seeds=(0,), out="benchmark_runs", name=None, opts=(), jobs=1, threads=None, python=None,
-              plots=True, echo=print, title=None):
-    """Run every (config, seed) not finished yet, then write and return the tables.
-
-    Returns a dict: ``sweep_dir``, ``records`` (one per run), ``rows`` (one per config),
-    ``markdown``, ``paths`` (results.md, results.csv, runs.csv, plots).
-    """
-    echo = echo or (lambda *a, **k: None)
-    sweep_dir = sweep_folder(out, name)
-    os.makedirs(sweep_dir, exist_ok=True)
-    runs = plan_runs(configs, seeds, sweep_dir, opts)
-    jobs = max(1, int(jobs))
-    threads = int(threads) if threads else threads_per_run(jobs)
+def pending_runs(runs):
+    """The runs to launch: every run but the finished ones (a config that fails to load is kept to record its error)."""
     todo = []
     for run in runs:
         if run.load_error is None and run_state(run.run_dir, run.epochs) == "done":
             run.action = "skip"
         else:
             todo.append(run)
+    return todo
+
+
+def run_sweep(configs, seeds=(0,), out="benchmark_runs", name=None, opts=(), jobs=1, threads=None, python=None,
+              plots=True, echo=print, title=None, launcher=None, collect_only=False):
+    """Run every (config, seed) not finished yet, then write and return the tables.
+
+    ``launcher``: how the unfinished runs are executed; default ``LocalLauncher(jobs, threads,
+    python)`` (subprocesses on this machine, ``jobs`` at once). A launcher that does not wait
+    (:class:`.slurm.SlurmLauncher` without ``wait``) only submits: no table is written and the
+    result's ``records``/``rows``/``markdown`` are None. ``collect_only``: launch nothing and
+    build the tables from the run folders as they are (unfinished runs show as pending).
+
+    Returns a dict: ``sweep_dir``, ``runs`` (the planned runs), ``submission`` (what the launcher
+    returned: None locally, the submitted jobs for SLURM), ``records`` (one per run), ``rows``
+    (one per config), ``markdown``, ``paths`` (results.md, results.csv, runs.csv, plots).
+    """
+    echo = echo or (lambda *a, **k: None)
+    sweep_dir = sweep_folder(out, name)
+    os.makedirs(sweep_dir, exist_ok=True)
+    runs = plan_runs(configs, seeds, sweep_dir, opts)
+    todo = pending_runs(runs)
     skipped = len(runs) - len(todo)
-    echo("Sweep {}: {} runs ({} configs x {} seeds), {} finished already, {} to run; {} at once, {} thread(s) each".format(
-        sweep_dir, len(runs), len(configs), len(seeds), skipped, len(todo), jobs, threads))
-    done_count = [0]
+    head = "Sweep {}: {} runs ({} configs x {} seeds), {} finished already".format(
+        sweep_dir, len(runs), len(set(r.name for r in runs)), len(seeds), skipped)
+    submission = None
+    if collect_only:
+        echo(head + ", {} not finished; collecting only".format(len(todo)))
+    else:
+        launcher = launcher or LocalLauncher(jobs, threads, python)
+        echo(head + ", {} to run; {}".format(len(todo), launcher.describe()))
+        done_count = [0]
 
-    def report(run, action, started):
-        record = collect_run(run)
-        done_count[0] += 1
-        what = "resumed" if action == "resume" else "ran"
-        if record["status"] == "ok":
-            msg = "{} {}/seed{}: last {:.2f} best {:.2f} ({:.0f} s)".format(
-                what, run.name, run.seed, record["last_acc"], record["best_acc"], time.time() - started)
-        else:
-            msg = "FAILED {}/seed{}: {}".format(run.name, run.seed, record["error"])
-        echo("[{}/{}] {}".format(done_count[0], len(todo), msg))
+        def report(run, action, started):
+            record = collect_run(run)
+            done_count[0] += 1
+            what = "resumed" if action == "resume" else "ran"
+            if record["status"] == "ok":
+                msg = "{} {}/seed{}: last {:.2f} best {:.2f} ({:.0f} s)".format(
+                    what, run.name, run.seed, record["last_acc"], record["best_acc"], time.time() - started)
+            else:
+                msg = "FAILED {}/seed{}: {}".format(run.name, run.seed, record["error"])
+            echo("[{}/{}] {}".format(done_count[0], len(todo), msg))
 
-    execute_runs(todo, sweep_dir, jobs, threads, python=python, on_done=report)
+        submission = launcher.launch(todo, sweep_dir, on_done=report, echo=echo)
+        if not launcher.waits:
+            return dict(sweep_dir=sweep_dir, runs=runs, submission=submission, records=None, rows=None,
+                        markdown=None, paths=OrderedDict())
+    result = collect_sweep(runs, sweep_dir, plots=plots, echo=echo, title=title)
+    result["submission"] = submission
+    return result
 
-    records = [collect_run(run) for run in runs]
-    rows = aggregate(records)
-    notes = [
+
+def table_notes(records):
+    """The notes under the table, from the records alone (so any launcher, or none, writes the same table)."""
+    threads = sorted({t for r in records for t in r.get("threads") or []})
+    launchers = {name for r in records for name in r.get("launchers") or []}
+    parallel = sorted({j for r in records for j in r.get("parallel") or []})
+    how = []
+    if "local" in launchers:
+        how.append("run locally" + (", {} at once".format("/".join(map(str, parallel))) if parallel else ""))
+    if launchers - {"local"}:
+        how.append("run as batch jobs ({})".format(", ".join(sorted(launchers - {"local"}))))
+    detail = "; ".join((["{} thread(s) per run".format("/".join(map(str, threads)))] if threads else []) + how)
+    return [
         "Top-1 (%) on the test set, mean ± sample std over seeds (— for one seed); Last = final epoch, "
-        "Best = best epoch. Wall = mean wall-clock seconds of a run's train.py process(es) (this invocation: "
-        "{} run(s) at once, {} thread(s) each; every run's benchmark.json records its own).".format(jobs, threads),
+        "Best = best epoch. Wall = mean wall-clock seconds of a run's mdistiller.train process(es), summed over "
+        "its attempts{}; every run's benchmark.json records its attempts.".format(
+            " ({})".format(detail) if detail else ""),
         "Published = the paper's number for the same dataset/pair/method under its full protocol "
         "(mdistiller/reference/published_results.csv).",
     ]
-    markdown = format_markdown(rows, title=title or "Results: {}".format(sweep_dir), notes=notes)
+
+
+def collect_sweep(runs, sweep_dir, plots=True, echo=print, title=None):
+    """Collect every planned run from its folder and write results.md, results.csv, runs.csv (and the figures)."""
+    echo = echo or (lambda *a, **k: None)
+    records = [collect_run(run) for run in runs]
+    rows = aggregate(records)
+    markdown = format_markdown(rows, title=title or "Results: {}".format(sweep_dir), notes=table_notes(records))
     paths = OrderedDict(
         markdown=os.path.join(sweep_dir, "results.md"),
         csv=os.path.join(sweep_dir, "results.csv"),
@@ -76,7 +123,7 @@ def run_sweep(configs, seeds=(0,), out="benchmark_runs", name=None, opts=(), job
     echo(markdown)
     echo("Wrote {}, {}, {}{}".format(paths["markdown"], paths["csv"], paths["runs"],
                                     "".join(", " + p for p in paths["plots"])))
-    return dict(sweep_dir=sweep_dir, records=records, rows=rows, markdown=markdown, paths=paths)
+    return dict(sweep_dir=sweep_dir, runs=runs, records=records, rows=rows, markdown=markdown, paths=paths)
 
 
 def draw_sweep_plots(records, sweep_dir, echo=print):

@@ -143,7 +143,7 @@ CSV_FIELDS = ("method", "name", "config", "dataset", "teacher", "student", "pair
               "best_mean", "best_std", "n", "seeds", "runs", "wall_time", "published", "published_source", "status")
 
 RUN_FIELDS = ("name", "config", "method", "dataset", "teacher", "student", "seed", "status", "epochs", "last_acc",
-              "best_acc", "best_epoch", "wall_time", "error", "run_dir")
+              "best_acc", "best_epoch", "wall_time", "error", "run_dir", "attempts", "job_ids")
 
 
 def _csv_value(value):
