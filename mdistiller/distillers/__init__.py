@@ -17,3 +17,8 @@ from .combine import Combine  # noqa: E402,F401
 from .WKD import WKD  # noqa: E402,F401
 from .WKL import WKL  # noqa: E402,F401
 from .KD2M import KD2M  # noqa: E402,F401
+from .RKD import RKD  # noqa: E402,F401
+from .SP import SP  # noqa: E402,F401
+from .VID import VID  # noqa: E402,F401
+from .OFD import OFD  # noqa: E402,F401
+from .REVIEWKD import REVIEWKD  # noqa: E402,F401
