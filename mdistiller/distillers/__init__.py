@@ -22,3 +22,8 @@ from .AT import AT  # noqa: E402,F401
 from .NST import NST  # noqa: E402,F401
 from .PKT import PKT  # noqa: E402,F401
 from .KDSVD import KDSVD  # noqa: E402,F401
+from .RKD import RKD  # noqa: E402,F401
+from .SP import SP  # noqa: E402,F401
+from .VID import VID  # noqa: E402,F401
+from .OFD import OFD  # noqa: E402,F401
+from .REVIEWKD import REVIEWKD  # noqa: E402,F401

@@ -15,3 +15,8 @@ from .at import at_loss  # noqa: F401
 from .nst import nst_loss  # noqa: F401
 from .pkt import pkt_loss  # noqa: F401
 from .kdsvd import kdsvd_loss  # noqa: F401
+from .rkd import rkd_loss  # noqa: F401
+from .sp import sp_loss  # noqa: F401
+from .vid import vid_loss  # noqa: F401
+from .ofd import ofd_loss, ofd_margin  # noqa: F401
+from .reviewkd import hcl_loss  # noqa: F401

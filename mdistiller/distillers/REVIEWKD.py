@@ -1,0 +1,175 @@
+"""Knowledge review (Chen et al. CVPR 2021), as in mdistiller.
+
+The student's stage features (``feats``, or ``preact_feats`` with
+``STU_PREACT``) plus its pooled feature (as a 1×1 map) are taken deepest
+first; the deepest goes through an ABF without fusion, and each shallower one
+through an ABF that fuses it with the upsampled residual of the level below
+(attention-based fusion). Each ABF's output is compared with the teacher's
+pre-ReLU feature of the same level (``preact_feats[1:]`` plus the pooled
+feature) by the hierarchical context loss; the sum is scaled by
+``REVIEWKD_WEIGHT · min(epoch / WARMUP_EPOCHS, 1)``.
+
+``IN_CHANNELS``/``SHAPES`` describe the student's used levels and
+``OUT_CHANNELS``/``OUT_SHAPES`` the teacher's, in mdistiller's orders: the
+channel lists shallowest first (the pooled feature last), the spatial sizes
+deepest first (the pooled feature's 1 first). A dry forward at construction
+checks them against the models and lists the right values when they do not
+match.
+
+``state_dict``: ``abfs.<i>.conv1.{0,1}.*``, ``abfs.<i>.conv2.{0,1}.*`` and, for
+every ABF but ``abfs.0`` (the deepest level), ``abfs.<i>.att_conv.0.*`` —
+mdistiller's layout (``abfs.0`` is the deepest level).
+"""
+import warnings
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..losses.reviewkd import hcl_loss
+from ..registry import register_distiller
+from ._base import Distiller
+from ._common import probe_features, probe_input_size
+
+# mdistiller builds the ABFs with min(512, IN_CHANNELS[-1]) channels whatever REVIEWKD.MAX_MID_CHANNEL says.
+_MID_CHANNEL_CAP = 512
+
+
+class ABF(nn.Module):
+    """Attention-based fusion (Chen et al. 2021, Sec. 3.3, Fig. 3 and its released code).
+
+    ``x`` (n × C_in × h × w) → 1×1 conv + BN → ``x'`` (C_mid). With a residual
+    ``y`` from the deeper level (``fuse=True``): ``y`` is upsampled (nearest) to
+    ``shape × shape``, a 1×1 conv + sigmoid on ``[x', y]`` gives two maps
+    ``a₀, a₁`` and ``x' ← x' · a₀ + y · a₁``. ``x'`` is resized (nearest) to
+    ``out_shape`` if needed and returned as the next residual, together with
+    ``BN(conv3×3(x'))`` (C_out) as this level's output.
+    """
+
+    def __init__(self, in_channel, mid_channel, out_channel, fuse):
+        super().__init__()
+        self.conv1 = nn.Sequential(
+            nn.Conv2d(in_channel, mid_channel, kernel_size=1, bias=False),
+            nn.BatchNorm2d(mid_channel),
+        )
+        self.conv2 = nn.Sequential(
+            nn.Conv2d(mid_channel, out_channel, kernel_size=3, stride=1, padding=1, bias=False),
+            nn.BatchNorm2d(out_channel),
+        )
+        if fuse:
+            self.att_conv = nn.Sequential(nn.Conv2d(mid_channel * 2, 2, kernel_size=1), nn.Sigmoid())
+        else:
+            self.att_conv = None
+        nn.init.kaiming_uniform_(self.conv1[0].weight, a=1)
+        nn.init.kaiming_uniform_(self.conv2[0].weight, a=1)
+
+    def forward(self, x, y=None, shape=None, out_shape=None):
+        n, _, h, w = x.shape
+        x = self.conv1(x)
+        if self.att_conv is not None:
+            y = F.interpolate(y, (shape, shape), mode="nearest")
+            z = self.att_conv(torch.cat([x, y], dim=1))
+            x = x * z[:, 0].view(n, 1, h, w) + y * z[:, 1].view(n, 1, h, w)
+        if x.shape[-1] != out_shape:
+            x = F.interpolate(x, (out_shape, out_shape), mode="nearest")
+        return self.conv2(x), x
+
+
+def _as_map(pooled):
+    return pooled.unsqueeze(-1).unsqueeze(-1)
+
+
+@register_distiller("REVIEWKD")
+class REVIEWKD(Distiller):
+    """Knowledge review: fused student stages vs teacher stages, hierarchical context loss (Chen et al. CVPR 2021)."""
+
+    DEFAULTS = {
+        "CE_WEIGHT": 1.0,
+        "REVIEWKD_WEIGHT": 1.0,
+        "WARMUP_EPOCHS": 20,
+        "SHAPES": [1, 8, 16, 32],
+        "OUT_SHAPES": [1, 8, 16, 32],
+        "IN_CHANNELS": [64, 128, 256, 256],
+        "OUT_CHANNELS": [64, 128, 256, 256],
+        "MAX_MID_CHANNEL": 512,  # read but not used by mdistiller's ReviewKD (see docs/methods/REVIEWKD.md)
+        "STU_PREACT": False,
+    }
+
+    @classmethod
+    def label(cls, cfg):
+        return "ReviewKD"
+
+    def __init__(self, student, teacher, cfg):
+        super().__init__(student, teacher)
+        block = cfg.REVIEWKD
+        self.ce_weight = block.CE_WEIGHT
+        self.reviewkd_loss_weight = block.REVIEWKD_WEIGHT
+        self.warmup_epochs = block.WARMUP_EPOCHS
+        self.stu_preact = block.STU_PREACT
+        self.shapes = list(block.SHAPES)
+        self.out_shapes = list(block.OUT_SHAPES)
+        in_channels, out_channels = list(block.IN_CHANNELS), list(block.OUT_CHANNELS)
+        if not (len(in_channels) == len(out_channels) == len(self.shapes) == len(self.out_shapes)):
+            raise ValueError(
+                "REVIEWKD.IN_CHANNELS, OUT_CHANNELS, SHAPES and OUT_SHAPES need one entry per level; "
+                "got {}, {}, {}, {}".format(in_channels, out_channels, self.shapes, self.out_shapes)
+            )
+        mid_channel = min(_MID_CHANNEL_CAP, in_channels[-1])
+        if block.MAX_MID_CHANNEL != _MID_CHANNEL_CAP:
+            warnings.warn(
+                "REVIEWKD.MAX_MID_CHANNEL={} is not used: as in mdistiller, the ABF width is "
+                "min(512, IN_CHANNELS[-1]) = {}".format(block.MAX_MID_CHANNEL, mid_channel),
+                stacklevel=2,
+            )
+        self._check_levels(student, teacher, cfg, in_channels, out_channels)
+        abfs = nn.ModuleList(
+            [ABF(c_in, mid_channel, c_out, i < len(in_channels) - 1)
+             for i, (c_in, c_out) in enumerate(zip(in_channels, out_channels))]
+        )
+        self.abfs = abfs[::-1]  # deepest level first
+
+    def student_levels(self, feats):
+        """The student's maps, shallowest first, pooled feature last (``preact_feats`` with STU_PREACT)."""
+        maps = feats["preact_feats"] if self.stu_preact else feats["feats"]
+        return list(maps) + [_as_map(feats["pooled_feat"])]
+
+    @staticmethod
+    def teacher_levels(feats):
+        """The teacher's pre-ReLU stage maps after the stem, pooled feature last."""
+        return list(feats["preact_feats"][1:]) + [_as_map(feats["pooled_feat"])]
+
+    def _check_levels(self, student, teacher, cfg, in_channels, out_channels):
+        size = probe_input_size(cfg)
+        s_levels = self.student_levels(probe_features(student, size))[-len(in_channels):]
+        t_levels = self.teacher_levels(probe_features(teacher, size))
+        # channels shallowest first, spatial sizes deepest first (mdistiller's orders)
+        got_s = ([f.shape[1] for f in s_levels], [f.shape[-1] for f in s_levels][::-1])
+        got_t = ([f.shape[1] for f in t_levels], [f.shape[-1] for f in t_levels][::-1])
+        if got_s != (in_channels, self.shapes) or got_t != (out_channels, self.out_shapes):
+            raise ValueError(
+                "REVIEWKD levels do not match the models at {}x{} input: set IN_CHANNELS {}, SHAPES {} (student {}, "
+                "{}) and OUT_CHANNELS {}, OUT_SHAPES {} (teacher {}); the config has {}, {}, {}, {}".format(
+                    size[0], size[1], got_s[0], got_s[1], cfg.DISTILLER.STUDENT,
+                    "preact_feats" if self.stu_preact else "feats", got_t[0], got_t[1], cfg.DISTILLER.TEACHER,
+                    in_channels, self.shapes, out_channels, self.out_shapes,
+                )
+            )
+
+    def fuse(self, feats_student):
+        """The ABF outputs, shallowest first (one per level), from the student's feature dict."""
+        x = [f.float() for f in self.student_levels(feats_student)[::-1]]
+        out, residual = self.abfs[0](x[0], out_shape=self.out_shapes[0])
+        results = [out]
+        for feat, abf, shape, out_shape in zip(x[1:], self.abfs[1:], self.shapes[1:], self.out_shapes[1:]):
+            out, residual = abf(feat, residual, shape, out_shape)
+            results.insert(0, out)
+        return results
+
+    def warmup(self, epoch):
+        return min(epoch / self.warmup_epochs, 1.0) if self.warmup_epochs > 0 else 1.0
+
+    def distill_losses(self, student, teacher, target, epoch, **batch):
+        results = self.fuse(student.feats)
+        feats_t = [f.float() for f in self.teacher_levels(teacher.feats)]
+        loss = self.reviewkd_loss_weight * self.warmup(epoch) * hcl_loss(results, feats_t)
+        return {"loss_kd": loss}
