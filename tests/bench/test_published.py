@@ -23,3 +23,19 @@ def test_published_lookup():
     # the shipped config's header states the number the table will show
     cfg = get_cfg(os.path.join(REPO, "configs/cifar100/ipot_crd_kd/res110_res20.yaml"))
     assert published_top1(cfg.DATASET.TYPE, cfg.DISTILLER.TEACHER, cfg.DISTILLER.STUDENT, method_label(cfg))[0] == 71.81
+
+
+def test_readme_tables_are_generated_from_the_csv_and_the_configs():
+    from mdistiller.benchmark.published import README_END, README_START, readme_tables
+
+    with open(os.path.join(REPO, "README.md")) as f:
+        text = f.read()
+    block = text[text.index(README_START): text.index(README_END) + len(README_END)]
+    assert block == readme_tables(REPO), "README is stale: run `python -m mdistiller.benchmark.published README.md`"
+
+
+def test_published_rows_are_unique():
+    from mdistiller.benchmark import load_published
+
+    keys = [(r["dataset"], r["teacher"], r["student"], r["method"]) for r in load_published()]
+    assert len(keys) == len(set(keys))
