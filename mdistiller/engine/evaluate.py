@@ -1,4 +1,4 @@
-"""Validation: the one loop that the trainer, ``tools/eval.py`` and mdistiller's ``validate`` share."""
+"""Validation: the one loop that the trainer, ``mdistiller.eval`` and mdistiller's ``validate`` share."""
 import torch
 import torch.nn.functional as F
 

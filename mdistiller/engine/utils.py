@@ -30,11 +30,6 @@ class AverageMeter:
         return self.sum / self.count if self.count else 0.0
 
 
-def accuracy(output, target, topk=(1,)):
-    """Top-k accuracies in percent (the number of correct predictions is ``acc * batch / 100``)."""
-    return [c * 100.0 / target.size(0) for c in correct_counts(output, target, topk)]
-
-
 def correct_counts(output, target, topk=(1,)):
     """Number of samples whose target is among the top-k predictions, for each k."""
     with torch.no_grad():
@@ -82,10 +77,10 @@ def environment_info(device=None):
         pass
     if device is not None and torch.device(device).type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    try:
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:  # the commit of the checkout this package is imported from, if it is one
+        package_dir = os.path.dirname(os.path.abspath(__file__))
         commit = subprocess.run(
-            ["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+            ["git", "-C", package_dir, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
         ).stdout.strip()
         info["git_commit"] = commit or None
     except (OSError, subprocess.SubprocessError):

@@ -16,11 +16,9 @@ from .cifar.ShuffleNetv1 import ShuffleV1
 from .cifar.ShuffleNetv2 import ShuffleV2
 from .imagenet import imagenet_model_dict  # noqa: F401
 
-# Teachers released by mdistiller (cifar_teachers.tar), unpacked by download_ckpts.sh.
-CKPT_ROOT = os.environ.get(
-    "MDISTILLER_CKPT_ROOT",
-    os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "download_ckpts"),
-)
+# Teachers released by mdistiller (cifar_teachers.tar), unpacked by download_ckpts.sh into ./download_ckpts:
+# a relative path, resolved against the current directory (run from the repository root, as with mdistiller).
+CKPT_ROOT = os.environ.get("MDISTILLER_CKPT_ROOT", "download_ckpts")
 cifar100_model_prefix = os.path.join(CKPT_ROOT, "cifar_teachers")
 
 

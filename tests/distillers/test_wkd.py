@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mdistiller import cost_matrix
 from mdistiller.distillers import build_distiller, distiller_dict
 from mdistiller.distillers._common import ConvReg, ConvRegBottleNeck
 from mdistiller.engine.cfg import get_cfg
@@ -274,44 +275,33 @@ def test_wkd_l_logit_standardization_against_independent_formula():
 # ----------------------------------------------------------------------------- the cost-matrix tool
 
 
-def _load_tool():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("generate_cost_matrix", os.path.join(REPO, "tools", "generate_cost_matrix.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_linear_cka_paths_agree_with_formula():
-    tool = _load_tool()
     g = torch.Generator().manual_seed(0)
     feats = torch.randn(4, 12, 5, generator=g, dtype=torch.float64)
     x, y = feats[0] - feats[0].mean(0), feats[2] - feats[2].mean(0)
     direct = (y.t() @ x).norm() ** 2 / ((x.t() @ x).norm() * (y.t() @ y).norm())
-    pairwise = tool.linear_cka_matrix(feats, gram_budget=0)
-    gram = tool.linear_cka_matrix(feats[:, :4], gram_budget=1 << 30)  # N=4 <= d=5: Gram path
+    pairwise = cost_matrix.linear_cka_matrix(feats, gram_budget=0)
+    gram = cost_matrix.linear_cka_matrix(feats[:, :4], gram_budget=1 << 30)  # N=4 <= d=5: Gram path
     torch.testing.assert_close(pairwise[0, 2], direct)
-    torch.testing.assert_close(gram, tool.linear_cka_matrix(feats[:, :4], gram_budget=0))
+    torch.testing.assert_close(gram, cost_matrix.linear_cka_matrix(feats[:, :4], gram_budget=0))
     torch.testing.assert_close(pairwise.diagonal(), torch.ones(4, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("method", ["cka", "fc"])
 def test_cost_matrix_tool_on_digits(tmp_path, method):
-    tool = _load_tool()
     ckpt = random_teacher_ckpt(tmp_path / "t.pth", name="resnet8", num_classes=10)
     out = tmp_path / "wkd_cost_matrix" / "digits" / "resnet8" / "{}.pth".format(method)
-    tool.main(["--teacher", "resnet8", "--ckpt", ckpt, "--dataset", "digits", "--method", method, "--out", str(out),
-               "--max-per-class", "8", "--device", "cpu", "--opts", "DATASET.NUM_WORKERS", "0"])
+    cost_matrix.main(["--teacher", "resnet8", "--ckpt", ckpt, "--dataset", "digits", "--method", method,
+                      "--out", str(out), "--max-per-class", "8", "--device", "cpu", "--opts", "DATASET.NUM_WORKERS", "0"])
     dist = load_cost_matrix(str(out))
     assert dist.shape == (10, 10)
     torch.testing.assert_close(dist, dist.t(), rtol=0, atol=0)
     assert (dist.diagonal() == 0).all()
     off = dist[~torch.eye(10, dtype=torch.bool)]
     assert (off > 0).all() and (off <= 2).all()
-    assert tool.default_output("cifar100", "resnet32x4", "cka", "feature") == os.path.join(
+    assert cost_matrix.default_output("cifar100", "resnet32x4", "cka", "feature") == os.path.join(
         "wkd_cost_matrix", "cifar100", "resnet32x4", "linear_cka.pth")
-    assert tool.default_output("imagenet", "ResNet34", "cka", "logit").endswith("logit_linear_cka.pth")
+    assert cost_matrix.default_output("imagenet", "ResNet34", "cka", "logit").endswith("logit_linear_cka.pth")
 
 
 # ----------------------------------------------------------------------------- configs

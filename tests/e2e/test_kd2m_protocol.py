@@ -9,8 +9,9 @@ import os
 import torch
 
 from mdistiller.engine.cfg import get_cfg
+from mdistiller.engine.optim import learning_rate
 from mdistiller.engine.records import read_csv
-from mdistiller.engine.trainer import Trainer, learning_rate
+from mdistiller.engine.trainer import Trainer
 from mdistiller.models import imagenet_model_dict
 from tests.helpers.datagen import make_cifar10_folder
 from tests.helpers.runutil import REPO

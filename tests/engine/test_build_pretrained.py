@@ -8,7 +8,7 @@ import torch
 
 from mdistiller.engine.build import build_model, build_student_and_teacher, load_teacher, zoo_kind
 from mdistiller.engine.cfg import get_cfg
-from mdistiller.engine.trainer import learning_rate
+from mdistiller.engine.optim import learning_rate
 from mdistiller.models import imagenet_model_dict
 from mdistiller.models.imagenet import resnet
 

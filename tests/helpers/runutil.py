@@ -1,4 +1,5 @@
 """Helpers for tests that run the real trainer on small real data (digits) on CPU."""
+import csv
 import os
 
 import torch
@@ -37,3 +38,9 @@ def random_teacher_ckpt(path, name="resnet8", num_classes=10, seed=0):
     model = cifar_model_dict[name][0](num_classes=num_classes)
     torch.save({"model": model.state_dict()}, path)
     return str(path)
+
+
+def read_metrics(run_dir, drop=("epoch_time",)):
+    """The rows of a run's metrics.csv as text, without the columns in ``drop`` (timings differ run to run)."""
+    with open(os.path.join(str(run_dir), "metrics.csv"), newline="") as f:
+        return [{k: v for k, v in row.items() if k not in drop} for row in csv.DictReader(f)]

@@ -1,0 +1,39 @@
+"""Optimizer and learning-rate schedule of a run (``SOLVER.*``)."""
+import math
+
+import torch
+
+
+def learning_rate(cfg, epoch):
+    """LR for a 1-based epoch: mdistiller's step decay, or cosine annealing to ``SOLVER.LR_MIN``.
+
+    step:   ``LR · LR_DECAY_RATE^k``, k = number of ``LR_DECAY_STAGES`` strictly below ``epoch``
+    cosine: ``LR_MIN + (LR − LR_MIN) · (1 + cos(π (epoch − 1) / EPOCHS)) / 2`` — torch's
+    ``CosineAnnealingLR(T_max=EPOCHS, eta_min=LR_MIN)`` stepped once per epoch.
+    """
+    if cfg.SOLVER.LR_SCHEDULER == "cosine":
+        lr_min = cfg.SOLVER.LR_MIN
+        return lr_min + 0.5 * (cfg.SOLVER.LR - lr_min) * (1 + math.cos(math.pi * (epoch - 1) / cfg.SOLVER.EPOCHS))
+    if cfg.SOLVER.LR_SCHEDULER != "step":
+        raise ValueError("Unknown SOLVER.LR_SCHEDULER {!r}; valid: step, cosine".format(cfg.SOLVER.LR_SCHEDULER))
+    steps = sum(epoch > stage for stage in cfg.SOLVER.LR_DECAY_STAGES)
+    return cfg.SOLVER.LR * cfg.SOLVER.LR_DECAY_RATE**steps
+
+
+def set_learning_rate(optimizer, lr):
+    """Set ``lr`` on every parameter group."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def build_optimizer(cfg, params):
+    """``SOLVER.TYPE`` SGD with ``SOLVER.LR``, ``MOMENTUM``, ``WEIGHT_DECAY``, ``NESTEROV``."""
+    if cfg.SOLVER.TYPE != "SGD":
+        raise ValueError("Unknown SOLVER.TYPE {!r}; valid: SGD".format(cfg.SOLVER.TYPE))
+    return torch.optim.SGD(
+        params,
+        lr=cfg.SOLVER.LR,
+        momentum=cfg.SOLVER.MOMENTUM,
+        weight_decay=cfg.SOLVER.WEIGHT_DECAY,
+        nesterov=cfg.SOLVER.NESTEROV,
+    )

@@ -1,0 +1,45 @@
+"""wandb: a failing wandb never stops a run; offline mode logs the run's records."""
+import sys
+import types
+
+from mdistiller.engine.trainer import train
+from tests.helpers.runutil import tiny_cfg
+
+
+def test_failing_wandb_never_stops_training(tmp_path, monkeypatch):
+    calls = []
+
+    def failing_init(**kwargs):
+        calls.append(kwargs)
+        raise RuntimeError("network unreachable")
+
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=failing_init))
+    cfg = tiny_cfg(tmp_path, DISTILLER__STUDENT="resnet8", LOG__WANDB=True)
+    assert train(cfg, str(tmp_path / "a"))["epochs"] == 1 and calls
+
+    class Run:
+        summary = {}
+
+        def log(self, *args, **kwargs):
+            raise RuntimeError("rate limited")
+
+        def finish(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=lambda **kwargs: Run()))
+    assert train(tiny_cfg(tmp_path, DISTILLER__STUDENT="resnet8", LOG__WANDB=True), str(tmp_path / "b"))["epochs"] == 1
+
+
+def test_wandb_offline_mode_logs_the_run(tmp_path, monkeypatch, teacher_ckpt):
+    import wandb  # noqa: F401  (optional for users; CI installs it from requirements/ci.txt)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = tiny_cfg(tmp_path, DISTILLER__TYPE="KD", DISTILLER__STUDENT="resnet8", DISTILLER__TEACHER="resnet8",
+                   DISTILLER__TEACHER_CKPT=teacher_ckpt, LOG__WANDB=True)
+    summary = train(cfg, str(tmp_path / "run"))
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*/*.wandb"))
+    assert len(runs) == 1
+    data = runs[0].read_bytes()
+    for key in (b"test_acc", b"train_loss_kd", b"alignment/kl", b"best_acc"):
+        assert key in data, key
+    assert summary["epochs"] == 1
