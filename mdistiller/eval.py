@@ -80,7 +80,7 @@ def _main(args):
     from torch.utils.data import DataLoader
 
     from .dataset import build_datasets
-    from .engine.build import DOWNLOAD_HINT, IMAGENET_TYPES, build_model
+    from .engine.build import DOWNLOAD_HINT, IMAGENET_TYPES, build_model, model_zoo
     from .engine.cfg import get_cfg
     from .engine.checkpoint import load_checkpoint
     from .engine.device import resolve_device
@@ -100,6 +100,8 @@ def _main(args):
     if run_dataset.get("NUM_CLASSES") and not args.dataset:
         opts += ["DATASET.NUM_CLASSES", str(run_dataset["NUM_CLASSES"])]
     cfg = get_cfg(opts=opts)
+    if model_name not in model_zoo(dataset, zoo):
+        build_model(model_name, dataset, 1, zoo=zoo)  # raises the unknown-name error, before any data is read
     device = resolve_device(args.device)
     _, val_set, num_classes = build_datasets(cfg)
     if dataset in IMAGENET_TYPES and path == "pretrain":
