@@ -74,3 +74,16 @@ def run_main(body, args, prog=None):
         prog = prog or argparse.ArgumentParser().prog
         print("{}: error: {}".format(prog, one_line(e)), file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
+
+
+def console_entry(main):
+    """The console script of ``main(argv=None)``: exit code 0 unless ``main`` returns an int exit code
+    (``main`` itself returns its result, e.g. the run summary, to Python callers; a console script's
+    return value is passed to ``sys.exit``, which would print it and exit with 1)."""
+
+    def entry():
+        result = main()
+        return result if isinstance(result, int) and not isinstance(result, bool) else 0
+
+    entry.__doc__ = "Console script of {}.{}".format(main.__module__, main.__name__)
+    return entry

@@ -16,7 +16,7 @@ import os
 
 import yaml
 
-from ._cli import UsageError, add_debug_flag, run_main
+from ._cli import UsageError, add_debug_flag, console_entry, run_main
 
 PROG = "mdistiller-eval"
 RUN_CHECKPOINTS = ("student_best", "student_latest", "latest")
@@ -128,6 +128,10 @@ def _main(args):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     return run_main(_main, args, PROG)
+
+
+# `mdistiller-eval` (pyproject.toml): exits 0 on success.
+cli = console_entry(main)
 
 
 if __name__ == "__main__":

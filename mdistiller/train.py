@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-from ._cli import add_debug_flag, pull_flags, run_main
+from ._cli import add_debug_flag, console_entry, pull_flags, run_main
 
 PROG = "mdistiller-train"
 
@@ -204,6 +204,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.opts = pull_flags(parser, args, args.opts or [])
     return run_main(_main, args, PROG)
+
+
+# `mdistiller-train` (pyproject.toml): exits 0 on success.
+cli = console_entry(main)
 
 
 if __name__ == "__main__":

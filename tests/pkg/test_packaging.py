@@ -13,11 +13,11 @@ from tests.helpers.runutil import REPO
 tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
 SCRIPTS = {
-    "mdistiller-train": "mdistiller.train:main",
-    "mdistiller-eval": "mdistiller.eval:main",
+    "mdistiller-train": "mdistiller.train:cli",
+    "mdistiller-eval": "mdistiller.eval:cli",
     "mdistiller-benchmark": "mdistiller.benchmark.__main__:main",
-    "mdistiller-plot": "mdistiller.plots:main",
-    "mdistiller-cost-matrix": "mdistiller.cost_matrix:main",
+    "mdistiller-plot": "mdistiller.plots:cli",
+    "mdistiller-cost-matrix": "mdistiller.cost_matrix:cli",
     "mdistiller-download": "mdistiller.download:main",
 }
 
