@@ -36,6 +36,7 @@ import os
 import torch
 from torch.utils.data import DataLoader
 
+from ._cli import console_entry
 from .dataset import build_datasets
 from .losses.wkd import fc_cost_matrix
 from .engine.build import load_teacher
@@ -188,6 +189,10 @@ def main(argv=None):
     print("saved {} ({}x{}, off-diagonal min {:.4f} mean {:.4f} max {:.4f})".format(
         out, dist.shape[0], dist.shape[1], off.min().item(), off.mean().item(), off.max().item()))
     return out
+
+
+# `mdistiller-cost-matrix` (pyproject.toml): exits 0 on success.
+cli = console_entry(main)
 
 
 if __name__ == "__main__":

@@ -1,54 +1,137 @@
 """Evaluate a model: top-1, top-5 and cross-entropy on a dataset's validation split.
 
-    python -m mdistiller.eval -m resnet32x4                       # mdistiller's released teacher
-    python -m mdistiller.eval -m resnet8x4 -c output/.../student_best
-    python -m mdistiller.eval -m ResNet34 -d imagenet             # torchvision weights
-    python tools/eval.py ...                                      # the same, mdistiller's command
+    mdistiller-eval -m resnet32x4                                 # mdistiller's released teacher
+    mdistiller-eval -c output/distill/kd,res32x4,res8x4           # a run folder of mdistiller-train
+    mdistiller-eval -m resnet8x4 -c output/.../student_best       # a checkpoint file
+    mdistiller-eval -m ResNet34 -d imagenet                       # torchvision weights
+    python -m mdistiller.eval ... | python tools/eval.py ...      # the same, mdistiller's command
+
+``-c`` takes a checkpoint file or a run folder written by ``mdistiller-train`` (its ``student_best``,
+else ``student_latest``, else the student of ``latest``). When the run folder (the checkpoint's
+folder) holds the run's ``config.yaml``, the model, dataset, data root and model zoo default to the
+run's; ``-m``/``-d``/``--root`` override them.
 """
 import argparse
+import os
 
-from torch.utils.data import DataLoader
+import yaml
 
-from .dataset import build_datasets
-from .engine.build import DOWNLOAD_HINT, IMAGENET_TYPES, build_model
-from .engine.cfg import get_cfg
-from .engine.checkpoint import load_checkpoint
-from .engine.device import resolve_device
-from .engine.evaluate import as_percentages, evaluation_sums
-from .models import cifar_model_dict
+from ._cli import UsageError, add_debug_flag, console_entry, run_main
+
+PROG = "mdistiller-eval"
+RUN_CHECKPOINTS = ("student_best", "student_latest", "latest")
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="Evaluate a model checkpoint.")
-    parser.add_argument("-m", "--model", required=True, help="model name (cifar_model_dict / imagenet_model_dict)")
-    parser.add_argument("-c", "--ckpt", default="pretrain", help="checkpoint path, or 'pretrain' for the released one")
-    parser.add_argument("-d", "--dataset", default="cifar100", help="cifar100 | cifar10 | svhn | digits | tiny_imagenet | imagenet")
+def build_parser():
+    parser = argparse.ArgumentParser(prog=PROG, description="Evaluate a model checkpoint or a training run folder.")
+    parser.add_argument("-m", "--model", default=None,
+                        help="model name (cifar_model_dict / imagenet_model_dict); default: the run's DISTILLER.STUDENT")
+    parser.add_argument("-c", "--ckpt", default="pretrain",
+                        help="checkpoint file, run folder of mdistiller-train, or 'pretrain' for the released one")
+    parser.add_argument("-d", "--dataset", default=None,
+                        help="cifar100 | cifar10 | svhn | digits | tiny_imagenet | imagenet "
+                             "(default: the run's DATASET.TYPE, else cifar100)")
     parser.add_argument("-bs", "--batch-size", type=int, default=64)
-    parser.add_argument("--root", default="data", help="DATASET.ROOT")
+    parser.add_argument("--root", default=None, help="DATASET.ROOT (default: the run's, else data)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args(argv)
+    add_debug_flag(parser)
+    return parser
 
-    cfg = get_cfg(opts=["DATASET.TYPE", args.dataset, "DATASET.ROOT", args.root, "DATASET.NUM_WORKERS", str(args.workers)])
+
+def resolve_checkpoint(path):
+    """``(checkpoint file, run folder or None)`` of ``-c``: a run folder gives its best student checkpoint."""
+    if os.path.isdir(path):
+        for name in RUN_CHECKPOINTS:
+            candidate = os.path.join(path, name)
+            if os.path.isfile(candidate):
+                return candidate, path
+        raise UsageError("No checkpoint in {} (expected one of {}): give a run folder of mdistiller-train that "
+                         "finished at least one epoch, or a checkpoint file".format(path, ", ".join(RUN_CHECKPOINTS)))
+    if not os.path.isfile(path):
+        raise FileNotFoundError("Checkpoint not found: {} (give a checkpoint file, a run folder of mdistiller-train, "
+                                "or -c pretrain for a released teacher)".format(os.path.abspath(path)))
+    folder = os.path.dirname(os.path.abspath(path))
+    return path, folder if os.path.isfile(os.path.join(folder, "config.yaml")) else None
+
+
+def run_config(run_folder):
+    """The run's ``config.yaml`` as a nested dict ({} when there is none)."""
+    if run_folder is None:
+        return {}
+    path = os.path.join(run_folder, "config.yaml")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return yaml.safe_load(f) or {}
+
+
+def student_state(state):
+    """The student's state dict of a checkpoint: ``{"model": ...}`` of a student file, the ``student.``
+    entries of a trainer checkpoint (``latest``/``best``), or a bare state dict."""
+    state = state.get("model", state)
+    prefix = "student."
+    if any(k.startswith(prefix) for k in state):
+        return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return state
+
+
+def _main(args):
+    from torch.utils.data import DataLoader
+
+    from .dataset import build_datasets
+    from .engine.build import DOWNLOAD_HINT, IMAGENET_TYPES, build_model, model_zoo
+    from .engine.cfg import get_cfg
+    from .engine.checkpoint import load_checkpoint
+    from .engine.device import resolve_device
+    from .engine.evaluate import as_percentages, evaluation_sums
+    from .models import cifar_model_dict
+
+    path, run_folder = (args.ckpt, None) if args.ckpt == "pretrain" else resolve_checkpoint(args.ckpt)
+    run = run_config(run_folder)
+    run_dataset, run_distiller = run.get("DATASET") or {}, run.get("DISTILLER") or {}
+    model_name = args.model or run_distiller.get("STUDENT")
+    if not model_name:
+        raise UsageError("Give the model with -m NAME (no config.yaml of a training run next to {})".format(args.ckpt))
+    dataset = args.dataset or run_dataset.get("TYPE") or "cifar100"
+    root = args.root or run_dataset.get("ROOT") or "data"
+    zoo = run_distiller.get("MODEL_ZOO", "auto") if not args.model else "auto"
+    opts = ["DATASET.TYPE", dataset, "DATASET.ROOT", root, "DATASET.NUM_WORKERS", str(args.workers)]
+    if run_dataset.get("NUM_CLASSES") and not args.dataset:
+        opts += ["DATASET.NUM_CLASSES", str(run_dataset["NUM_CLASSES"])]
+    cfg = get_cfg(opts=opts)
+    if model_name not in model_zoo(dataset, zoo):
+        build_model(model_name, dataset, 1, zoo=zoo)  # raises the unknown-name error, before any data is read
     device = resolve_device(args.device)
     _, val_set, num_classes = build_datasets(cfg)
-    if args.dataset in IMAGENET_TYPES and args.ckpt == "pretrain":
-        model = build_model(args.model, args.dataset, num_classes, pretrained=True)
+    if dataset in IMAGENET_TYPES and path == "pretrain":
+        model = build_model(model_name, dataset, num_classes, pretrained=True)
     else:
-        model = build_model(args.model, args.dataset, num_classes)
-        path = args.ckpt
+        model = build_model(model_name, dataset, num_classes, zoo=zoo)
+        hint = None
         if path == "pretrain":
-            path = cifar_model_dict[args.model][1]
-            if path is None or args.dataset != "cifar100":
-                raise SystemExit("No released checkpoint for {} on {}; pass -c PATH".format(args.model, args.dataset))
-        state = load_checkpoint(path, hint=DOWNLOAD_HINT)
-        model.load_state_dict(state["model"] if "model" in state else state)
+            path = cifar_model_dict[model_name][1]
+            hint = DOWNLOAD_HINT
+            if path is None or dataset != "cifar100":
+                raise UsageError("No released checkpoint for {} on {}; pass -c PATH".format(model_name, dataset))
+        model.load_state_dict(student_state(load_checkpoint(path, hint=hint)))
+    if run_folder:
+        print("run folder {}: {} on {} ({})".format(run_folder, model_name, dataset, os.path.basename(path)))
     model = model.to(device)
     loader = DataLoader(val_set, batch_size=args.batch_size, shuffle=False, num_workers=args.workers)
     model.eval()
     top1, top5, loss = as_percentages(*evaluation_sums(lambda image: model(image)[0], loader, device))
     print("top-1: {:.2f}  top-5: {:.2f}  loss: {:.4f}".format(top1, top5, loss))
     return top1, top5, loss
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return run_main(_main, args, PROG)
+
+
+# `mdistiller-eval` (pyproject.toml): exits 0 on success.
+cli = console_entry(main)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import math
 import os
 from collections import OrderedDict
 
+from ._cli import console_entry
 from .engine.records import read_csv
 from .registry import get_distiller_class
 
@@ -212,6 +213,10 @@ def main(argv=None):
     if not paths:
         print("nothing to plot (no metrics.csv / alignment.csv rows)")
     return paths
+
+
+# `mdistiller-plot` (pyproject.toml): exits 0 on success.
+cli = console_entry(main)
 
 
 if __name__ == "__main__":

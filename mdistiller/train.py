@@ -1,35 +1,213 @@
 """Train a student (optionally distilled from a teacher).
 
-    python -m mdistiller.train --cfg configs/cifar100/dkd/res32x4_res8x4.yaml [--resume] [KEY VALUE ...]
-    python tools/train.py --cfg ...                                      # the same, mdistiller's command
+    mdistiller-train --cfg configs/cifar100/dkd/res32x4_res8x4.yaml [--resume] [KEY VALUE ...]
+    mdistiller-train --cfg digits/kd.yaml ...                            # a config shipped in the package
+    mdistiller-train --cfg ... --print-config                            # the merged config, nothing run
+    mdistiller-train --cfg ... --dry-run                                 # one train + one val step, nothing written
+    python -m mdistiller.train ... | python tools/train.py ...           # the same, mdistiller's command
     torchrun --nproc_per_node=4 -m mdistiller.train --cfg ...            # DistributedDataParallel
 
 The run folder is ``LOG.PREFIX/EXPERIMENT.PROJECT/<NAME or TAG>[,KEY:VALUE...]`` (``engine.naming``);
 ``--resume`` continues that folder's run from its ``latest`` checkpoint. Relative paths (config, data
-root, teacher checkpoints) are relative to the current directory.
+root, teacher checkpoints) are relative to the current directory; a ``--cfg`` that is not a file
+there names a config shipped in ``mdistiller/configs/`` (``digits/kd.yaml``). A mistake in the
+command (unknown method, model or key, missing file) prints one line and exits with code 2;
+``--debug`` shows the traceback.
 """
 import argparse
 import os
+import shutil
+import sys
+import tempfile
+import time
 
-from .engine.cfg import get_cfg
-from .engine.naming import run_dir
-from .engine.trainer import train
+from ._cli import add_debug_flag, console_entry, pull_flags, run_main
+
+PROG = "mdistiller-train"
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="Train with a yacs config (mdistiller-compatible).")
-    parser.add_argument("--cfg", type=str, default="", help="path to a yaml config")
+def methods_and_models_text():
+    """The ``--help`` epilog: every registered method (key, one-line description) and every model name."""
+    from . import models
+    from .registry import distiller_dict, load_builtin_methods
+
+    load_builtin_methods()
+    width = max(len(k) for k in distiller_dict) + 2
+    lines = ["methods (DISTILLER.TYPE):"]
+    lines += ["  {}{}".format(key.ljust(width), cls.description()) for key, cls in distiller_dict.items()]
+    zoos = [("CIFAR-style models (DATASET.TYPE cifar100, cifar10, svhn, digits, ...)", models.cifar_model_dict),
+            ("ImageNet models (DATASET.TYPE imagenet, or DISTILLER.MODEL_ZOO imagenet)", models.imagenet_model_dict)]
+    tiny = getattr(models, "tiny_imagenet_model_dict", None)
+    if tiny:
+        zoos.append(("Tiny-ImageNet models", tiny))
+    for title, zoo in zoos:
+        lines += ["", "{} (DISTILLER.STUDENT / DISTILLER.TEACHER):".format(title)]
+        lines += _wrap(sorted(zoo))
+    from .engine.cfg import packaged_configs
+
+    lines += ["", "packaged configs (--cfg NAME when no such file exists here):"] + _wrap(packaged_configs())
+    return "\n".join(lines)
+
+
+def _wrap(names, width=100):
+    lines, line = [], "  "
+    for name in names:
+        if len(line) + len(name) + 2 > width and line.strip():
+            lines.append(line.rstrip(", "))
+            line = "  "
+        line += name + ", "
+    if line.strip():
+        lines.append(line.rstrip(", "))
+    return lines
+
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Train with a yacs config (mdistiller-compatible). Trailing KEY VALUE pairs override the config.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--cfg", type=str, default="",
+                        help="yaml config: a path, or a packaged config name such as digits/kd.yaml")
     parser.add_argument("--resume", action="store_true", help="continue the run from its folder's `latest`")
+    parser.add_argument("--print-config", action="store_true", help="print the merged config and exit")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="build data, models, teacher and distiller, run one training and one validation step, "
+                             "report time and peak memory; writes nothing")
+    add_debug_flag(parser)
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="KEY VALUE overrides")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _wants_help(argv):
+    words = []
+    for word in argv:
+        if not word.startswith("-") and word.isupper():  # the KEY VALUE overrides start here
+            break
+        words.append(word)
+    return "-h" in words or "--help" in words
+
+
+def peak_memory_text(device):
+    """Peak memory of this process: CUDA's max allocated on a GPU, else the peak resident set size."""
+    import torch
+
+    if getattr(device, "type", str(device)) == "cuda":
+        return "{:.1f} MiB peak CUDA memory allocated".format(torch.cuda.max_memory_allocated(device) / 2 ** 20)
+    try:
+        import resource
+
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        if sys.platform == "darwin":  # bytes there, kilobytes on Linux
+            kb /= 1024.0
+        return "{:.1f} MiB peak resident memory (process)".format(kb / 1024.0)
+    except ImportError:  # Windows
+        return "peak memory not measured on this platform"
+
+
+def dry_run(cfg, log_path):
+    """Build what ``train`` builds, run one training step and one validation batch; the run folder is not created.
+
+    The trainer writes its run information to a temporary folder, removed afterwards. Returns a dict
+    with the step times (s), the losses of the training step and the peak-memory text.
+    """
+    from collections import OrderedDict
+
+    import torch
+
+    from .engine.device import teardown_runtime, unwrap
+    from .engine.evaluate import evaluation_sums
+    from .engine.trainer import Trainer
+    from .engine.utils import AverageMeter
+
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.LOG.WANDB = False
+    cfg.freeze()
+    scratch = tempfile.mkdtemp(prefix="mdistiller-dry-run-")
+    trainer = None
+    try:
+        started = time.time()
+        trainer = Trainer(cfg, os.path.join(scratch, "run"))
+        build_time = time.time() - started
+        device = trainer.device
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        if hasattr(trainer.train_loader.sampler, "set_epoch"):
+            trainer.train_loader.sampler.set_epoch(1)
+        batch = next(iter(trainer.train_loader))
+        meters = OrderedDict(loss=AverageMeter(), top1=AverageMeter(), top5=AverageMeter())
+        parts = OrderedDict()
+        trainer.distiller.train()
+        t0 = time.time()
+        trainer.train_step(batch, 1, 0, meters, parts)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_step = time.time() - t0
+        val_batch = next(iter(trainer.val_loader))
+        trainer.distiller.eval()
+        model = unwrap(trainer.distiller)
+        t0 = time.time()
+        evaluation_sums(lambda image: model(image=image), [val_batch], device, cfg.SOLVER.CHANNELS_LAST, cfg.SOLVER.AMP)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        val_step = time.time() - t0
+        return OrderedDict(
+            build_s=build_time, train_step_s=train_step, val_step_s=val_step,
+            train_batch=int(batch[1].size(0)), val_batch=int(val_batch[1].size(0)),
+            losses={k: m.avg for k, m in parts.items()}, memory=peak_memory_text(device),
+        )
+    finally:
+        if trainer is not None:
+            if trainer.logger is not None:
+                trainer.logger.close()
+            teardown_runtime(trainer.runtime)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _main(args):
+    from .engine.cfg import get_cfg, show_cfg
+    from .engine.naming import run_dir
+
     opts = args.opts or []
+    if opts and opts[0] == "--":
+        opts = opts[1:]
     cfg = get_cfg(args.cfg, opts)
     log_path = run_dir(cfg, opts)
+    if args.print_config:
+        print(show_cfg(cfg), end="")
+        return None
+    if args.dry_run:
+        report = dry_run(cfg, log_path)
+        print("dry run of {} ({} -> {}, {}): built in {:.2f} s; train step {:.3f} s (batch {}), "
+              "validation step {:.3f} s (batch {}); {}; losses {}; nothing written (the run folder would be {})".format(
+                  cfg.DISTILLER.TYPE, cfg.DISTILLER.TEACHER, cfg.DISTILLER.STUDENT, cfg.DATASET.TYPE,
+                  report["build_s"], report["train_step_s"], report["train_batch"], report["val_step_s"],
+                  report["val_batch"], report["memory"],
+                  ", ".join("{} {:.4f}".format(k, v) for k, v in report["losses"].items()), log_path))
+        return report
+    from .engine.trainer import train
+
     summary = train(cfg, log_path, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
         print("best_acc {:.2f} (epoch {})  last_acc {:.2f}  -> {}".format(
             summary["best_acc"], summary["best_epoch"], summary["last_acc"], log_path))
     return summary
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    if _wants_help(argv):
+        parser.epilog = methods_and_models_text()
+    args = parser.parse_args(argv)
+    args.opts = pull_flags(parser, args, args.opts or [])
+    return run_main(_main, args, PROG)
+
+
+# `mdistiller-train` (pyproject.toml): exits 0 on success.
+cli = console_entry(main)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import re
 import shlex
 import sys
 
+from .._cli import USER_ERRORS, UsageError, add_debug_flag, one_line, pull_flags, run_main
 from .slurm import OPTIONS, SubmissionError
 from .suites import load_suite
 from .sweep import run_sweep
@@ -85,10 +86,13 @@ def collect_command(configs, seeds, out, name, opts, plots=True, python=None):
 
 def build_parser():
     parser = argparse.ArgumentParser(
+        prog="mdistiller-benchmark",
         description="Run every (config, seed), skip finished runs, resume interrupted ones, and tabulate.",
-        epilog="Trailing KEY VALUE pairs (or everything after --) override every run's config.",
+        epilog="Trailing KEY VALUE pairs (or everything after --) override every run's config. A config that is not "
+               "a file here names a config shipped in the package (digits/kd.yaml; see mdistiller-train --help).",
     )
-    parser.add_argument("--configs", nargs="+", default=[], help="yaml configs (one table row each)")
+    parser.add_argument("--configs", nargs="+", default=[],
+                        help="yaml configs (one table row each): paths, or packaged names such as digits/kd.yaml")
     parser.add_argument("--suite", default=None, help="yaml with configs, seeds, opts (and optionally jobs, out, name)")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="EXPERIMENT.SEED values (default 0)")
     parser.add_argument("--jobs", type=int, default=None, help="runs at once, local launcher (default 1)")
@@ -117,6 +121,7 @@ def build_parser():
                        help=help_of("cluster"))
     slurm.add_argument("--wait", action="store_true", help="wait for the jobs, then write the tables")
     slurm.add_argument("--poll", type=float, default=None, help="seconds between job status checks with --wait")
+    add_debug_flag(parser)
     return parser
 
 
@@ -137,6 +142,13 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     options, overrides = split_overrides(argv)
     args = parser.parse_args(options)
+    overrides = pull_flags(parser, args, overrides)
+    return run_main(lambda a: _run(parser, a, overrides), args, parser.prog)
+
+
+def _run(parser, args, overrides):
+    from ..engine.cfg import get_cfg
+
     if len(overrides) % 2:
         parser.error("overrides must be KEY VALUE pairs, got {}".format(overrides))
     slurm_given = [flag for flag, key, _, _ in SLURM_FLAGS if getattr(args, "slurm_" + key) is not None]
@@ -169,9 +181,11 @@ def main(argv=None):
             parser.error(str(e))
         except ImportError as e:
             parser.error("--launcher slurm needs submitit (pip install 'mdistiller[slurm]'): {}".format(e))
-    missing = [c for c in configs if not os.path.exists(c)]
-    if missing:
-        print("warning: config file(s) not found, they will be reported as failed: {}".format(", ".join(missing)))
+    for config in configs:  # a missing file or a bad key/value stops here, before any run starts
+        try:
+            get_cfg(config, list(opts) + list(overrides))
+        except USER_ERRORS as e:
+            raise UsageError("{}: {}".format(config, one_line(e))) from e
     try:
         result = run_sweep(
             configs,

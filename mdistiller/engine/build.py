@@ -93,7 +93,10 @@ def load_teacher(cfg, num_classes):
     else:
         teacher = build_model(name, cfg.DATASET.TYPE, num_classes, zoo=zoo)
         path = teacher_checkpoint_path(cfg)
-        state = load_checkpoint(path, hint=DOWNLOAD_HINT)
+        # The download hint is for the zoo's released teachers, not for a DISTILLER.TEACHER_CKPT given by the user.
+        hint = DOWNLOAD_HINT if not cfg.DISTILLER.TEACHER_CKPT else (
+            "Check DISTILLER.TEACHER_CKPT: it names a teacher's weights, e.g. the student_best of a finished run.")
+        state = load_checkpoint(path, hint=hint)
         teacher.load_state_dict(state["model"] if "model" in state else state)
     return teacher.eval()
 

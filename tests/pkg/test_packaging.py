@@ -13,11 +13,11 @@ from tests.helpers.runutil import REPO
 tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
 SCRIPTS = {
-    "mdistiller-train": "mdistiller.train:main",
-    "mdistiller-eval": "mdistiller.eval:main",
+    "mdistiller-train": "mdistiller.train:cli",
+    "mdistiller-eval": "mdistiller.eval:cli",
     "mdistiller-benchmark": "mdistiller.benchmark.__main__:main",
-    "mdistiller-plot": "mdistiller.plots:main",
-    "mdistiller-cost-matrix": "mdistiller.cost_matrix:main",
+    "mdistiller-plot": "mdistiller.plots:cli",
+    "mdistiller-cost-matrix": "mdistiller.cost_matrix:cli",
     "mdistiller-download": "mdistiller.download:main",
 }
 
@@ -46,6 +46,7 @@ def test_pyproject_replaces_setup_py(project):
     assert any(r.startswith("submitit") for r in meta["optional-dependencies"]["slurm"])
     data = project["tool"]["setuptools"]["package-data"]["mdistiller"]
     assert "reference/*.csv" in data and "download_manifest.json" in data
+    assert "configs/**/*.yaml" in data  # the packaged configs (mdistiller-train --cfg digits/kd.yaml)
 
 
 def test_torch_lower_bound_is_the_first_release_with_the_apis_used(project):
@@ -122,6 +123,7 @@ def test_wheel_builds_and_holds_package_data_licence_and_scripts(tmp_path):
         entry_points = zf.read(dist_info + "/entry_points.txt").decode()
     assert "mdistiller/download_manifest.json" in names
     assert "mdistiller/reference/published_results.csv" in names
+    assert "mdistiller/configs/digits/kd.yaml" in names and "mdistiller/configs/digits/teacher.yaml" in names
     assert "mdistiller/dataset/restricted_pickle.py" in names
     assert not any(n.startswith(("tests/", "tools/")) for n in names)
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
