@@ -36,6 +36,9 @@ CFG.DATASET.DOWNLOAD = True  # torchvision download when the files are absent
 CFG.DATASET.NUM_CLASSES = 0  # 0: the dataset's own number of classes
 CFG.DATASET.INPUT_SIZE = None  # official WKD key; informational (int or (H, W))
 CFG.DATASET.NUM_WORKERS = 2
+# "auto": "batched" for cifar100/cifar10/svhn/digits (whole batches cut on the training device), "per_sample"
+# otherwise (the dataset's transform per image in DataLoader workers); or either name.
+CFG.DATASET.PIPELINE = "auto"
 CFG.DATASET.TEST = CN()
 CFG.DATASET.TEST.BATCH_SIZE = 64
 
