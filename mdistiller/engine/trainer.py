@@ -35,6 +35,7 @@ from .evaluate import as_percentages, evaluation_sums
 from .logging import RunLogger, build_diagnostics, write_run_info
 from .optim import build_optimizer, learning_rate, set_learning_rate
 from .records import read_csv
+from .keys import warn_unused_keys
 from .meters import NO_BAD_ITERATION, DeviceMeters
 from .utils import log_msg, seed_everything
 
@@ -60,6 +61,10 @@ class Trainer:
         self.device = self.runtime.device
         self.is_main = self.runtime.is_main
         seed_everything(cfg.EXPERIMENT.SEED)
+        if self.is_main:
+            warn_unused_keys(cfg)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # every dataset here has one input size
 
         needs = data_needs(cfg)
         train_set, val_set, num_classes = build_datasets(cfg, needs=needs)
@@ -68,6 +73,10 @@ class Trainer:
         distiller = build_distiller(cfg, student, teacher, num_data=len(train_set))
         memory_format = torch.channels_last if cfg.SOLVER.CHANNELS_LAST else torch.contiguous_format
         distiller = distiller.to(self.device, memory_format=memory_format)
+        if cfg.SOLVER.COMPILE:
+            for module in (distiller.student, distiller.teacher):
+                if module is not None:
+                    module.compile()  # in place: parameter names (and checkpoints) are unchanged
         self.dot = cfg.SOLVER.TRAINER == "dot"
         self.optimizer = build_optimizer(cfg, distiller.get_learnable_parameters())
         self.scaler = grad_scaler(self.device, cfg.SOLVER.AMP)
