@@ -1,10 +1,11 @@
 """Build student and teacher from a config: names, checkpoints, clear errors."""
 import torch.nn as nn
 
-from ..models import cifar_model_dict, imagenet_model_dict
+from ..models import cifar_model_dict, imagenet_model_dict, tiny_imagenet_model_dict
 from .checkpoint import load_checkpoint
 
 IMAGENET_TYPES = ("imagenet",)
+TINY_IMAGENET_TYPES = ("tiny_imagenet",)
 MODEL_ZOOS = ("auto", "cifar", "imagenet")
 IMAGENET_CLASSES = 1000
 DOWNLOAD_HINT = "Run `bash download_ckpts.sh` from the repository root to fetch mdistiller's released CIFAR-100 teachers."
@@ -20,10 +21,19 @@ def zoo_kind(dataset_type, zoo="auto"):
     return zoo
 
 
+def cifar_zoo_dict(dataset_type):
+    """``name -> (constructor, teacher checkpoint)`` of the CIFAR-layout zoo for ``dataset_type``:
+    for Tiny-ImageNet, mdistiller's ``tiny_imagenet_model_dict`` (its MobileNetV2 is the 64 px variant)
+    over the CIFAR models (which run at 64 px too)."""
+    if dataset_type in TINY_IMAGENET_TYPES:
+        return dict(cifar_model_dict, **tiny_imagenet_model_dict)
+    return cifar_model_dict
+
+
 def model_zoo(dataset_type, zoo="auto"):
     if zoo_kind(dataset_type, zoo) == "imagenet":
         return imagenet_model_dict
-    return {k: v[0] for k, v in cifar_model_dict.items()}
+    return {k: v[0] for k, v in cifar_zoo_dict(dataset_type).items()}
 
 
 def fresh_head(model, num_classes):
@@ -65,6 +75,9 @@ def teacher_checkpoint_path(cfg):
         return cfg.DISTILLER.TEACHER_CKPT
     name = cfg.DISTILLER.TEACHER
     zoo = cfg.DISTILLER.get("MODEL_ZOO", "auto")
+    if cfg.DATASET.TYPE in TINY_IMAGENET_TYPES and zoo_kind(cfg.DATASET.TYPE, zoo) == "cifar" \
+            and tiny_imagenet_model_dict.get(name, (None, None))[1]:
+        return tiny_imagenet_model_dict[name][1]
     if cfg.DATASET.TYPE != "cifar100" or zoo_kind(cfg.DATASET.TYPE, zoo) != "cifar":
         raise FileNotFoundError(
             "No released {} teacher for dataset {!r} (model zoo {!r}): train one first (tools/train.py with "

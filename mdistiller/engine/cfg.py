@@ -41,8 +41,11 @@ CFG.DATASET.TYPE = "cifar100"
 CFG.DATASET.ROOT = "data"
 CFG.DATASET.DOWNLOAD = True  # torchvision download when the files are absent
 CFG.DATASET.NUM_CLASSES = 0  # 0: the dataset's own number of classes
-CFG.DATASET.INPUT_SIZE = None  # official WKD key; informational (int or (H, W))
+CFG.DATASET.INPUT_SIZE = None  # official WKD key; probe size of feature methods, images are not resized
 CFG.DATASET.NUM_WORKERS = 2
+# "auto": "batched" for cifar100/cifar10/svhn/digits (whole batches cut on the training device), "per_sample"
+# otherwise (the dataset's transform per image in DataLoader workers); or either name.
+CFG.DATASET.PIPELINE = "auto"
 CFG.DATASET.TEST = CN()
 CFG.DATASET.TEST.BATCH_SIZE = 64
 
@@ -74,12 +77,13 @@ CFG.SOLVER.LR_SCHEDULER = "step"  # "step" (mdistiller) | "cosine"
 CFG.SOLVER.LR_MIN = 0.0  # cosine: the floor the LR anneals to (torch's CosineAnnealingLR eta_min)
 CFG.SOLVER.AMP = False  # autocast for the forward; distillation losses stay fp32
 CFG.SOLVER.CHANNELS_LAST = False
+CFG.SOLVER.COMPILE = False  # torch.compile the student and the teacher (in place: checkpoints keep their keys)
 CFG.SOLVER.DOT = CN()
 CFG.SOLVER.DOT.DELTA = 0.075
 
 # Log
 CFG.LOG = CN()
-CFG.LOG.TENSORBOARD_FREQ = 500
+CFG.LOG.TENSORBOARD_FREQ = 500  # mdistiller key; records are per epoch here (a start-up warning says so)
 CFG.LOG.SAVE_CHECKPOINT_FREQ = 40
 CFG.LOG.PREFIX = "./output"
 CFG.LOG.WANDB = False  # mdistiller defaults to True; we never log remotely unless asked

@@ -6,6 +6,7 @@ atomically. Randomness is re-seeded from (seed, epoch, rank) at the start of eve
 resumed from ``latest`` continues exactly as an uninterrupted one would. Loaders: ``engine.data``;
 optimizer and LR schedule: ``engine.optim``; run folder naming: ``engine.naming``.
 """
+import contextlib
 import os
 import time
 from collections import OrderedDict
@@ -18,7 +19,7 @@ from ..registry import data_needs
 from .build import build_student_and_teacher
 from .cfg import show_cfg
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .data import build_loaders
+from .data import build_loaders, set_loader_epoch
 from .device import (
     all_reduce_sum,
     autocast,
@@ -34,11 +35,14 @@ from .evaluate import as_percentages, evaluation_sums
 from .logging import RunLogger, build_diagnostics, write_run_info
 from .optim import build_optimizer, learning_rate, set_learning_rate
 from .records import read_csv
-from .utils import AverageMeter, correct_counts, log_msg, seed_everything
+from .keys import warn_unused_keys
+from .meters import NO_BAD_ITERATION, DeviceMeters
+from .utils import log_msg, seed_everything
 
 # Names of the fields of a training batch, by position (CRD's datasets add the last one).
 BATCH_FIELDS = ("image", "target", "index", "contrastive_index")
-SUPPORTED_TRAINERS = ("base", "crd")
+SUPPORTED_TRAINERS = ("base", "crd", "dot")
+REFRESH_INTERVAL = 50  # steps between host reads (progress bar, non-finite check)
 
 
 class Trainer:
@@ -57,6 +61,10 @@ class Trainer:
         self.device = self.runtime.device
         self.is_main = self.runtime.is_main
         seed_everything(cfg.EXPERIMENT.SEED)
+        if self.is_main:
+            warn_unused_keys(cfg)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # every dataset here has one input size
 
         needs = data_needs(cfg)
         train_set, val_set, num_classes = build_datasets(cfg, needs=needs)
@@ -65,6 +73,11 @@ class Trainer:
         distiller = build_distiller(cfg, student, teacher, num_data=len(train_set))
         memory_format = torch.channels_last if cfg.SOLVER.CHANNELS_LAST else torch.contiguous_format
         distiller = distiller.to(self.device, memory_format=memory_format)
+        if cfg.SOLVER.COMPILE:
+            for module in (distiller.student, distiller.teacher):
+                if module is not None:
+                    module.compile()  # in place: parameter names (and checkpoints) are unchanged
+        self.dot = cfg.SOLVER.TRAINER == "dot"
         self.optimizer = build_optimizer(cfg, distiller.get_learnable_parameters())
         self.scaler = grad_scaler(self.device, cfg.SOLVER.AMP)
         if self.runtime.distributed:
@@ -130,32 +143,36 @@ class Trainer:
         cfg, rt = self.cfg, self.runtime
         # Every epoch's randomness (shuffling, augmentation, workers) depends on (seed, epoch, rank) only.
         seed_everything(cfg.EXPERIMENT.SEED + 1000003 * epoch + 7919 * rt.rank)
-        self.train_loader.sampler.set_epoch(epoch)
+        set_loader_epoch(self.train_loader, epoch)
         lr = learning_rate(cfg, epoch)
         set_learning_rate(self.optimizer, lr)
 
         self.distiller.train()
-        meters = OrderedDict(loss=AverageMeter(), top1=AverageMeter(), top5=AverageMeter())
-        parts = OrderedDict()
+        meters = DeviceMeters(self.device)
         start = time.time()
         progress = self.train_loader
         if self.is_main and cfg.LOG.PROGRESS_BAR:
             from tqdm import tqdm
 
             progress = tqdm(self.train_loader, desc="epoch {}/{}".format(epoch, cfg.SOLVER.EPOCHS), leave=False)
+        iteration = -1
         for iteration, batch in enumerate(progress):
-            self.train_step(batch, epoch, iteration, meters, parts)
-            if progress is not self.train_loader:
-                progress.set_postfix(loss="{:.4f}".format(meters["loss"].avg), top1="{:.2f}".format(meters["top1"].avg))
+            self.train_step(batch, epoch, iteration, meters)
+            if (iteration + 1) % REFRESH_INTERVAL == 0:
+                self._check_finite(meters, epoch)
+                if progress is not self.train_loader:
+                    loss, top1 = meters.averages("loss", "top1")
+                    progress.set_postfix(loss="{:.4f}".format(loss), top1="{:.2f}".format(top1))
+        if (iteration + 1) % REFRESH_INTERVAL:
+            self._check_finite(meters, epoch)
         train_time = time.time() - start
 
-        # Global train statistics (sample-weighted over processes).
-        sums = [m.sum for m in meters.values()] + [m.sum for m in parts.values()]
-        counts = meters["loss"].count
-        totals = all_reduce_sum(sums + [counts], rt)
+        # Global train statistics (sample-weighted over processes), read from the device once.
+        names, sums, count = meters.read()
+        totals = all_reduce_sum(sums + [count], rt)
         n = max(totals[-1], 1)
-        train_loss, train_acc, train_top5 = (t / n for t in totals[:3])
-        part_avgs = OrderedDict((k, t / n) for k, t in zip(parts, totals[3:-1]))
+        averages = OrderedDict((name, t / n) for name, t in zip(names, totals[:-1]))
+        train_loss, train_acc, train_top5 = averages.pop("loss"), averages.pop("top1"), averages.pop("top5")
 
         test_acc, test_acc_top5, test_loss = self.validate()
         record = OrderedDict(
@@ -167,7 +184,7 @@ class Trainer:
             test_acc_top5=test_acc_top5,
             test_loss=test_loss,
         )
-        record.update(("train_" + k, v) for k, v in part_avgs.items())
+        record.update(("train_" + k, v) for k, v in averages.items())
         is_best = test_acc > self.best_acc
         if is_best:
             self.best_acc, self.best_epoch = test_acc, epoch
@@ -179,41 +196,105 @@ class Trainer:
         barrier(rt)
         return record
 
-    def train_step(self, batch, epoch, iteration, meters, parts):
+    def _check_finite(self, meters, epoch):
+        """Raise if a loss of this epoch was non-finite (on any process); one host read of the device flag."""
+        first_bad = meters.first_bad
+        if self.runtime.distributed:
+            first_bad = first_bad.clone()
+            torch.distributed.all_reduce(first_bad, op=torch.distributed.ReduceOp.MIN)
+        first_bad = int(first_bad)
+        if first_bad == NO_BAD_ITERATION:
+            return
+        raise FloatingPointError(
+            "Non-finite loss at epoch {}, iteration {}: {}. Training stopped; the last good checkpoint "
+            "is {} (end of epoch {}).".format(
+                epoch,
+                first_bad,
+                {k: float(v) for k, v in meters.bad_losses.items()} if meters.bad_losses else "on another process",
+                os.path.join(self.log_path, "latest"),
+                epoch - 1,
+            )
+        )
+
+    def train_step(self, batch, epoch, iteration, meters):
         cfg = self.cfg
         inputs = {name: move_to(value, self.device, cfg.SOLVER.CHANNELS_LAST) for name, value in zip(BATCH_FIELDS, batch)}
         self.optimizer.zero_grad(set_to_none=True)
-        with autocast(self.device, cfg.SOLVER.AMP):
-            logits, losses = self.distiller(epoch=epoch, **inputs)
-        loss = sum(value.float().mean() for value in losses.values())
-        finite = torch.isfinite(loss.detach())
-        if self.runtime.distributed:
-            flag = finite.float().to(self.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
-            finite = flag.bool()
-        if not bool(finite):
-            raise FloatingPointError(
-                "Non-finite loss ({}) at epoch {}, iteration {}: {}. Training stopped; the last good checkpoint "
-                "is {} (end of epoch {}).".format(
-                    float(loss.detach()),
-                    epoch,
-                    iteration,
-                    {k: float(v.detach().float().mean()) for k, v in losses.items()},
-                    os.path.join(self.log_path, "latest"),
-                    epoch - 1,
-                )
-            )
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        if self.dot:
+            logits, losses, loss = self._dot_step(inputs, epoch)
+        else:
+            with autocast(self.device, cfg.SOLVER.AMP):
+                logits, losses = self.distiller(epoch=epoch, **inputs)
+            loss = sum(value.float().mean() for value in losses.values())
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        meters.update(loss, losses, logits, inputs["target"], iteration)
 
-        batch_size = inputs["target"].size(0)
-        top1, top5 = correct_counts(logits.detach(), inputs["target"], topk=(1, 5))
-        meters["loss"].update(loss.item(), batch_size)
-        meters["top1"].update(100.0 * top1 / batch_size, batch_size)
-        meters["top5"].update(100.0 * top5 / batch_size, batch_size)
-        for name, value in losses.items():
-            parts.setdefault(name, AverageMeter()).update(float(value.detach().float().mean()), batch_size)
+    def _dot_step(self, inputs, epoch):
+        """DOT's step: one forward; distillation terms backward, ``step_kd``; cross-entropy backward, ``step``.
+
+        With AMP both losses are scaled; each gradient set is unscaled as it is produced and an inf/NaN
+        in either makes the scaler skip the step and lower its scale. Under DDP both backward passes run
+        without DDP's hooks and each gradient set is averaged over the processes explicitly.
+        """
+        cfg, opt, scaler = self.cfg, self.optimizer, self.scaler
+        distributed = self.runtime.distributed
+        sync = self.distiller.no_sync() if distributed else contextlib.nullcontext()
+        with sync:
+            with autocast(self.device, cfg.SOLVER.AMP):
+                logits, losses = self.distiller(epoch=epoch, **inputs)
+            ce_key = unwrap(self.distiller).ce_key
+            ce = losses[ce_key].float().mean()
+            kd_terms = [value.float().mean() for key, value in losses.items() if key != ce_key]
+            kd = sum(kd_terms) if kd_terms else ce.new_zeros(())
+            loss = ce + kd if kd_terms else ce
+            kd_inf = None
+            if kd.requires_grad:
+                scaler.scale(kd).backward(retain_graph=True)
+            if distributed:
+                self._average_gradients()
+            if scaler.is_enabled():
+                kd_inf = self._unscale_inplace()
+            opt.step_kd()
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(ce).backward()
+        if distributed:
+            self._average_gradients()
+        if kd_inf is not None:
+            # An inf/NaN among the distillation gradients poisons one task gradient, so that the scaler's
+            # own check (unscale_ in step) skips this step and lowers the scale.
+            grads = [p.grad for p in opt.param_groups[0]["params"] if p.grad is not None]
+            if grads:
+                grads[0].view(-1)[:1].masked_fill_(kd_inf > 0, float("inf"))
+        scaler.step(opt)
+        scaler.update()
+        return logits, losses, loss
+
+    def _unscale_inplace(self):
+        """Divide the current gradients by the scaler's scale; returns a device flag (> 0: inf/NaN found)."""
+        found = torch.zeros(1, device=self.device)
+        inv_scale = self.scaler._scale.double().reciprocal().float()  # as GradScaler.unscale_ computes it
+        grads = [p.grad for p in self.optimizer.param_groups[0]["params"] if p.grad is not None]
+        if grads:
+            torch._amp_foreach_non_finite_check_and_unscale_(grads, found, inv_scale)
+        return found
+
+    def _average_gradients(self):
+        """All-reduce (mean) the gradients of the learnable parameters; a parameter with a gradient on some
+        process only counts as zero elsewhere (as DDP treats unused parameters)."""
+        dist = torch.distributed
+        params = self.optimizer.param_groups[0]["params"]
+        present = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=self.device)
+        dist.all_reduce(present, op=dist.ReduceOp.MAX)
+        world = float(self.runtime.world_size)
+        for p, has in zip(params, present.tolist()):
+            if not has:
+                continue
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad.div_(world)
 
     def validate(self):
         """Top-1, top-5 (percent) and mean cross-entropy over the whole validation set."""
@@ -275,5 +356,5 @@ def train(cfg, log_path, resume=False):
     return Trainer(cfg, log_path, resume=resume).train()
 
 
-# mdistiller exposes trainers by SOLVER.TRAINER; both names run the same loop here.
-trainer_dict = {"base": Trainer, "crd": Trainer}
+# mdistiller exposes trainers by SOLVER.TRAINER; all names run the same loop here ("dot": DOT's two-step update).
+trainer_dict = {"base": Trainer, "crd": Trainer, "dot": Trainer}

@@ -1,6 +1,7 @@
 """Model zoo with mdistiller's names, constructors and state_dict layout.
 
-``cifar_model_dict[name] = (constructor, teacher_checkpoint_path_or_None)`` and
+``cifar_model_dict[name] = (constructor, teacher_checkpoint_path_or_None)``,
+``tiny_imagenet_model_dict`` (the same shape, Tiny-ImageNet's 64 px models) and
 ``imagenet_model_dict[name] = constructor`` keep mdistiller's shapes, so code
 written against mdistiller keeps working. Every model's ``forward(x)`` returns
 ``(logits, {"feats": [...], "preact_feats": [...], "pooled_feat": tensor})``.
@@ -14,6 +15,7 @@ from .cifar.vgg import vgg8_bn, vgg11_bn, vgg13_bn, vgg16_bn, vgg19_bn
 from .cifar.mobilenetv2 import mobile_half
 from .cifar.ShuffleNetv1 import ShuffleV1
 from .cifar.ShuffleNetv2 import ShuffleV2
+from .cifar.mv2_tinyimagenet import mobilenetv2_tinyimagenet
 from .imagenet import imagenet_model_dict  # noqa: F401
 
 # Teachers released by mdistiller (cifar_teachers.tar), unpacked by download_ckpts.sh into ./download_ckpts:
@@ -51,5 +53,13 @@ cifar_model_dict = {
     "vgg19": (vgg19_bn, None),
     "MobileNetV2": (mobile_half, None),
     "ShuffleV1": (ShuffleV1, None),
+    "ShuffleV2": (ShuffleV2, None),
+}
+
+# mdistiller's Tiny-ImageNet models (DOT's configs): the teacher's checkpoint from tiny_imagenet_teachers.
+tiny_imagenet_model_prefix = os.path.join(CKPT_ROOT, "tiny_imagenet_teachers")
+tiny_imagenet_model_dict = {
+    "ResNet18": (ResNet18, os.path.join(tiny_imagenet_model_prefix, "ResNet18_vanilla", "ti_res18")),
+    "MobileNetV2": (mobilenetv2_tinyimagenet, None),
     "ShuffleV2": (ShuffleV2, None),
 }

@@ -1,0 +1,60 @@
+"""Run-level config keys that a given run does not use: each gets a start-up warning saying so.
+
+Every key of EXPERIMENT/DATASET/DISTILLER/SOLVER/LOG either changes a run or, when set to a value that
+this run ignores (a key of another scheduler, trainer or pipeline), is named here.
+"""
+import warnings
+
+from ..registry import data_needs
+
+
+class UnusedKeyWarning(UserWarning):
+    """A config key is set but has no effect on this run."""
+
+
+def unused_key_notices(cfg, defaults=None):
+    """Messages for the keys ``cfg`` sets to a non-default value that the run does not use."""
+    from .cfg import CFG
+    from .data import pipeline_of
+
+    defaults = CFG if defaults is None else defaults
+    notices = []
+
+    def changed(section, *path):
+        value, default = cfg[section], defaults[section]
+        for part in path:
+            value, default = value[part], default[part]
+        return value != default
+
+    if changed("LOG", "TENSORBOARD_FREQ"):
+        notices.append("LOG.TENSORBOARD_FREQ {} is not supported: TensorBoard (and wandb) get one record per "
+                       "epoch here".format(cfg.LOG.TENSORBOARD_FREQ))
+    if changed("DATASET", "NUM_WORKERS") and pipeline_of(cfg) == "batched":
+        notices.append("DATASET.NUM_WORKERS {} is not used by the batched data pipeline (batches are cut on the "
+                       "training device); set DATASET.PIPELINE per_sample for DataLoader workers".format(
+                           cfg.DATASET.NUM_WORKERS))
+    if changed("SOLVER", "DOT", "DELTA") and cfg.SOLVER.TRAINER != "dot":
+        notices.append("SOLVER.DOT.DELTA is used only with SOLVER.TRAINER dot (this run: {})".format(
+            cfg.SOLVER.TRAINER))
+    if cfg.SOLVER.LR_SCHEDULER == "step" and changed("SOLVER", "LR_MIN"):
+        notices.append("SOLVER.LR_MIN is used only with SOLVER.LR_SCHEDULER cosine")
+    if cfg.SOLVER.LR_SCHEDULER == "cosine":
+        for key in ("LR_DECAY_STAGES", "LR_DECAY_RATE"):
+            if changed("SOLVER", key):
+                notices.append("SOLVER.{} is used only with SOLVER.LR_SCHEDULER step".format(key))
+    if not cfg.LOG.DIAGNOSTICS and changed("LOG", "DIAGNOSTICS_SAMPLES"):
+        notices.append("LOG.DIAGNOSTICS_SAMPLES is used only with LOG.DIAGNOSTICS True")
+    if cfg.DISTILLER.TEACHER_CKPT and not data_needs(cfg).teacher:
+        notices.append("DISTILLER.TEACHER_CKPT is not used: {} has no teacher".format(cfg.DISTILLER.TYPE))
+    if cfg.DATASET.INPUT_SIZE is not None:
+        notices.append("DATASET.INPUT_SIZE does not resize the images (each dataset has its own size); it is only "
+                       "the probe size of methods that size projectors from the models' features")
+    return notices
+
+
+def warn_unused_keys(cfg):
+    """Issue an :class:`UnusedKeyWarning` for each of :func:`unused_key_notices`; returns the messages."""
+    notices = unused_key_notices(cfg)
+    for message in notices:
+        warnings.warn(message, UnusedKeyWarning, stacklevel=2)
+    return notices

@@ -1,0 +1,72 @@
+"""Training meters that stay on the device: no host synchronisation per step.
+
+Sums are kept in float64 with the same operations as a host-side ``AverageMeter`` fed with
+``loss.item()`` and ``100 * hits / batch``, so the epoch averages are bit-identical to it.
+"""
+from collections import OrderedDict
+
+import torch
+
+NO_BAD_ITERATION = 2**62  # ``first_bad`` while every loss of the epoch was finite
+
+
+def correct_counts_tensor(output, target, topk=(1,)):
+    """Like ``utils.correct_counts`` but returns device tensors (int64 scalars)."""
+    with torch.no_grad():
+        maxk = min(max(topk), output.size(1))
+        _, pred = output.topk(maxk, 1, True, True)
+        hits = pred.eq(target.view(-1, 1))
+        return [hits[:, : min(k, maxk)].any(dim=1).sum() for k in topk]
+
+
+class DeviceMeters:
+    """Sample-weighted sums of loss, top-1 %, top-5 % and every loss term, plus a non-finite flag.
+
+    ``first_bad``: the first iteration whose total loss was non-finite (``NO_BAD_ITERATION`` if none);
+    ``bad_losses``: the loss terms at that iteration.
+    """
+
+    def __init__(self, device):
+        self.device = device
+        self.names = None
+        self.sums = None
+        self.count = 0
+        self.first_bad = torch.full((), NO_BAD_ITERATION, dtype=torch.int64, device=device)
+        self.bad_values = None
+
+    @torch.no_grad()
+    def update(self, loss, losses, logits, target, iteration):
+        batch_size = target.size(0)
+        top1, top5 = correct_counts_tensor(logits.detach(), target, topk=(1, 5))
+        values = [loss.detach().double(), 100.0 * top1.double() / batch_size, 100.0 * top5.double() / batch_size]
+        values += [value.detach().float().mean().double() for value in losses.values()]
+        values = torch.stack(values)
+        if self.sums is None:
+            self.names = ["loss", "top1", "top5"] + list(losses)
+            self.sums = torch.zeros_like(values)
+            self.bad_values = torch.zeros_like(values)
+        self.sums += values * batch_size
+        self.count += batch_size
+        newly_bad = ~torch.isfinite(values[0]) & (self.first_bad == NO_BAD_ITERATION)
+        self.first_bad = torch.where(newly_bad, torch.full_like(self.first_bad, iteration), self.first_bad)
+        self.bad_values = torch.where(newly_bad, values, self.bad_values)
+
+    @property
+    def bad_losses(self):
+        """``{"loss": total, term: value, ...}`` at the first non-finite iteration (host floats)."""
+        if self.names is None:
+            return {}
+        return OrderedDict(zip(["loss"] + self.names[3:], [self.bad_values[0]] + list(self.bad_values[3:])))
+
+    def averages(self, *names):
+        """Running averages of ``names`` (one host read)."""
+        if self.sums is None:
+            return [0.0 for _ in names]
+        values = (self.sums / max(self.count, 1)).tolist()
+        return [values[self.names.index(name)] for name in names]
+
+    def read(self):
+        """``(names, sums as floats, count)``: the one host read at the end of an epoch."""
+        if self.sums is None:
+            return ["loss", "top1", "top5"], [0.0, 0.0, 0.0], 0
+        return list(self.names), self.sums.tolist(), self.count

@@ -1,0 +1,85 @@
+"""DATASET.PIPELINE in the trainer: per_sample keeps the DataLoader path bit for bit, batched is reproducible,
+and the in-memory datasets (digits, CIFAR) train on the batched path by default."""
+import torch
+from torch.utils.data import DataLoader
+
+from mdistiller.dataset.batched import BatchedLoader
+from mdistiller.engine.cfg import get_cfg
+from mdistiller.engine.checkpoint import load_checkpoint
+from mdistiller.engine.trainer import Trainer
+from tests.helpers.datagen import make_cifar100_folder
+from tests.helpers.runutil import random_teacher_ckpt, read_metrics, tiny_cfg
+
+# The first epoch of a digits KD run (resnet8 -> resnet8, seed 0, batch 128, random teacher of
+# random_teacher_ckpt, one intra-op thread as the tests run) as the trainer wrote it before the batched
+# pipeline existed (commit b2549f0).
+PER_SAMPLE_REFERENCE = {
+    "train_acc": "9.873793615441722",
+    "train_loss": "0.2404813849890595",
+    "test_acc": "10.0",
+    "test_acc_top5": "46.888888888888886",
+    "test_loss": "2.3071948920355903",
+    "train_loss_ce": "0.23242149983809982",
+    "train_loss_kd": "0.008059887425682238",
+}
+
+
+def _kd_cfg(prefix, teacher, **extra):
+    return tiny_cfg(prefix, batch=128, DISTILLER__TYPE="KD", DISTILLER__STUDENT="resnet8",
+                    DISTILLER__TEACHER="resnet8", DISTILLER__TEACHER_CKPT=teacher, **extra)
+
+
+def _run(cfg, path):
+    trainer = Trainer(cfg, str(path))
+    loader = trainer.train_loader
+    summary = trainer.train()
+    return loader, summary["log_path"]
+
+
+def _weights(run):
+    return load_checkpoint(str(run) + "/student_latest")["model"]
+
+
+def _assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_per_sample_is_the_dataloader_path_and_unchanged(tmp_path):
+    teacher = random_teacher_ckpt(tmp_path / "t.pth")
+    runs = []
+    for name in ("a", "b"):
+        loader, run = _run(_kd_cfg(tmp_path / name, teacher, DATASET__PIPELINE="per_sample"), tmp_path / name / "r")
+        assert isinstance(loader, DataLoader) and not loader.persistent_workers
+        runs.append(run)
+    assert read_metrics(runs[0]) == read_metrics(runs[1])
+    _assert_same_weights(_weights(runs[0]), _weights(runs[1]))
+    row = read_metrics(runs[0])[0]
+    assert {k: row[k] for k in PER_SAMPLE_REFERENCE} == PER_SAMPLE_REFERENCE
+
+
+def test_batched_same_seed_is_identical_and_differs_from_per_sample(tmp_path):
+    teacher = random_teacher_ckpt(tmp_path / "t.pth")
+    runs = []
+    for name in ("a", "b"):
+        loader, run = _run(_kd_cfg(tmp_path / name, teacher, DATASET__PIPELINE="batched"), tmp_path / name / "r")
+        assert isinstance(loader, BatchedLoader)
+        runs.append(run)
+    assert read_metrics(runs[0]) == read_metrics(runs[1])
+    _assert_same_weights(_weights(runs[0]), _weights(runs[1]))
+    assert read_metrics(runs[0])[0]["train_loss"] != PER_SAMPLE_REFERENCE["train_loss"]  # other augmentations
+
+
+def test_digits_and_generated_cifar_default_to_the_batched_path(tmp_path):
+    teacher = random_teacher_ckpt(tmp_path / "t.pth")
+    loader, run = _run(_kd_cfg(tmp_path / "digits", teacher), tmp_path / "digits" / "r")
+    assert isinstance(loader, BatchedLoader) and len(read_metrics(run)) == 1
+
+    make_cifar100_folder(tmp_path / "data", n_train=12, n_test=6)
+    cfg = get_cfg(None, ["DATASET.TYPE", "cifar100", "DATASET.ROOT", str(tmp_path / "data"), "DATASET.DOWNLOAD",
+                         "False", "DATASET.NUM_WORKERS", "0", "SOLVER.EPOCHS", "1", "SOLVER.BATCH_SIZE", "6",
+                         "DISTILLER.TYPE", "NONE", "DISTILLER.STUDENT", "resnet8", "LOG.PREFIX", str(tmp_path / "out"),
+                         "LOG.PROGRESS_BAR", "False", "EXPERIMENT.DEVICE", "cpu"])
+    loader, run = _run(cfg, tmp_path / "out" / "cifar")
+    assert isinstance(loader, BatchedLoader) and len(read_metrics(run)) == 1
