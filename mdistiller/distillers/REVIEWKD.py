@@ -91,7 +91,7 @@ class REVIEWKD(Distiller):
         "OUT_SHAPES": [1, 8, 16, 32],
         "IN_CHANNELS": [64, 128, 256, 256],
         "OUT_CHANNELS": [64, 128, 256, 256],
-        "MAX_MID_CHANNEL": 512,  # read but not used by mdistiller's ReviewKD (see docs/methods/REVIEWKD.md)
+        "MAX_MID_CHANNEL": 512,  # read but not used by mdistiller's ReviewKD (see docs/methods.md (REVIEWKD))
         "STU_PREACT": False,
     }
 

@@ -10,7 +10,7 @@ variances ``softplus(α) + EPS`` initialised to ``INIT_PRED_VAR``. The loss is
 ``state_dict``: ``regressors.<i>.{0,2,4}.weight`` as mdistiller's. The log-scales
 α are non-persistent buffers that stay at their initial value: mdistiller keeps
 them in a plain Python list, so they are neither saved nor optimized there
-either (see docs/methods/VID.md).
+either (see docs/methods.md (VID)).
 """
 import torch
 import torch.nn as nn

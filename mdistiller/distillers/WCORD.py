@@ -1,7 +1,7 @@
 """Wasserstein Contrastive Representation Distillation (Chen et al., CVPR 2021).
 
 Only the paper's abstract is available; this design is the project's
-reconstruction (docs/methods/WCORD.md).
+reconstruction (docs/methods.md (WCORD)).
 """
 import torch
 

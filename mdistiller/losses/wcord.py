@@ -2,7 +2,7 @@
 
 Only the abstract of the paper is available to this project: the form below
 (cost, regulariser, iterations, detached plan) is this project's
-reconstruction, documented in ``docs/methods/WCORD.md``. The global (dual)
+reconstruction, documented in ``docs/methods.md (WCORD)``. The global (dual)
 term is CRD's objective, :func:`mdistiller.losses.crd.crd_loss`.
 """
 from ..ot import cosine_cost, sinkhorn_log

@@ -13,7 +13,7 @@ from tests.helpers.feature_reference import (
     REPO, assert_grads_close, batch, bn_train, build, check_ce, grads, pool, student_params,
 )
 
-# resnet32x4 → ShuffleV2 is the one cross-architecture pair mdistiller's OFD runs on (docs/methods/OFD.md)
+# resnet32x4 → ShuffleV2 is the one cross-architecture pair mdistiller's OFD runs on (docs/methods.md (OFD))
 PAIRS = [("resnet32x4", "resnet8x4"), ("resnet32x4", "ShuffleV2")]
 
 
