@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from ..registry import data_needs
 
 from .batched import BatchedLoader, build_batched_loaders, resolve_pipeline
+from .common import config_value
 from .cifar import CIFAR10, CIFAR100, CIFAR100Instance, build_cifar10, build_cifar100
 from .contrastive import ContrastiveSample
 from .digits import Digits, build_digits
@@ -61,17 +62,6 @@ __all__ = [
 ]
 
 
-def _get(node, dotted, default):
-    for part in dotted.split("."):
-        if node is None:
-            return default
-        try:
-            node = node[part] if isinstance(node, dict) else getattr(node, part)
-        except (KeyError, AttributeError):
-            return default
-    return default if node is None else node
-
-
 def resolve_num_classes(own, override, *label_lists):
     """Return ``override`` if > 0 else ``own``; check every label fits."""
     num_classes = int(override) if override and int(override) > 0 else int(own)
@@ -91,17 +81,17 @@ def wrap_contrastive(dataset, k, mode="exact"):
 
 def build_datasets(cfg, needs=None):
     """Build ``(train_set, val_set, num_classes)`` from ``cfg.DATASET`` and the method's ``needs``."""
-    name = str(_get(cfg, "DATASET.TYPE", "")).lower()
+    name = str(config_value(cfg, "DATASET.TYPE", "")).lower()
     if name not in _BUILDERS:
         raise ValueError(
             "unknown DATASET.TYPE %r; valid names: %s"
-            % (_get(cfg, "DATASET.TYPE", None), ", ".join(DATASET_TYPES))
+            % (config_value(cfg, "DATASET.TYPE", None), ", ".join(DATASET_TYPES))
         )
-    root = str(_get(cfg, "DATASET.ROOT", "data"))
-    download = bool(_get(cfg, "DATASET.DOWNLOAD", True))
+    root = str(config_value(cfg, "DATASET.ROOT", "data"))
+    download = bool(config_value(cfg, "DATASET.DOWNLOAD", True))
     train_set, val_set, own = _BUILDERS[name](root, download)
     num_classes = resolve_num_classes(
-        own, _get(cfg, "DATASET.NUM_CLASSES", 0), train_set.targets, val_set.targets
+        own, config_value(cfg, "DATASET.NUM_CLASSES", 0), train_set.targets, val_set.targets
     )
     if needs is not None and needs.contrastive_k > 0:
         train_set = wrap_contrastive(train_set, k=int(needs.contrastive_k), mode=str(needs.contrastive_mode))
@@ -114,13 +104,13 @@ def get_dataset(cfg):
     Contrastive items are produced when the configured distiller needs them (CRD, WCORD, ...).
     """
     train_set, val_set, num_classes = build_datasets(cfg, needs=data_needs(cfg))
-    workers = int(_get(cfg, "DATASET.NUM_WORKERS", 0))
+    workers = int(config_value(cfg, "DATASET.NUM_WORKERS", 0))
     train_loader = DataLoader(
-        train_set, batch_size=int(_get(cfg, "SOLVER.BATCH_SIZE", 64)), shuffle=True,
+        train_set, batch_size=int(config_value(cfg, "SOLVER.BATCH_SIZE", 64)), shuffle=True,
         num_workers=workers,
     )
     val_loader = DataLoader(
-        val_set, batch_size=int(_get(cfg, "DATASET.TEST.BATCH_SIZE", 64)), shuffle=False,
+        val_set, batch_size=int(config_value(cfg, "DATASET.TEST.BATCH_SIZE", 64)), shuffle=False,
         num_workers=workers,
     )
     return train_loader, val_loader, len(train_set), num_classes

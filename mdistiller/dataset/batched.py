@@ -57,7 +57,7 @@ import torch
 from torchvision import transforms
 from torchvision.transforms import functional as TF
 
-from .common import TensorImageDataset, ToFloatTensor
+from .common import TensorImageDataset, ToFloatTensor, config_value
 from .contrastive import ContrastiveSample
 
 PIPELINES = ("batched", "per_sample")
@@ -76,17 +76,6 @@ __all__ = [
     "resolve_pipeline",
     "shard_indices",
 ]
-
-
-def _get(node, dotted, default):
-    for part in dotted.split("."):
-        if node is None:
-            return default
-        try:
-            node = node[part] if isinstance(node, dict) else getattr(node, part)
-        except (KeyError, AttributeError):
-            return default
-    return default if node is None else node
 
 
 def epoch_seed(seed, epoch, rank):
@@ -502,8 +491,8 @@ def resolve_pipeline(cfg):
     Unset or empty: ``batched`` for the in-memory types, ``per_sample`` otherwise;
     ``batched`` on an ImageFolder type raises ``ValueError``.
     """
-    kind = str(_get(cfg, "DATASET.TYPE", "")).lower()
-    value = str(_get(cfg, "DATASET.PIPELINE", "") or "").lower()
+    kind = str(config_value(cfg, "DATASET.TYPE", "")).lower()
+    value = str(config_value(cfg, "DATASET.PIPELINE", "") or "").lower()
     if not value:
         return "batched" if kind in IN_MEMORY_TYPES else "per_sample"
     if value not in PIPELINES:
@@ -523,18 +512,18 @@ def build_batched_loaders(cfg, train_set, val_set, device, rank=0, world_size=1)
     ``DATASET.TEST.BATCH_SIZE`` (per rank), ``EXPERIMENT.SEED``. Call
     ``train_loader.set_epoch(epoch)`` at the start of every epoch.
     """
-    name = "DATASET.TYPE %s" % _get(cfg, "DATASET.TYPE", "?")
+    name = "DATASET.TYPE %s" % config_value(cfg, "DATASET.TYPE", "?")
     check_batched_support(train_set, name)
     check_batched_support(val_set, name)
-    batch_size = int(_get(cfg, "SOLVER.BATCH_SIZE", 64))
+    batch_size = int(config_value(cfg, "SOLVER.BATCH_SIZE", 64))
     if batch_size % world_size:
         raise ValueError(
             "SOLVER.BATCH_SIZE {} is the global batch; it must divide by the {} processes".format(
                 batch_size, world_size)
         )
-    seed = int(_get(cfg, "EXPERIMENT.SEED", 0))
+    seed = int(config_value(cfg, "EXPERIMENT.SEED", 0))
     train_loader = BatchedLoader(train_set, batch_size // world_size, device, train=True, seed=seed,
                                  rank=rank, world_size=world_size)
-    val_loader = BatchedLoader(val_set, int(_get(cfg, "DATASET.TEST.BATCH_SIZE", 64)), device, train=False,
+    val_loader = BatchedLoader(val_set, int(config_value(cfg, "DATASET.TEST.BATCH_SIZE", 64)), device, train=False,
                                seed=seed, rank=rank, world_size=world_size)
     return train_loader, val_loader
