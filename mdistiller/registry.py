@@ -66,8 +66,11 @@ def data_needs(cfg):
 
 
 def method_label(cfg):
-    """The configured method's name in result tables: its class's ``label(cfg)``, ``+LS`` with logit standardization."""
+    """The configured method's name in result tables: its class's ``label(cfg)``, then ``+LS`` with logit
+    standardization and ``+DOT`` when trained with the Distillation-Oriented Trainer."""
     label = get_distiller_class(cfg.DISTILLER.TYPE).label(cfg)
     if cfg.EXPERIMENT.get("LOGIT_STAND", False):
         label += "+LS"
+    if str(cfg.SOLVER.get("TRAINER", "base")).lower() == "dot":
+        label += "+DOT"
     return label

@@ -118,8 +118,9 @@ def dry_run(cfg, log_path):
 
     from .engine.device import teardown_runtime, unwrap
     from .engine.evaluate import evaluation_sums
+    from .engine.data import set_loader_epoch
+    from .engine.meters import DeviceMeters
     from .engine.trainer import Trainer
-    from .engine.utils import AverageMeter
 
     cfg = cfg.clone()
     cfg.defrost()
@@ -134,14 +135,12 @@ def dry_run(cfg, log_path):
         device = trainer.device
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        if hasattr(trainer.train_loader.sampler, "set_epoch"):
-            trainer.train_loader.sampler.set_epoch(1)
+        set_loader_epoch(trainer.train_loader, 1)
         batch = next(iter(trainer.train_loader))
-        meters = OrderedDict(loss=AverageMeter(), top1=AverageMeter(), top5=AverageMeter())
-        parts = OrderedDict()
+        meters = DeviceMeters(device)
         trainer.distiller.train()
         t0 = time.time()
-        trainer.train_step(batch, 1, 0, meters, parts)
+        trainer.train_step(batch, 1, 0, meters)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_step = time.time() - t0
@@ -156,7 +155,8 @@ def dry_run(cfg, log_path):
         return OrderedDict(
             build_s=build_time, train_step_s=train_step, val_step_s=val_step,
             train_batch=int(batch[1].size(0)), val_batch=int(val_batch[1].size(0)),
-            losses={k: m.avg for k, m in parts.items()}, memory=peak_memory_text(device),
+            losses=OrderedDict(zip(meters.names[3:], meters.averages(*meters.names[3:]))),
+            memory=peak_memory_text(device),
         )
     finally:
         if trainer is not None:

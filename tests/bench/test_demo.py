@@ -17,12 +17,20 @@ def test_demo_discovers_the_digits_configs_in_table_order():
     config_dir = os.path.join(REPO, "configs", "digits")
     methods, skipped = demo.demo_methods(config_dir, os.path.join(config_dir, "teacher.yaml"))
     assert skipped == []
-    # the list tools/demo.py used to hard-code, in its order
-    assert [(os.path.basename(p), key) for p, key, _ in methods] == [
+    # the default selection: the list tools/demo.py used to hard-code, in its order
+    chosen = demo.select_methods(methods)
+    assert [(os.path.basename(p), key) for p, key, _ in chosen] == [
         ("vanilla.yaml", "NONE"), ("kd.yaml", "KD"), ("dkd.yaml", "DKD"), ("wkd_l.yaml", "WKD"), ("wkl.yaml", "WKL"),
         ("ipot.yaml", "OTKD"), ("kd2m.yaml", "KD2M"), ("wcord.yaml", "WCORD"),
     ]
-    assert [label for _, _, label in methods] == ["student", "KD", "DKD", "WKD-L", "WKL", "IPOT", "KD2M-W2(E)", "WCoRD"]
+    assert [label for _, _, label in chosen] == ["student", "KD", "DKD", "WKD-L", "WKL", "IPOT", "KD2M-W2(E)", "WCoRD"]
+    # --methods all: every registered method has a digits config, plus KD+LS and KD+DOT
+    from mdistiller.registry import distiller_dict
+
+    everything = demo.select_methods(methods, ["all"])
+    assert {key for _, key, _ in everything} == set(distiller_dict) - {"COMBINE"}
+    assert {"KD+LS", "KD+DOT", "FitNet", "ReviewKD"} <= {label for _, _, label in everything}
+    assert [m[2] for m in demo.select_methods(methods, ["FitNet", "KD"])] == ["KD", "FitNet"]
 
 
 def test_demo_picks_up_a_new_config_and_skips_unknown_methods(tmp_path):
