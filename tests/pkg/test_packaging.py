@@ -131,3 +131,12 @@ def test_wheel_builds_and_holds_package_data_licence_and_scripts(tmp_path):
     assert 'Provides-Extra: slurm' in metadata and "Requires-Dist: submitit" in metadata
     for script, target in SCRIPTS.items():
         assert "{} = {}".format(script, target) in entry_points
+
+
+def test_readme_bibtex_is_docs_citations_bib():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "README.md")) as f:
+        readme = f.read()
+    with open(os.path.join(root, "docs", "citations.bib")) as f:
+        bib = f.read().strip()
+    assert "```bibtex\n" + bib + "\n```" in readme
