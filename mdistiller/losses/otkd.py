@@ -1,9 +1,25 @@
 """Optimal-transport feature loss of Lohit & Jones, "Model Compression Using Optimal Transport" (WACV 2022)."""
+import torch
+
 from ..ot import cosine_cost, ipot, relaxed_emd
 
 __all__ = ["SOLVERS", "ot_stage_loss", "otkd_loss"]
 
 SOLVERS = ("ipot", "remd")
+
+
+def _stage_cost(feat_student, feat_teacher):
+    """Eq. (3): the (B, B) cosine cost between the flattened student (rows) and teacher (columns) features."""
+    return cosine_cost(
+        feat_student.reshape(feat_student.shape[0], -1), feat_teacher.reshape(feat_teacher.shape[0], -1)
+    )
+
+
+def _solve(cost, solver, beta, num_iter, detach_plan):
+    """The OT cost of each problem of ``cost`` ((B, B) or (L, B, B)) under ``solver``."""
+    if solver == "remd":
+        return relaxed_emd(None, None, cost)
+    return ipot(None, None, cost, beta=beta, num_iter=num_iter, detach_plan=detach_plan)
 
 
 def ot_stage_loss(feat_student, feat_teacher, solver="ipot", beta=20.0, num_iter=50, detach_plan=False):
@@ -40,21 +56,31 @@ def ot_stage_loss(feat_student, feat_teacher, solver="ipot", beta=20.0, num_iter
     """
     if solver not in SOLVERS:
         raise ValueError("solver must be one of {}, got {!r}".format(SOLVERS, solver))
-    cost = cosine_cost(feat_student.reshape(feat_student.shape[0], -1), feat_teacher.reshape(feat_teacher.shape[0], -1))
-    if solver == "remd":
-        return relaxed_emd(None, None, cost)
-    return ipot(None, None, cost, beta=beta, num_iter=num_iter, detach_plan=detach_plan)
+    return _solve(_stage_cost(feat_student, feat_teacher), solver, beta, num_iter, detach_plan)
 
 
 def otkd_loss(feats_student, feats_teacher, solver="ipot", beta=20.0, num_iter=50, detach_plan=False):
     r"""``Σ_l L_OT(X^(l), Y^(l))`` over the given stages: the OT term of Lohit & Jones 2022, Eq. (1), without α.
+
+    Each stage's (B, B) cosine cost is computed from its own features; the L
+    costs are stacked into one (L, B, B) problem batch solved by a single solver
+    call (the IPOT iterations run once for all stages), and the per-stage values
+    are summed in stage order. Stages of different batch sizes or dtypes are
+    solved one by one. The result is that of :func:`ot_stage_loss` summed over stages.
 
     Args:
         feats_student: sequence of (B, ...) student stage features.
         feats_teacher: sequence of (B, ...) teacher stage features, each of its student feature's width.
         solver, beta, num_iter, detach_plan: as in :func:`ot_stage_loss`.
     """
+    if solver not in SOLVERS:
+        raise ValueError("solver must be one of {}, got {!r}".format(SOLVERS, solver))
+    costs = [_stage_cost(f_s, f_t) for f_s, f_t in zip(feats_student, feats_teacher)]
+    if len({(c.shape, c.dtype, c.device) for c in costs}) == 1:
+        values = _solve(torch.stack(costs), solver, beta, num_iter, detach_plan).unbind(0)
+    else:
+        values = [_solve(c, solver, beta, num_iter, detach_plan) for c in costs]
     total = 0.0
-    for f_s, f_t in zip(feats_student, feats_teacher):
-        total = total + ot_stage_loss(f_s, f_t, solver, beta, num_iter, detach_plan)
+    for value in values:
+        total = total + value
     return total

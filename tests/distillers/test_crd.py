@@ -174,7 +174,18 @@ def test_registry_and_construction():
     assert not any(id(p) in learnable for p in crd.teacher.parameters())
 
 
-def test_loss_and_gradient_match_reference_over_two_steps():
+@pytest.fixture(params=["auto", "bank_product"])
+def scoring(request, monkeypatch):
+    """Scores as chosen for these sizes (a gather), or forced through the product with the whole bank."""
+    if request.param == "bank_product":
+        import mdistiller.losses.crd as crd_losses
+
+        monkeypatch.setattr(crd_losses, "BANK_PRODUCT_MIN_GATHER", 0)
+        assert crd_losses.use_bank_product(NUM_DATA, BATCH, K + 1, EMBED_DIM)
+    return request.param
+
+
+def test_loss_and_gradient_match_reference_over_two_steps(scoring):
     crd = make_crd()
     for step, seed in enumerate((1, 2)):
         batch = make_batch(seed)
@@ -192,7 +203,7 @@ def test_loss_and_gradient_match_reference_over_two_steps():
         assert all(p.grad is None for p in crd.teacher.parameters())
 
 
-def test_memory_update():
+def test_memory_update(scoring):
     crd = make_crd()
     run_step(crd, make_batch(1))  # Z set, memory moved once
     batch = make_batch(2)

@@ -83,3 +83,24 @@ def test_zero_for_the_same_channel_set_and_nonnegative():
     assert float(nst_loss([f], [f[:, torch.tensor([3, 1, 0, 2])]])) == pytest.approx(0.0, abs=1e-14)
     f_s, f_t = _feats(3)
     assert float(nst_loss(f_s, f_t)) > 0
+
+
+def test_second_moment_form_equals_kernel_form_in_value_and_gradients():
+    """More channels than positions: the (H·W, H·W) second moments replace the (C, C) kernel matrices; the
+    value, the student's gradient and the teacher's (only through the cross term) are unchanged."""
+    from mdistiller.losses.nst import _use_moments, nst_loss_stage, poly_kernel_mean
+
+    g = torch.Generator().manual_seed(3)
+    f_s = torch.randn(3, 12, 2, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    f_t = torch.randn(3, 10, 2, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    assert _use_moments(12, 10, 4) and not _use_moments(3, 6, 16)
+
+    def kernel_form(a, b):
+        a = F.normalize(a.flatten(2), dim=2)
+        b = F.normalize(b.flatten(2), dim=2)
+        return poly_kernel_mean(b, b).detach() + poly_kernel_mean(a, a) - 2 * poly_kernel_mean(a, b)
+
+    got, want = nst_loss_stage(f_s, f_t), kernel_form(f_s, f_t)
+    assert float(got) == pytest.approx(float(want), rel=1e-12)
+    for g_got, g_want in zip(torch.autograd.grad(got, (f_s, f_t)), torch.autograd.grad(want, (f_s, f_t))):
+        torch.testing.assert_close(g_got, g_want, rtol=1e-10, atol=1e-13)

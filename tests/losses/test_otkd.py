@@ -82,3 +82,40 @@ def test_otkd_loss_sums_stages_and_rejects_unknown_solver():
     assert SOLVERS == ("ipot", "remd")
     with pytest.raises(ValueError, match="solver"):
         ot_stage_loss(*stages[0], solver="sinkhorn")
+
+
+def _four_stages(seed, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    shapes = [(8, 4, 4), (16, 2, 2), (32, 1, 1), (24,)]
+    student = [torch.randn(BATCH, *s, generator=g, dtype=dtype).requires_grad_(True) for s in shapes]
+    teacher = [torch.randn(BATCH, *s, generator=g, dtype=dtype) for s in shapes]
+    return student, teacher
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_otkd_loss_solves_all_stages_in_one_call_with_the_per_stage_result(solver, monkeypatch):
+    """The stages' costs are stacked into one solver call; value and gradient are those of the stage-by-stage
+    sum (the same floating-point operations on each (B, B) problem)."""
+    import mdistiller.losses.otkd as otkd
+
+    f_s, f_t = _four_stages(6)
+    expected = 0.0
+    for s, t in zip(f_s, f_t):
+        expected = expected + ot_stage_loss(s, t, solver, 20.0, 50)
+    expected_grads = torch.autograd.grad(expected, f_s)
+    calls = []
+    solve = otkd._solve
+    monkeypatch.setattr(otkd, "_solve", lambda cost, *a: calls.append(tuple(cost.shape)) or solve(cost, *a))
+    total = otkd_loss(f_s, f_t, solver, 20.0, 50)
+    assert calls == [(4, BATCH, BATCH)]
+    assert torch.equal(total, expected)
+    for got, want in zip(torch.autograd.grad(total, f_s), expected_grads):
+        assert torch.equal(got, want)
+
+
+def test_otkd_loss_mixed_dtypes_fall_back_to_one_call_per_stage():
+    f_s, f_t = _four_stages(7, dtype=torch.float64)
+    f_s = [f.detach() for f in f_s]
+    f_s[0], f_t[0] = f_s[0].float(), f_t[0].float()
+    expected = sum(ot_stage_loss(s, t).item() for s, t in zip(f_s, f_t))
+    assert otkd_loss(f_s, f_t).item() == pytest.approx(expected, rel=1e-6)
