@@ -53,6 +53,18 @@ except ImportError:  # python -m benchmarks.throughput
 REFERENCE = "KD"
 
 
+COMBINATION = ["OTKD", "CRD", "KD"]  # the one COMBINE row: Lohit & Jones' IPOT+CRD+KD
+
+
+def _embedding_dims(key, student, teacher):
+    """CRD/WCORD's ``FEAT.STUDENT_DIM`` / ``FEAT.TEACHER_DIM``: the widths of the models' ``pooled_feat``."""
+    f_s, f_t = probe_features(student, (32, 32)), probe_features(teacher, (32, 32))
+    return {
+        key + ".FEAT.STUDENT_DIM": f_s["pooled_feat"].shape[1],
+        key + ".FEAT.TEACHER_DIM": f_t["pooled_feat"].shape[1],
+    }
+
+
 def method_specs(key, student, teacher):
     """``[(overrides, note)]``: the configurations of method ``key`` timed on this pair.
 
@@ -60,9 +72,7 @@ def method_specs(key, student, teacher):
     rows (WKD: its logit and its feature part; OTKD: IPOT and REMD).
     """
     if key in ("CRD", "WCORD"):
-        f_s, f_t = probe_features(student, (32, 32)), probe_features(teacher, (32, 32))
-        dims = {key + ".FEAT.STUDENT_DIM": f_s["pooled_feat"].shape[1], key + ".FEAT.TEACHER_DIM": f_t["pooled_feat"].shape[1]}
-        return [(dims, "K = {}".format(CFG[key].NCE.K))]
+        return [(_embedding_dims(key, student, teacher), "K = {}".format(CFG[key].NCE.K))]
     if key == "OTKD":
         return [({}, "4 stages, {} iterations".format(CFG.OTKD.ITER)), ({"OTKD.SOLVER": "remd"}, "4 stages")]
     if key == "WKD":
@@ -75,8 +85,12 @@ def method_specs(key, student, teacher):
         ]
     if key == "WKL":
         return [({"WKD.COST_MATRIX": "fc", "WKD.LOSS.WKD_FEAT_WEIGHT": 0.0}, "fc cost")]
-    if key == "COMBINE":  # one representative combination: Lohit & Jones' IPOT+CRD+KD
-        return [({"COMBINE.METHODS": ["OTKD", "CRD", "KD"]}, "one representative combination")]
+    if key == "COMBINE":
+        overrides = {"COMBINE.METHODS": list(COMBINATION)}
+        for part in COMBINATION:
+            if part in ("CRD", "WCORD"):
+                overrides.update(_embedding_dims(part, student, teacher))
+        return [(overrides, "one representative combination")]
     return [({}, "")]
 
 
@@ -158,14 +172,19 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def build_methods(args, device, teacher, log=print):
+def build_methods(args, device, teacher):
     """Every selected configuration as a :class:`Method`; ``(methods, skipped)``, skipped = [(label, reason)]."""
     wanted = {m.strip().lower() for m in args.methods.split(",")} if args.methods else None
     student_probe = cifar_model_dict[args.student][0](num_classes=args.num_classes)
     methods, skipped = [], []
     keys = ["NONE"] + [k for k in distiller_dict if k != "NONE"]
     for key in keys:
-        for overrides, note in method_specs(key, student_probe, teacher):
+        try:
+            specs = method_specs(key, student_probe, teacher)
+        except Exception as e:  # noqa: BLE001
+            skipped.append((key, "no configuration for this pair: {}".format(_first_line(e))))
+            continue
+        for overrides, note in specs:
             try:
                 label = "Vanilla" if key == "NONE" else get_distiller_class(key).label(make_cfg(key, overrides, args))
             except Exception:  # noqa: BLE001
@@ -383,7 +402,7 @@ def main(argv=None):
             1000 * min(times[id(m)]), min(times[id(m)]) / ref_min,
             "-" if peak is None else "{:.0f}".format(peak / 2**20), config))
     for label, reason in skipped:
-        print("{:<24} skipped: {}".format(label, reason))
+        print("{:<14} skipped: {}".format(label, reason))
     if hasattr(os, "getloadavg"):
         print("load average after: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
 

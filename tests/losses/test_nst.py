@@ -101,6 +101,6 @@ def test_second_moment_form_equals_kernel_form_in_value_and_gradients():
         return poly_kernel_mean(b, b).detach() + poly_kernel_mean(a, a) - 2 * poly_kernel_mean(a, b)
 
     got, want = nst_loss_stage(f_s, f_t), kernel_form(f_s, f_t)
-    assert float(got) == pytest.approx(float(want), rel=1e-12)
+    assert got.item() == pytest.approx(want.item(), rel=1e-12)
     for g_got, g_want in zip(torch.autograd.grad(got, (f_s, f_t)), torch.autograd.grad(want, (f_s, f_t))):
         torch.testing.assert_close(g_got, g_want, rtol=1e-10, atol=1e-13)
