@@ -76,6 +76,7 @@ from .tables import (
     format_markdown,
     mean_std,
     pair_text,
+    paired_difference,
     write_csv,
 )
 
@@ -83,7 +84,8 @@ __all__ = [
     "CSV_FIELDS", "DASH", "ERROR_FILE", "REFERENCE_CSV", "RUN_CFG", "RUN_FIELDS", "RUN_INFO", "TABLE_COLUMNS",
     "TRAIN_MODULE", "LocalLauncher", "Run", "RunJob", "SlurmLauncher", "aggregate", "collect_run", "collect_sweep",
     "cores_available", "draw_sweep_plots", "execute_run", "execute_runs", "format_markdown", "last_error_line",
-    "load_published", "load_slurm_config", "load_suite", "mean_std", "method_label", "pair_text", "pending_runs",
+    "load_published", "load_slurm_config", "load_suite", "mean_std", "method_label", "pair_text", "paired_difference",
+    "pending_runs",
     "plan_runs", "published_top1", "read_json", "run_config", "run_name", "run_state", "run_sweep", "slug",
     "slurm_options", "sweep_folder", "threads_per_run", "train_command", "write_csv",
 ]

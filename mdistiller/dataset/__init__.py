@@ -10,6 +10,10 @@ interface and asks the configured method what it needs (:func:`mdistiller.regist
 * ``DATASET.NUM_CLASSES`` (default 0 = the dataset's own count): override the
   number of classes reported (e.g. for a reduced copy of a dataset); every
   label must be smaller than it;
+* ``DATASET.TRAIN_PER_CLASS`` (default 0 = all): train on at most this many images of every
+  class (a labelled subset, e.g. for distillation when the student sees few labels), drawn with
+  ``DATASET.SUBSET_SEED`` (default -1 = ``EXPERIMENT.SEED``: runs sharing a seed share the subset);
+* ``DATASET.INPUT_SIZE`` (digits only): the side the 8x8 digits are upscaled to (default 32);
 * ``needs`` (a :data:`mdistiller.registry.DataNeeds`): with ``contrastive_k > 0`` the train set
   is wrapped in CRD's contrastive sampling with that many negatives and ``contrastive_mode``.
 
@@ -26,10 +30,10 @@ from torch.utils.data import DataLoader
 from ..registry import data_needs
 
 from .batched import BatchedLoader, build_batched_loaders, resolve_pipeline
-from .common import config_value
+from .common import config_value, per_class_indices, select_items
 from .cifar import CIFAR10, CIFAR100, CIFAR100Instance, build_cifar10, build_cifar100
 from .contrastive import ContrastiveSample
-from .digits import Digits, build_digits
+from .digits import Digits, build_digits, digits_size
 from .imagefolder import ImageFolderInstance, build_imagenet, build_tiny_imagenet
 from .svhn import SVHN, build_svhn
 
@@ -89,10 +93,19 @@ def build_datasets(cfg, needs=None):
         )
     root = str(config_value(cfg, "DATASET.ROOT", "data"))
     download = bool(config_value(cfg, "DATASET.DOWNLOAD", True))
-    train_set, val_set, own = _BUILDERS[name](root, download)
+    options = {}
+    if name == "digits":
+        options["size"] = digits_size(config_value(cfg, "DATASET.INPUT_SIZE", None))
+    train_set, val_set, own = _BUILDERS[name](root, download, **options)
     num_classes = resolve_num_classes(
         own, config_value(cfg, "DATASET.NUM_CLASSES", 0), train_set.targets, val_set.targets
     )
+    per_class = int(config_value(cfg, "DATASET.TRAIN_PER_CLASS", 0) or 0)
+    if per_class > 0:
+        seed = int(config_value(cfg, "DATASET.SUBSET_SEED", -1))
+        if seed < 0:
+            seed = int(config_value(cfg, "EXPERIMENT.SEED", 0))
+        train_set = select_items(train_set, per_class_indices(train_set.targets, per_class, seed))
     if needs is not None and needs.contrastive_k > 0:
         train_set = wrap_contrastive(train_set, k=int(needs.contrastive_k), mode=str(needs.contrastive_mode))
     return train_set, val_set, num_classes

@@ -1,5 +1,8 @@
 """Pieces shared by every dataset family of :mod:`mdistiller.dataset`."""
+import copy
 import os
+
+import numpy as np
 
 import torch
 from torch.utils.data import Dataset
@@ -75,6 +78,51 @@ class TensorImageDataset(Dataset):
         if self.return_index:
             return img, target, index
         return img, target
+
+
+def per_class_indices(targets, per_class, seed):
+    """Sorted positions of at most ``per_class`` items of every class of ``targets``, drawn uniformly
+    without replacement by a ``torch.Generator`` seeded with ``seed`` (a class with fewer items keeps all)."""
+    if int(per_class) < 1:
+        raise ValueError("per_class must be positive, got %r" % (per_class,))
+    labels = torch.as_tensor(list(targets), dtype=torch.int64)
+    generator = torch.Generator().manual_seed(int(seed))
+    keep = []
+    for label in torch.unique(labels).tolist():
+        members = torch.nonzero(labels == label).flatten()
+        order = torch.randperm(len(members), generator=generator)
+        keep.append(members[order[: int(per_class)]])
+    return torch.sort(torch.cat(keep)).values.tolist() if keep else []
+
+
+def select_items(dataset, indices):
+    """A shallow copy of ``dataset`` holding only the items at ``indices``, in that order.
+
+    Works on :class:`TensorImageDataset` (images, targets and the per-item arrays ``data`` /
+    ``sample_indices`` some datasets keep for torchvision compatibility) and on torchvision's
+    ``ImageFolder`` (``samples``, ``imgs``, ``targets``).
+    """
+    indices = [int(i) for i in indices]
+    out = copy.copy(dataset)
+    if isinstance(dataset, TensorImageDataset):
+        out.images = dataset.images[torch.as_tensor(indices, dtype=torch.int64)]
+        out.targets = [dataset.targets[i] for i in indices]
+        for name in ("data", "sample_indices"):
+            value = getattr(dataset, name, None)
+            if value is dataset.images:
+                setattr(out, name, out.images)
+            elif isinstance(value, torch.Tensor):
+                setattr(out, name, value[torch.as_tensor(indices, dtype=torch.int64)])
+            elif isinstance(value, np.ndarray):
+                setattr(out, name, value[np.asarray(indices, dtype=np.int64)])
+        return out
+    if hasattr(dataset, "samples"):
+        out.samples = [dataset.samples[i] for i in indices]
+        out.imgs = out.samples
+        out.targets = [target for _, target in out.samples]
+        return out
+    raise TypeError("cannot take a subset of %s: expected a TensorImageDataset or an ImageFolder"
+                    % type(dataset).__name__)
 
 
 def missing_data_error(name, path, hint):

@@ -10,10 +10,12 @@ README demo and the test-suite train on.
   sample order (indices sorted).
 * Images: values / 16 -> [0, 1], bilinearly upscaled 8x8 -> 32x32
   (``F.interpolate``, ``align_corners=False``), grey replicated to 3 channels so
-  every CIFAR model accepts them.
+  every CIFAR model accepts them. ``size`` (``DATASET.INPUT_SIZE``) picks another
+  side, e.g. 16 for runs four times cheaper; the crop padding scales with it
+  (``size // 16``, at least 1).
 * Normalization: one mean/std over all pixels of the *train* split after
-  upscaling (about 0.305 / 0.324), the same value for the 3 channels.
-* Train augmentation: RandomCrop(32, padding=2) padding with the background
+  upscaling (about 0.305 / 0.324 at 32x32), the same value for the 3 channels.
+* Train augmentation: RandomCrop(size, padding=2 at 32) padding with the background
   (raw value 0). No flip: digits are not mirror-symmetric. It draws from
   torch's RNG (global, or the DataLoader worker's), so runs are reproducible
   under ``torch.manual_seed``.
@@ -35,16 +37,27 @@ DIGITS_SPLIT_SEED = 0
 DIGITS_NUM_CLASSES = 10
 DIGITS_TRAIN_SIZE = 1347
 DIGITS_VAL_SIZE = 450
+DIGITS_SIZE = 32
 
 _CACHE = {}
 _LOCK = threading.Lock()
 
 
-def _prepare():
+def digits_size(input_size):
+    """The image side for ``DATASET.INPUT_SIZE`` (None, an int, or a square ``[h, w]``)."""
+    if input_size is None:
+        return DIGITS_SIZE
+    sides = [int(v) for v in (input_size if isinstance(input_size, (list, tuple)) else [input_size])]
+    if len(set(sides)) != 1 or sides[0] < 8:
+        raise ValueError("digits images are square and at least 8x8: DATASET.INPUT_SIZE {!r}".format(input_size))
+    return sides[0]
+
+
+def _prepare(size=DIGITS_SIZE):
     """Return the cached dict with ``train_x``, ``train_y``, ``val_x``, ``val_y``, ``mean``, ``std``."""
     with _LOCK:
-        if "data" in _CACHE:
-            return _CACHE["data"]
+        if size in _CACHE:
+            return _CACHE[size]
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
 
@@ -56,7 +69,7 @@ def _prepare():
         )
         train_idx, val_idx = np.sort(train_idx), np.sort(val_idx)
         imgs = torch.from_numpy(np.asarray(digits.images, dtype=np.float32) / 16.0)
-        imgs = F.interpolate(imgs.unsqueeze(1), size=(32, 32), mode="bilinear",
+        imgs = F.interpolate(imgs.unsqueeze(1), size=(size, size), mode="bilinear",
                              align_corners=False).clamp_(0.0, 1.0)
         train_raw = imgs[torch.from_numpy(train_idx)]
         mean = float(train_raw.mean())
@@ -77,32 +90,32 @@ def _prepare():
         }
         for key in ("train_x", "val_x"):
             data[key].requires_grad_(False)
-        _CACHE["data"] = data
+        _CACHE[size] = data
         return data
 
 
-def digits_stats():
+def digits_stats(size=DIGITS_SIZE):
     """``(mean, std)`` of the upscaled train split in [0, 1] units."""
-    data = _prepare()
+    data = _prepare(size)
     return data["mean"], data["std"]
 
 
-def get_digits_train_transform():
-    mean, std = digits_stats()
+def get_digits_train_transform(size=DIGITS_SIZE):
+    mean, std = digits_stats(size)
     # pad with the normalized background value so padding looks like blank paper
-    return transforms.RandomCrop(32, padding=2, fill=(0.0 - mean) / std)
+    return transforms.RandomCrop(size, padding=max(1, size // 16), fill=(0.0 - mean) / std)
 
 
 class Digits(TensorImageDataset):
-    """Normalized 3x32x32 float images; ``train`` picks the 1,347 / 450 split.
+    """Normalized 3 x size x size float images (default 32); ``train`` picks the 1,347 / 450 split.
 
     ``sample_indices`` holds each item's row in ``load_digits()``.
     """
 
     num_classes = DIGITS_NUM_CLASSES
 
-    def __init__(self, train=True, transform=None, target_transform=None, return_index=False):
-        data = _prepare()
+    def __init__(self, train=True, transform=None, target_transform=None, return_index=False, size=DIGITS_SIZE):
+        data = _prepare(size)
         key = "train" if train else "val"
         self.train = train
         self.data = data[key + "_x"]
@@ -117,8 +130,8 @@ class Digits(TensorImageDataset):
         return item
 
 
-def build_digits(root=None, download=False):
+def build_digits(root=None, download=False, size=DIGITS_SIZE):
     """``root``/``download`` are ignored: the data ships with scikit-learn."""
-    train = Digits(True, get_digits_train_transform(), return_index=True)
-    val = Digits(False)
+    train = Digits(True, get_digits_train_transform(size), return_index=True, size=size)
+    val = Digits(False, size=size)
     return train, val, DIGITS_NUM_CLASSES

@@ -41,7 +41,10 @@ CFG.DATASET.TYPE = "cifar100"
 CFG.DATASET.ROOT = "data"
 CFG.DATASET.DOWNLOAD = True  # torchvision download when the files are absent
 CFG.DATASET.NUM_CLASSES = 0  # 0: the dataset's own number of classes
-CFG.DATASET.INPUT_SIZE = None  # official WKD key; probe size of feature methods, images are not resized
+CFG.DATASET.INPUT_SIZE = None  # official WKD key; probe size of feature methods; resizes only digits (default 32)
+# >0: train on at most this many images per class (a labelled subset), drawn with SUBSET_SEED (-1: EXPERIMENT.SEED)
+CFG.DATASET.TRAIN_PER_CLASS = 0
+CFG.DATASET.SUBSET_SEED = -1
 CFG.DATASET.NUM_WORKERS = 2
 # "auto": "batched" for cifar100/cifar10/svhn/digits (whole batches cut on the training device), "per_sample"
 # otherwise (the dataset's transform per image in DataLoader workers); or either name.

@@ -46,9 +46,11 @@ def unused_key_notices(cfg, defaults=None):
         notices.append("LOG.DIAGNOSTICS_SAMPLES is used only with LOG.DIAGNOSTICS True")
     if cfg.DISTILLER.TEACHER_CKPT and not data_needs(cfg).teacher:
         notices.append("DISTILLER.TEACHER_CKPT is not used: {} has no teacher".format(cfg.DISTILLER.TYPE))
-    if cfg.DATASET.INPUT_SIZE is not None:
-        notices.append("DATASET.INPUT_SIZE does not resize the images (each dataset has its own size); it is only "
-                       "the probe size of methods that size projectors from the models' features")
+    if cfg.DATASET.INPUT_SIZE is not None and cfg.DATASET.TYPE != "digits":
+        notices.append("DATASET.INPUT_SIZE does not resize the images (each dataset has its own size, only digits "
+                       "is resized); it is only the probe size of methods that size projectors from the models' features")
+    if cfg.DATASET.TRAIN_PER_CLASS <= 0 and changed("DATASET", "SUBSET_SEED"):
+        notices.append("DATASET.SUBSET_SEED is used only with DATASET.TRAIN_PER_CLASS > 0")
     return notices
 
 

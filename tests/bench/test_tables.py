@@ -27,3 +27,45 @@ def test_aggregate_and_markdown():
     assert "| 60.00 ± — | 61.50 ± — | 1 |" in text
     assert "| — | — | 0/1 | — | 73.33 | failed: seed 0: KeyError: 'x' |" in text
     assert mean_std([]) == (None, None) and mean_std([3.0]) == (3.0, None)
+
+
+def test_paired_difference_against_an_independent_t_test():
+    from scipy import stats
+
+    from mdistiller.benchmark import paired_difference
+
+    method = {0: 91.0, 1: 93.5, 2: 90.25, 3: 94.0, 4: 92.0}
+    alone = {0: 90.0, 1: 91.0, 2: 90.5, 3: 91.0, 4: 89.5, 9: 50.0}  # seed 9 has no partner
+    got = paired_difference(method, alone)
+    diffs = [1.0, 2.5, -0.25, 3.0, 2.5]
+    assert got["n"] == 5 and got["wins"] == 4
+    assert got["mean"] == pytest.approx(sum(diffs) / 5)
+    assert got["std"] == pytest.approx(stats.tstd(diffs))
+    assert got["p"] == pytest.approx(stats.ttest_rel([method[s] for s in range(5)], [alone[s] for s in range(5)]).pvalue)
+    assert paired_difference({0: 1.0}, {1: 1.0}) is None
+    assert paired_difference({0: 2.0}, {0: 1.0})["p"] is None
+    assert paired_difference({0: 2.0, 1: 3.0}, {0: 2.0, 1: 3.0})["p"] == 1.0
+    assert paired_difference({0: 3.0, 1: 4.0}, {0: 2.0, 1: 3.0})["p"] == 0.0
+
+
+def test_rows_are_compared_with_the_student_alone_seed_by_seed():
+    def run(name, method, kind, seed, last, student="resnet8x4"):
+        r = record(name, seed, last, last, method=method)
+        r.update(type=kind, student=student)
+        return r
+
+    records = [run("vanilla", "student", "NONE", s, acc) for s, acc in enumerate([70.0, 72.0, 71.0])]
+    records += [run("kd", "KD", "KD", s, acc) for s, acc in enumerate([72.0, 73.0, 74.0])]
+    records += [run("other", "KD", "KD", 0, 80.0, student="resnet20")]  # no student-alone run of resnet20
+    rows = aggregate(records)
+    vanilla, kd, other = rows
+    assert vanilla["delta_mean"] is None and other["delta_mean"] is None
+    assert kd["paired_vs"] == "vanilla" and kd["delta_n"] == 3 and kd["delta_wins"] == 3
+    assert kd["delta_mean"] == pytest.approx(2.0) and kd["delta_std"] == pytest.approx(1.0)
+    assert kd["delta_p"] == pytest.approx(0.07417990, abs=1e-6)  # t = 2 / (1 / sqrt 3), 2 dof
+    text = format_markdown(rows)
+    assert "Last − student alone (paired)" in text
+    assert "| 73.00 ± 1.00 | +2.00 ± 1.00 (3/3 seeds up, p = 0.074) | 73.00 ± 1.00 |" in text
+    assert "paired t-test" in text
+    # without a student-alone run the table keeps its usual columns
+    assert "paired" not in format_markdown(aggregate(records[3:]))
