@@ -203,13 +203,12 @@ def merge_from_file(cfg, path):
     return cfg
 
 
-def merge_from_list(cfg, opts):
-    """Merge ``KEY VALUE`` pairs from the command line (values parsed like yacs)."""
-    if len(opts) % 2:
-        raise ValueError("Command-line overrides must be KEY VALUE pairs, got an odd number: {}".format(opts))
+def merge_from_dict(cfg, overrides):
+    """Merge ``{"A.B.C": value}`` into ``cfg`` as :func:`merge_from_list` merges ``A.B.C VALUE``: old key
+    names renamed, an int written for a float key made a float, a string value parsed like yacs; an unknown
+    key fails with yacs' ``KeyError`` naming the key, a value of another type with its ``ValueError``."""
     tree = {}
-    for key, raw in zip(opts[0::2], opts[1::2]):
-        value = CN._decode_cfg_value(raw)
+    for key, value in overrides.items():
         node = tree
         parts = key.split(".")
         for part in parts[:-1]:
@@ -217,6 +216,13 @@ def merge_from_list(cfg, opts):
         node[parts[-1]] = value
     cfg.merge_from_other_cfg(CN(_coerce_numbers(_rename_aliases(tree), cfg)))
     return cfg
+
+
+def merge_from_list(cfg, opts):
+    """Merge ``KEY VALUE`` pairs from the command line (values parsed like yacs)."""
+    if len(opts) % 2:
+        raise ValueError("Command-line overrides must be KEY VALUE pairs, got an odd number: {}".format(opts))
+    return merge_from_dict(cfg, {key: CN._decode_cfg_value(raw) for key, raw in zip(opts[0::2], opts[1::2])})
 
 
 def get_cfg(cfg_file=None, opts=()):

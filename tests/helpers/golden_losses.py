@@ -14,7 +14,7 @@ import os
 import torch
 
 from mdistiller.distillers import build_distiller
-from mdistiller.engine.cfg import CFG
+from mdistiller.engine.cfg import CFG, merge_from_dict
 from mdistiller.models import cifar_model_dict
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "golden_losses.json")
@@ -61,13 +61,7 @@ def case_cfg(kind, overrides):
     for block in (cfg.CRD.FEAT, cfg.WCORD.FEAT):
         block.DIM, block.STUDENT_DIM, block.TEACHER_DIM = 8, 64, 256
     cfg.WCORD.SINKHORN.ITER = 20
-    for key, value in overrides.items():
-        node = cfg
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node[part]
-        node[parts[-1]] = value
-    return cfg
+    return merge_from_dict(cfg, overrides)
 
 
 def batch():
