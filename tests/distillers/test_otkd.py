@@ -26,6 +26,7 @@ from mdistiller.distillers.OTKD import paper_stage
 from mdistiller.engine.cfg import CFG, get_cfg
 from mdistiller.models import cifar_model_dict, imagenet_model_dict
 from mdistiller.models.cifar.mv2_tinyimagenet import mobilenetv2_tinyimagenet
+from tests.helpers.distill_inputs import zoo_pair
 from tests.helpers.loss_reference import hand_cost, ipot_reference
 from tests.helpers.runutil import REPO
 
@@ -43,10 +44,8 @@ def make_cfg(**otkd):
 
 
 def models(student="resnet8", teacher="resnet20", seed=0, dtype=torch.float32):
-    torch.manual_seed(seed)
-    s = cifar_model_dict[student][0](num_classes=10).to(dtype)
-    t = cifar_model_dict[teacher][0](num_classes=10).to(dtype)
-    return s, t
+    s, t = zoo_pair(student, teacher, seed=seed)
+    return s.to(dtype), t.to(dtype)
 
 
 def batch(seed=1, n=BATCH, dtype=torch.float32):
