@@ -7,6 +7,7 @@ from mdistiller.distillers import build_distiller
 from mdistiller.engine.cfg import get_cfg
 from mdistiller.engine.diagnostics import AlignmentDiagnostics
 from mdistiller.models import cifar_model_dict
+from tests.helpers.distill_inputs import zoo_pair
 
 
 def zscore(z):
@@ -63,8 +64,7 @@ def test_methods_without_logit_terms_refuse_the_key():
 
 def test_diagnostics_use_standardized_logits():
     cfg = get_cfg(opts=["EXPERIMENT.LOGIT_STAND", "True", "DISTILLER.TYPE", "KD", "KD.TEMPERATURE", "2"])
-    torch.manual_seed(0)
-    student, teacher = cifar_model_dict["resnet8"][0](num_classes=10), cifar_model_dict["resnet14"][0](num_classes=10)
+    student, teacher = zoo_pair("resnet8", "resnet14")
     distiller = build_distiller(cfg, student, teacher)
     images, targets = torch.randn(4, 3, 32, 32), torch.tensor([1, 2, 3, 4])
     out = AlignmentDiagnostics(cfg, images, targets).compute(distiller, 1)

@@ -22,18 +22,12 @@ from mdistiller.losses.wkd import (
     wkd_nontarget_distance,
     wkd_target_loss,
 )
+from tests.helpers.distill_inputs import random_logits, raw_cost
 
 REG, ITERS = 0.05, 10
 
 
 # ----------------------------------------------------------------------------- references
-
-
-def raw_cost(num_classes, dim=6, seed=0, dtype=torch.float64):
-    """A (C, C) 1 − cos cost of random prototypes (values in [0, 2])."""
-    g = torch.Generator().manual_seed(seed)
-    proto = F.normalize(torch.randn(num_classes, dim, generator=g, dtype=dtype), dim=1)
-    return 1.0 - proto @ proto.t()
 
 
 def reference_wkd_l(zs, zt, target, raw, T, gamma, reg=REG, iters=ITERS):
@@ -58,20 +52,12 @@ def reference_wkd_l(zs, zt, target, raw, T, gamma, reg=REG, iters=ITERS):
     return loss_t + gamma * total / batch
 
 
-def logits(batch, classes, dtype=torch.float64, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    zs = (torch.randn(batch, classes, generator=g, dtype=dtype) * 2).requires_grad_(True)
-    zt = torch.randn(batch, classes, generator=g, dtype=dtype) * 3
-    y = torch.randint(0, classes, (batch,), generator=g)
-    return zs, zt, y
-
-
 # ----------------------------------------------------------------------------- WKD-L
 
 
 @pytest.mark.parametrize("T,gamma", [(4.0, 1.0), (2.0, 30.0)])
 def test_wkd_l_matches_per_sample_release_float64(T, gamma):
-    zs, zt, y = logits(6, 9)
+    zs, zt, y = random_logits(6, 9)
     raw = raw_cost(9)
     ref = reference_wkd_l(zs, zt, y, raw, T, gamma)
     (g_ref,) = torch.autograd.grad(ref, zs)
@@ -83,7 +69,7 @@ def test_wkd_l_matches_per_sample_release_float64(T, gamma):
 
 
 def test_wkd_l_parts_are_the_two_terms():
-    zs, zt, y = logits(5, 8)
+    zs, zt, y = random_logits(5, 8)
     cost = prepare_cost_matrix(raw_cost(8), 1.0)
     loss_t, w = wkd_logit_parts(zs, zt, y, cost, 3.0, REG, ITERS)
     assert torch.equal(loss_t, wkd_target_loss(zs, zt, y))
@@ -91,7 +77,7 @@ def test_wkd_l_parts_are_the_two_terms():
 
 
 def test_wkd_l_fp32_close_to_float64_reference():
-    zs, zt, y = logits(8, 12)
+    zs, zt, y = random_logits(8, 12)
     raw = raw_cost(12)
     ref = reference_wkd_l(zs, zt, y, raw, 4.0, 10.0)
     (g_ref,) = torch.autograd.grad(ref, zs)
@@ -104,7 +90,7 @@ def test_wkd_l_fp32_close_to_float64_reference():
 
 
 def test_soft_labels_use_argmax():
-    zs, zt, y = logits(5, 7)
+    zs, zt, y = random_logits(5, 7)
     cost = prepare_cost_matrix(raw_cost(7), 1.0)
     soft = F.one_hot(y, 7).double() * 0.8 + 0.2 / 7
     a = wkd_logit_parts(zs, zt, y, cost, 4.0, REG, ITERS)
