@@ -139,8 +139,8 @@ def readme_block(text):
     start = text.find(README_MARK)
     end = text.find(README_END, max(start, 0))
     if start < 0 or end < 0:
-        raise ValueError("no published-results block: the README needs a line starting with {!r} and a line {!r}".format(
-            README_MARK, README_END))
+        raise ValueError("no published-results block: the README needs a line starting with {!r} and a line {!r}"
+                         .format(README_MARK, README_END))
     return start, end + len(README_END)
 
 

@@ -2,7 +2,9 @@
 import pytest
 
 from mdistiller.distillers import SP
-from tests.helpers.feature_methods import assert_grads_close, build, grads, load_with_extra, step_and_features, student_params
+from tests.helpers.feature_methods import (
+    assert_grads_close, build, grads, load_with_extra, step_and_features, student_params,
+)
 
 PAIRS = [("resnet32x4", "resnet8x4"), ("vgg13", "MobileNetV2")]
 

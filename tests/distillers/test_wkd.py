@@ -22,6 +22,7 @@ from mdistiller.losses.wkd import (
     wkd_logit_parts,
 )
 from tests.helpers.distill_inputs import raw_cost, zoo_pair
+from tests.helpers.loss_reference import wkd_nontarget_reference
 from tests.helpers.runutil import REPO, random_teacher_ckpt, tiny_opts
 
 REG, ITERS = 0.05, 10
@@ -205,22 +206,6 @@ def ref_target_term(zs, zt, y):
                          for b in range(zs.shape[0])]).mean()
 
 
-def ref_nontarget_w(zs, zt, y, cost, T, reg=REG, iters=ITERS):
-    """The release's per-sample non-target Sinkhorn (gather, own (C−1, C−1) cost, loop), batch mean."""
-    total = 0.0
-    for b in range(zs.shape[0]):
-        keep = [c for c in range(zs.shape[1]) if c != int(y[b])]
-        p, q = F.softmax(zs[b, keep] / T, 0), F.softmax(zt[b, keep] / T, 0)
-        M = cost[keep][:, keep]
-        K = torch.exp(-M / reg)
-        u = torch.ones_like(p) / len(keep)
-        for _ in range(iters):
-            v = q / (K.t() @ u + 1e-8)
-            u = p / (K @ v + 1e-8)
-        total = total + (u[:, None] * K * v[None, :] * M).sum()
-    return total / zs.shape[0]
-
-
 def ls_logits(seed=4):
     g = torch.Generator().manual_seed(seed)
     zs = (3 * torch.randn(5, 10, generator=g, dtype=torch.float64) + 1).requires_grad_(True)
@@ -232,23 +217,26 @@ def test_wkd_l_logit_standardization_against_independent_formula():
     assert distiller_dict["WKD"].LOGIT_STANDARDIZATION and distiller_dict["WKL"].LOGIT_STANDARDIZATION
     opts = {"WKD.LOSS.WKD_FEAT_WEIGHT": "0.0", "WKD.LOSS.WKD_LOGIT_WEIGHT": "30.0", "WKD.TEMPERATURE": "2.0",
             "WKD.LOSS.COSINE_DECAY_EPOCH": "0", "SOLVER.EPOCHS": "10"}
-    d = build_distiller(checkpoint_cfg("WKD", dict(opts, **{"EXPERIMENT.LOGIT_STAND": "True"})), *zoo_pair("resnet8", "resnet14"))
+    d = build_distiller(checkpoint_cfg("WKD", dict(opts, **{"EXPERIMENT.LOGIT_STAND": "True"})),
+                        *zoo_pair("resnet8", "resnet14"))
     assert d.logit_stand
     zs, zt, y = ls_logits()
     cost = d.cost_matrix.double()
     gamma = 0.5 * 30.0 * (1 + math.cos(math.pi * 3 / 10))
     # L_t on the raw logits, the non-target distributions from z-scored logits
-    expected = ref_target_term(zs, zt, y) + gamma * ref_nontarget_w(zscore(zs), zscore(zt), y, cost, 2.0)
+    expected = ref_target_term(zs, zt, y) + gamma * wkd_nontarget_reference(
+        zscore(zs), zscore(zt), y, cost, 2.0, REG, ITERS)
     ours = d.logit_loss(zs, zt, y, 3)
     torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(torch.autograd.grad(ours, zs)[0], torch.autograd.grad(expected, zs)[0],
                                rtol=1e-8, atol=1e-12)
     # not the same as standardizing L_t too, nor as no standardization
-    everything = ref_target_term(zscore(zs), zscore(zt), y) + gamma * ref_nontarget_w(zscore(zs), zscore(zt), y, cost, 2.0)
+    everything = ref_target_term(zscore(zs), zscore(zt), y) + gamma * wkd_nontarget_reference(
+        zscore(zs), zscore(zt), y, cost, 2.0, REG, ITERS)
     assert not torch.allclose(ours, everything)
     plain = build_distiller(checkpoint_cfg("WKD", opts), d.student, d.teacher)
     assert not plain.logit_stand
-    raw = ref_target_term(zs, zt, y) + gamma * ref_nontarget_w(zs, zt, y, cost, 2.0)
+    raw = ref_target_term(zs, zt, y) + gamma * wkd_nontarget_reference(zs, zt, y, cost, 2.0, REG, ITERS)
     torch.testing.assert_close(plain.logit_loss(zs, zt, y, 3), raw, rtol=1e-10, atol=1e-12)
     # forward_train goes through the same logit term
     d.train()

@@ -23,6 +23,7 @@ from mdistiller.losses.wkd import (
     wkd_target_loss,
 )
 from tests.helpers.distill_inputs import random_logits, raw_cost
+from tests.helpers.loss_reference import wkd_nontarget_reference
 
 REG, ITERS = 0.05, 10
 
@@ -32,24 +33,10 @@ REG, ITERS = 0.05, 10
 
 def reference_wkd_l(zs, zt, target, raw, T, gamma, reg=REG, iters=ITERS):
     """The release's algorithm written out per sample: gather non-target entries, own (C−1, C−1) cost, loop."""
-    batch, num_classes = zs.shape
     s_i = F.log_softmax(zs, dim=1)
     t_i = F.softmax(zt, dim=1)
-    loss_t = -torch.stack([t_i[b, target[b]].detach() * s_i[b, target[b]] for b in range(batch)]).mean()
-    cost = F.relu(raw) + 1e-8
-    total = 0.0
-    for b in range(batch):
-        keep = [c for c in range(num_classes) if c != int(target[b])]
-        p = F.softmax(zs[b, keep] / T, dim=0)
-        q = F.softmax(zt[b, keep] / T, dim=0)
-        M = cost[keep][:, keep]
-        K = torch.exp(-M / reg)
-        u = torch.ones_like(p) / len(keep)
-        for _ in range(iters):
-            v = q / (K.t() @ u + 1e-8)
-            u = p / (K @ v + 1e-8)
-        total = total + (u[:, None] * K * v[None, :] * M).sum()
-    return loss_t + gamma * total / batch
+    loss_t = -torch.stack([t_i[b, target[b]].detach() * s_i[b, target[b]] for b in range(zs.shape[0])]).mean()
+    return loss_t + gamma * wkd_nontarget_reference(zs, zt, target, F.relu(raw) + 1e-8, T, reg, iters)
 
 
 # ----------------------------------------------------------------------------- WKD-L
