@@ -22,7 +22,7 @@ from mdistiller.losses.wkd import (
     wkd_logit_parts,
 )
 from tests.helpers.distill_inputs import raw_cost, zoo_pair
-from tests.helpers.loss_reference import wkd_nontarget_reference
+from tests.helpers.loss_reference import wkd_nontarget_reference, zscore
 from tests.helpers.runutil import REPO, random_teacher_ckpt, tiny_opts
 
 REG, ITERS = 0.05, 10
@@ -191,13 +191,6 @@ def test_old_checkpoint_with_cost_matrix_loads_and_ignores_it(kind, tmp_path):
 
 
 # ----------------------------------------------------------------------------- logit standardization
-
-
-def zscore(z):
-    """(z − mean) / (unbiased std + 1e-7) per row (Sun et al. CVPR 2024), written out."""
-    mean = z.mean(1, keepdim=True)
-    std = ((z - mean) ** 2).sum(1, keepdim=True).div(z.shape[1] - 1).sqrt()
-    return (z - mean) / (std + 1e-7)
 
 
 def ref_target_term(zs, zt, y):

@@ -14,6 +14,7 @@ from mdistiller.losses.dkd import dkd_parts
 from mdistiller.losses.wkd import cosine_decay_weight, fc_cost_matrix, prepare_cost_matrix, wkd_feature_parts, wkd_logit_parts
 from mdistiller.losses.wkl import gaussian_feature_kl
 from tests.helpers.distill_inputs import zoo_pair
+from tests.helpers.loss_reference import zscore
 from tests.helpers.runutil import REPO
 EPOCHS = 240
 KL_WEIGHT = 0.5
@@ -280,12 +281,6 @@ def test_both_kl_weight_names_fail():
 
 
 # ----------------------------------------------------------------------------- logit standardization
-
-
-def zscore(z):
-    mean = z.mean(1, keepdim=True)
-    std = ((z - mean) ** 2).sum(1, keepdim=True).div(z.shape[1] - 1).sqrt()
-    return (z - mean) / (std + 1e-7)
 
 
 def test_logit_standardization_of_both_sides(logits):

@@ -65,6 +65,16 @@ def hand_cost(f_s, f_t):
     return 1.0 - cos
 
 
+# --------------------------------------------------------------------------- logit standardization
+
+
+def zscore(z):
+    """(z − mean) / (unbiased std + 1e-7) per row (Sun et al. CVPR 2024), written out."""
+    mean = z.mean(1, keepdim=True)
+    std = ((z - mean) ** 2).sum(1, keepdim=True).div(z.shape[1] - 1).sqrt()
+    return (z - mean) / (std + 1e-7)
+
+
 # --------------------------------------------------------------------------- WKD
 
 
