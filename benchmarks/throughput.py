@@ -41,7 +41,7 @@ import torch
 import mdistiller.distillers  # noqa: F401  (registers the built-in methods)
 from mdistiller.distillers import build_distiller
 from mdistiller.distillers._common import probe_features
-from mdistiller.engine.cfg import CFG
+from mdistiller.engine.cfg import CFG, merge_from_dict
 from mdistiller.models import cifar_model_dict
 from mdistiller.registry import distiller_dict, get_distiller_class
 
@@ -101,13 +101,7 @@ def make_cfg(key, overrides, args):
     cfg.DISTILLER.STUDENT = args.student
     cfg.DISTILLER.TEACHER = args.teacher
     cfg.DATASET.TYPE = "cifar100"
-    for dotted, value in overrides.items():
-        node = cfg
-        parts = dotted.split(".")
-        for part in parts[:-1]:
-            node = node[part]
-        node[parts[-1]] = value
-    return cfg
+    return merge_from_dict(cfg, overrides)
 
 
 def _fmt_overrides(overrides):

@@ -5,6 +5,7 @@
     python -m mdistiller.benchmark --suite suite.yaml [--jobs 2] [KEY VALUE ...]
     python -m mdistiller.benchmark --suite suite.yaml --launcher slurm --partition gpu --time 12:00:00 [--wait]
     python -m mdistiller.benchmark --suite suite.yaml --collect-only
+    python -m mdistiller.benchmark published README.md      # the README's published-results tables (:mod:`.published`)
 
 A suite yaml lists ``configs: [...]``, ``seeds: [...]`` and ``opts: [...]`` (KEY VALUE overrides for
 every run; command-line overrides come after them). Each run goes to
@@ -89,7 +90,8 @@ def build_parser():
         prog="mdistiller-benchmark",
         description="Run every (config, seed), skip finished runs, resume interrupted ones, and tabulate.",
         epilog="Trailing KEY VALUE pairs (or everything after --) override every run's config. A config that is not "
-               "a file here names a config shipped in the package (digits/kd.yaml; see mdistiller-train --help).",
+               "a file here names a config shipped in the package (digits/kd.yaml; see mdistiller-train --help). "
+               "`mdistiller-benchmark published [README.md]` rewrites a README's published-results tables.",
     )
     parser.add_argument("--configs", nargs="+", default=[],
                         help="yaml configs (one table row each): paths, or packaged names such as digits/kd.yaml")
@@ -138,8 +140,12 @@ def slurm_launcher_from_args(args):
 
 
 def main(argv=None):
-    parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "published":
+        from .published import main as published_main
+
+        return published_main(argv[1:])
+    parser = build_parser()
     options, overrides = split_overrides(argv)
     args = parser.parse_args(options)
     overrides = pull_flags(parser, args, overrides)

@@ -119,6 +119,14 @@ load_builtin_methods()
 # ---------------------------------------------------------------------------
 
 
+def _leaf(tree, dotted):
+    """``(dict, last part)``: the nested dict of ``tree`` that holds the dotted key, created where missing."""
+    *path, leaf = dotted.split(".")
+    for part in path:
+        tree = tree.setdefault(part, {})
+    return tree, leaf
+
+
 def _rename_aliases(tree):
     """Move values written under an old key name (``KEY_ALIASES``) to the current one, in a nested dict."""
     for old, new in KEY_ALIASES.items():
@@ -131,13 +139,10 @@ def _rename_aliases(tree):
         if not isinstance(node, dict) or parts[-1] not in node:
             continue
         value = node.pop(parts[-1])
-        target = tree
-        new_parts = new.split(".")
-        for part in new_parts[:-1]:
-            target = target.setdefault(part, {})
-        if new_parts[-1] in target:
+        target, leaf = _leaf(tree, new)
+        if leaf in target:
             raise ValueError("{} and its old name {} are both set; keep only {}".format(new, old, new))
-        target[new_parts[-1]] = value
+        target[leaf] = value
     return tree
 
 
@@ -206,20 +211,23 @@ def merge_from_file(cfg, path):
     return cfg
 
 
+def merge_from_dict(cfg, overrides):
+    """Merge ``{"A.B.C": value}`` into ``cfg`` as :func:`merge_from_list` merges ``A.B.C VALUE``: old key
+    names renamed, an int written for a float key made a float, a string value parsed like yacs; an unknown
+    key fails with yacs' ``KeyError`` naming the key, a value of another type with its ``ValueError``."""
+    tree = {}
+    for key, value in overrides.items():
+        node, leaf = _leaf(tree, key)
+        node[leaf] = value
+    cfg.merge_from_other_cfg(CN(_coerce_numbers(_rename_aliases(tree), cfg)))
+    return cfg
+
+
 def merge_from_list(cfg, opts):
     """Merge ``KEY VALUE`` pairs from the command line (values parsed like yacs)."""
     if len(opts) % 2:
         raise ValueError("Command-line overrides must be KEY VALUE pairs, got an odd number: {}".format(opts))
-    tree = {}
-    for key, raw in zip(opts[0::2], opts[1::2]):
-        value = CN._decode_cfg_value(raw)
-        node = tree
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    cfg.merge_from_other_cfg(CN(_coerce_numbers(_rename_aliases(tree), cfg)))
-    return cfg
+    return merge_from_dict(cfg, {key: CN._decode_cfg_value(raw) for key, raw in zip(opts[0::2], opts[1::2])})
 
 
 def get_cfg(cfg_file=None, opts=()):

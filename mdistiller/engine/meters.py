@@ -7,16 +7,9 @@ from collections import OrderedDict
 
 import torch
 
+from .utils import correct_counts_tensor
+
 NO_BAD_ITERATION = 2**62  # ``first_bad`` while every loss of the epoch was finite
-
-
-def correct_counts_tensor(output, target, topk=(1,)):
-    """Like ``utils.correct_counts`` but returns device tensors (int64 scalars)."""
-    with torch.no_grad():
-        maxk = min(max(topk), output.size(1))
-        _, pred = output.topk(maxk, 1, True, True)
-        hits = pred.eq(target.view(-1, 1))
-        return [hits[:, : min(k, maxk)].any(dim=1).sum() for k in topk]
 
 
 class DeviceMeters:

@@ -30,13 +30,19 @@ class AverageMeter:
         return self.sum / self.count if self.count else 0.0
 
 
-def correct_counts(output, target, topk=(1,)):
-    """Number of samples whose target is among the top-k predictions, for each k."""
+def correct_counts_tensor(output, target, topk=(1,)):
+    """Number of samples whose target is among the top-k predictions, for each k, as device tensors (int64
+    scalars)."""
     with torch.no_grad():
         maxk = min(max(topk), output.size(1))
         _, pred = output.topk(maxk, 1, True, True)
         hits = pred.eq(target.view(-1, 1))
-        return [hits[:, : min(k, maxk)].any(dim=1).sum().item() for k in topk]
+        return [hits[:, : min(k, maxk)].any(dim=1).sum() for k in topk]
+
+
+def correct_counts(output, target, topk=(1,)):
+    """Number of samples whose target is among the top-k predictions, for each k (Python ints)."""
+    return [count.item() for count in correct_counts_tensor(output, target, topk)]
 
 
 def seed_everything(seed):

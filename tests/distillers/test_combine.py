@@ -12,8 +12,8 @@ import torch
 
 from mdistiller.distillers import Combine, build_distiller, distiller_dict, get_distiller_class
 from mdistiller.engine.cfg import CFG, get_cfg
-from mdistiller.models import cifar_model_dict
 from mdistiller.registry import data_needs
+from tests.helpers.distill_inputs import contrastive_batch, zoo_pair
 from tests.helpers.runutil import REPO
 
 NUM_DATA, K, BATCH, SIZE = 40, 8, 5, 16
@@ -34,19 +34,8 @@ def base_cfg(methods, weights=()):
     return cfg
 
 
-def initial_models(seed=0):
-    torch.manual_seed(seed)
-    return cifar_model_dict["resnet8"][0](num_classes=10), cifar_model_dict["wrn_16_2"][0](num_classes=10)
-
-
 def make_batch(seed=1):
-    g = torch.Generator().manual_seed(seed)
-    image = torch.randn(BATCH, 3, SIZE, SIZE, generator=g)
-    target = torch.randint(0, 10, (BATCH,), generator=g)
-    index = torch.randperm(NUM_DATA, generator=g)[:BATCH]
-    contrast = torch.randint(0, NUM_DATA, (BATCH, K + 1), generator=g)
-    contrast[:, 0] = index
-    return dict(image=image, target=target, index=index, contrastive_index=contrast)
+    return contrastive_batch(BATCH, SIZE, NUM_DATA, K, seed=seed)
 
 
 def single(cfg, key, student, teacher, part_state):
@@ -61,7 +50,7 @@ def single(cfg, key, student, teacher, part_state):
 
 def check_against_parts(methods, weights, batch):
     cfg = base_cfg(methods, weights)
-    student, teacher = initial_models()
+    student, teacher = zoo_pair()
     init_s, init_t = copy.deepcopy(student), copy.deepcopy(teacher)
     comb = build_distiller(cfg, student, teacher, num_data=NUM_DATA)
     assert isinstance(comb, Combine)
@@ -125,7 +114,7 @@ def test_contrastive_parts_ipot_crd_kd_and_wcord():
 
 def test_one_forward_bn_statistics():
     cfg = base_cfg(["OTKD", "KD", "DKD"])
-    student, teacher = initial_models()
+    student, teacher = zoo_pair()
     reference = copy.deepcopy(student).train()
     comb = build_distiller(cfg, student, teacher, num_data=NUM_DATA).train()
     student_calls = count_forwards(student)
@@ -145,7 +134,7 @@ def test_flags_modules_and_state_dict():
     assert Combine.data_needs(base_cfg(["OTKD", "CRD", "KD"])).contrastive_k > 0
     assert Combine.data_needs(base_cfg(["OTKD", "CRD", "KD"])).num_data
     assert Combine.data_needs(base_cfg(["WCORD", "KD"])).contrastive_k > 0
-    student, teacher = initial_models()
+    student, teacher = zoo_pair()
     comb = build_distiller(base_cfg(["OTKD", "CRD", "KD"]), student, teacher, num_data=NUM_DATA)
     keys = list(comb.state_dict())
     assert sum(k.startswith("student.") for k in keys) == len(student.state_dict())
@@ -161,7 +150,7 @@ def test_flags_modules_and_state_dict():
 
 
 def test_errors():
-    student, teacher = initial_models()
+    student, teacher = zoo_pair()
     with pytest.raises(KeyError) as err:
         build_distiller(base_cfg(["OTKD", "NOPE"]), student, teacher, num_data=NUM_DATA)
     assert "NOPE" in str(err.value) and all(k in str(err.value) for k in ("KD", "OTKD", "WCORD"))
@@ -211,9 +200,7 @@ def test_configs_merge_and_build():
         cfg.defrost()
         cfg.CRD.NCE.K = cfg.WCORD.NCE.K = 4
         cfg.DATASET.INPUT_SIZE = SIZE
-        torch.manual_seed(0)
-        student = cifar_model_dict[cfg.DISTILLER.STUDENT][0](num_classes=100)
-        teacher = cifar_model_dict[cfg.DISTILLER.TEACHER][0](num_classes=100)
+        student, teacher = zoo_pair(cfg.DISTILLER.STUDENT, cfg.DISTILLER.TEACHER, num_classes=100)
         d = build_distiller(cfg, student, teacher, num_data=20).train()
         image = torch.randn(2, 3, SIZE, SIZE)
         index = torch.tensor([0, 1])

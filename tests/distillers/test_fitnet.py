@@ -10,7 +10,8 @@ from mdistiller.distillers import build_distiller, get_distiller_class
 from mdistiller.distillers._common import ConvReg
 from mdistiller.engine.cfg import CFG, get_cfg
 from mdistiller.models import cifar_model_dict
-from tests.helpers.feature_methods import REPO, batch, build, check_step, load_mdistiller_layout
+from tests.helpers.feature_methods import batch, build, check_step, load_mdistiller_layout
+from tests.helpers.runutil import REPO
 
 MDISTILLER_BLOCK = {"HINT_LAYER": 2, "INPUT_SIZE": (32, 32), "LOSS": {"CE_WEIGHT": 1.0, "FEAT_WEIGHT": 100.0}}
 

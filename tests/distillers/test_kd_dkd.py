@@ -7,13 +7,12 @@ from mdistiller.distillers import distiller_dict
 from mdistiller.engine.cfg import get_cfg
 from mdistiller.losses.dkd import dkd_loss
 from mdistiller.losses.kd import kd_loss
-from mdistiller.models import cifar_model_dict
+from tests.helpers.distill_inputs import zoo_pair
 
 
 def test_dkd_warmup_and_kd_weights_in_forward():
-    torch.manual_seed(0)
-    student = cifar_model_dict["resnet8"][0](num_classes=10)
-    teacher = cifar_model_dict["resnet8"][0](num_classes=10).eval()
+    student, teacher = zoo_pair("resnet8", "resnet8")
+    teacher.eval()
     cfg = get_cfg(None, ["DISTILLER.TYPE", "DKD", "DKD.WARMUP", "4"])
     dkd = distiller_dict["DKD"](student, teacher, cfg).eval()  # eval: BN uses running stats in both passes
     x, y = torch.randn(4, 3, 32, 32), torch.tensor([1, 2, 3, 4])

@@ -7,12 +7,8 @@ from mdistiller.distillers import build_distiller
 from mdistiller.engine.cfg import get_cfg
 from mdistiller.engine.diagnostics import AlignmentDiagnostics
 from mdistiller.models import cifar_model_dict
-
-
-def zscore(z):
-    mean = z.mean(1, keepdim=True)
-    std = ((z - mean) ** 2).sum(1, keepdim=True).div(z.shape[1] - 1).sqrt()
-    return (z - mean) / (std + 1e-7)
+from tests.helpers.distill_inputs import zoo_pair
+from tests.helpers.loss_reference import zscore
 
 
 def kl_sum(p, q):
@@ -63,8 +59,7 @@ def test_methods_without_logit_terms_refuse_the_key():
 
 def test_diagnostics_use_standardized_logits():
     cfg = get_cfg(opts=["EXPERIMENT.LOGIT_STAND", "True", "DISTILLER.TYPE", "KD", "KD.TEMPERATURE", "2"])
-    torch.manual_seed(0)
-    student, teacher = cifar_model_dict["resnet8"][0](num_classes=10), cifar_model_dict["resnet14"][0](num_classes=10)
+    student, teacher = zoo_pair("resnet8", "resnet14")
     distiller = build_distiller(cfg, student, teacher)
     images, targets = torch.randn(4, 3, 32, 32), torch.tensor([1, 2, 3, 4])
     out = AlignmentDiagnostics(cfg, images, targets).compute(distiller, 1)

@@ -13,8 +13,8 @@ from mdistiller.distillers import build_distiller, distiller_dict
 from mdistiller.engine import cfg as cfg_module
 from mdistiller.engine.cfg import get_cfg
 from mdistiller.engine.diagnostics import AlignmentDiagnostics
-from mdistiller.models import cifar_model_dict
 from mdistiller.registry import data_needs
+from tests.helpers.distill_inputs import zoo_pair
 
 TOY_MODULE = textwrap.dedent(
     '''
@@ -79,8 +79,7 @@ def test_registry_config_and_training_step(toy_method, tmp_path):
     with pytest.raises(KeyError):
         get_cfg(opts=["TOYKD.UNKNOWN", "1"])
 
-    torch.manual_seed(0)
-    student, teacher = cifar_model_dict["resnet8"][0](num_classes=10), cifar_model_dict["resnet14"][0](num_classes=10)
+    student, teacher = zoo_pair("resnet8", "resnet14")
     distiller = build_distiller(cfg, student, teacher).train()
     image, target = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
     logits, losses = distiller(image=image, target=target, epoch=1)
@@ -99,8 +98,7 @@ def test_benchmark_label_dataset_needs_and_diagnostics(toy_method):
     assert method_label(cfg) == "Toy-T2.5"
     assert data_needs(cfg).contrastive_k == 5 and data_needs(cfg).teacher
 
-    torch.manual_seed(0)
-    student, teacher = cifar_model_dict["resnet8"][0](num_classes=10), cifar_model_dict["resnet14"][0](num_classes=10)
+    student, teacher = zoo_pair("resnet8", "resnet14")
     distiller = build_distiller(cfg, student, teacher)
     diagnostics = AlignmentDiagnostics(cfg, torch.randn(6, 3, 32, 32), torch.arange(6) % 10)
     assert diagnostics.temperature == 2.5 and diagnostics.temperature_source == "TOYKD.T"

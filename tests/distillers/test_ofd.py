@@ -9,9 +9,10 @@ from scipy.stats import norm, truncnorm
 from mdistiller.distillers import OFD, build_distiller
 from mdistiller.engine.cfg import CFG, merge_from_file
 from mdistiller.models import imagenet_model_dict
-from tests.helpers.feature_reference import (
-    REPO, assert_grads_close, batch, bn_train, build, check_ce, grads, pool, student_params,
+from tests.helpers.feature_methods import (
+    assert_grads_close, batch, bn_train, build, grads, load_with_extra, pool, step_and_features, student_params,
 )
+from tests.helpers.runutil import REPO
 
 # resnet32x4 → ShuffleV2 is the one cross-architecture pair mdistiller's OFD runs on (docs/methods.md (OFD))
 PAIRS = [("resnet32x4", "resnet8x4"), ("resnet32x4", "ShuffleV2")]
@@ -46,7 +47,7 @@ def reference_ofd(distiller, pre_s, pre_t, margins):
 
 @pytest.mark.parametrize("teacher, student", PAIRS)
 def test_ofd_from_mdistiller_yaml_equals_formula(teacher, student):
-    cfg, distiller = build("ofd", teacher, student)
+    cfg, distiller = build("configs/cifar100/ofd.yaml", teacher, student, spread_bn=True)
     assert isinstance(distiller, OFD) and cfg.OFD.LOSS.FEAT_WEIGHT == 0.001 and cfg.OFD.CONNECTOR.KERNEL_SIZE == 1
     assert distiller.teacher.training, "mdistiller's OFD keeps the teacher in train mode"
     bns = distiller.teacher.get_bn_before_relu()
@@ -55,14 +56,8 @@ def test_ofd_from_mdistiller_yaml_equals_formula(teacher, student):
     for got, expected in zip(distiller.margins, margins):
         assert torch.allclose(got, expected, rtol=1e-5, atol=1e-6)
 
-    image, target = batch()
-    logits, losses = distiller.forward_train(image=image, target=target, epoch=1)
-    assert list(losses) == ["loss_ce", "loss_kd"]
-    check_ce(cfg.OFD.LOSS.CE_WEIGHT, logits, target, losses)
-
-    _, feats_s = distiller.student(image)
-    with torch.no_grad():
-        _, feats_t = distiller.teacher(image)  # train mode: batch statistics, as in the distiller's forward
+    # the teacher in train mode: the features below have batch statistics, as in the distiller's forward
+    losses, feats_s, feats_t = step_and_features(distiller, cfg.OFD.LOSS.CE_WEIGHT)
     expected = cfg.OFD.LOSS.FEAT_WEIGHT * reference_ofd(
         distiller, feats_s["preact_feats"][1:], feats_t["preact_feats"][1:], margins
     )
@@ -72,10 +67,10 @@ def test_ofd_from_mdistiller_yaml_equals_formula(teacher, student):
 
 
 def test_ofd_teacher_statistics_move_in_training_and_modes_follow():
-    _, distiller = build("ofd")
+    _, distiller = build("configs/cifar100/ofd.yaml", spread_bn=True)
     bn = distiller.teacher.get_bn_before_relu()[0]
     before = bn.running_mean.clone()
-    image, target = batch()
+    image, target = batch(n=4, seed=0)
     distiller.forward_train(image=image, target=target, epoch=1)
     assert not torch.equal(before, bn.running_mean)
     assert all(p.grad is None for p in distiller.teacher.parameters())
@@ -86,7 +81,7 @@ def test_ofd_teacher_statistics_move_in_training_and_modes_follow():
 
 
 def test_ofd_state_dict_has_mdistillers_layout_and_loads_strictly():
-    _, distiller = build("ofd")
+    _, distiller = build("configs/cifar100/ofd.yaml", spread_bn=True)
     extra = {}
     for i, (c_s, c_t) in enumerate([(64, 64), (128, 128), (256, 256)]):  # resnet8x4 → resnet32x4 stages 1-3
         prefix = "connectors.connectors.{}.".format(i)
@@ -95,23 +90,17 @@ def test_ofd_state_dict_has_mdistillers_layout_and_loads_strictly():
             extra[prefix + "1." + name] = torch.randn(c_t)
         extra[prefix + "1.running_var"] = torch.rand(c_t) + 0.5
         extra[prefix + "1.num_batches_tracked"] = torch.tensor(7)
-    saved = {"student." + k: v.clone() for k, v in distiller.student.state_dict().items()}
-    saved.update({"teacher." + k: v.clone() for k, v in distiller.teacher.state_dict().items()})
-    saved.update(extra)
-    distiller.load_state_dict(saved, strict=True)
-    assert set(distiller.state_dict()) == set(saved)
-    for key, value in extra.items():
-        assert torch.equal(distiller.state_dict()[key], value)
+    load_with_extra(distiller, extra)
 
 
 def test_ofd_runs_on_pairs_mdistiller_cannot_build():
     # mdistiller: MobileNetV2 returns no preact_feats (KeyError); here 4 stages with per-stage margins
-    cfg, distiller = build("ofd", "vgg13", "MobileNetV2")
+    cfg, distiller = build("configs/cifar100/ofd.yaml", "vgg13", "MobileNetV2", spread_bn=True)
     assert distiller.num_stages == 4
     assert [c[0].weight.shape[:2] for c in distiller.connectors.connectors] == [
         (128, 12), (256, 16), (512, 48), (512, 160)
     ]
-    image, target = batch()
+    image, target = batch(n=4, seed=0)
     _, losses = distiller.forward_train(image=image, target=target, epoch=1)
     assert torch.isfinite(losses["loss_kd"])
 

@@ -26,7 +26,8 @@ from mdistiller.distillers.OTKD import paper_stage
 from mdistiller.engine.cfg import CFG, get_cfg
 from mdistiller.models import cifar_model_dict, imagenet_model_dict
 from mdistiller.models.cifar.mv2_tinyimagenet import mobilenetv2_tinyimagenet
-from tests.helpers.loss_reference import hand_cost, ipot_reference
+from tests.helpers.distill_inputs import zoo_pair
+from tests.helpers.loss_reference import hand_cost, ipot_reference, ipot_value_reference
 from tests.helpers.runutil import REPO
 
 BATCH = 6
@@ -43,31 +44,13 @@ def make_cfg(**otkd):
 
 
 def models(student="resnet8", teacher="resnet20", seed=0, dtype=torch.float32):
-    torch.manual_seed(seed)
-    s = cifar_model_dict[student][0](num_classes=10).to(dtype)
-    t = cifar_model_dict[teacher][0](num_classes=10).to(dtype)
-    return s, t
+    s, t = zoo_pair(student, teacher, seed=seed)
+    return s.to(dtype), t.to(dtype)
 
 
 def batch(seed=1, n=BATCH, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, 3, SIZE, SIZE, generator=g).to(dtype), torch.randint(0, 10, (n,), generator=g)
-
-
-def algorithm1(cost, beta=20.0, num_iter=50):
-    """IPOT, Lohit & Jones Algorithm 1 (after Xie et al.), uniform masses 1/b, differentiable."""
-    b = cost.shape[0]
-    mu = torch.full((b,), 1.0 / b, dtype=cost.dtype)
-    nu = torch.full((b,), 1.0 / b, dtype=cost.dtype)
-    v = torch.full((b,), 1.0 / b, dtype=cost.dtype)
-    g = torch.exp(-cost / beta)
-    t = torch.ones_like(cost)
-    for _ in range(num_iter):
-        q = g * t
-        u = mu / (q @ v)
-        v = nu / (q.t() @ u)
-        t = u[:, None] * q * v[None, :]
-    return (t * cost).sum()
 
 
 def eq3_cost(x, y):
@@ -185,7 +168,7 @@ def test_loss_equals_alpha_sum_of_unrolled_ipot_value_and_gradient(pair, alpha):
     _, fs = s_copy(image)
     with torch.no_grad():
         _, ft = t_copy(image)
-    expected = alpha * sum(algorithm1(eq3_cost(s, t)) for s, t in zip(four_stages(fs), four_stages(ft)))
+    expected = alpha * sum(ipot_value_reference(eq3_cost(s, t)) for s, t in zip(four_stages(fs), four_stages(ft)))
     expected.backward()
 
     losses = run(d, image, target)

@@ -9,10 +9,11 @@ import torch
 from mdistiller.distillers import REVIEWKD, ModelOutput, build_distiller
 from mdistiller.engine.cfg import CFG, merge_from_file
 from mdistiller.models import imagenet_model_dict
-from tests.helpers.feature_reference import (
-    REPO, assert_grads_close, batch, bn_train, build, check_ce, config, conv1x1, conv3x3, grads, models, nearest,
-    pool, student_params,
+from tests.helpers.feature_methods import (
+    assert_grads_close, batch, bn_train, build, config, conv1x1, conv3x3, grads, load_with_extra, models, nearest,
+    pool, step_and_features, student_params,
 )
+from tests.helpers.runutil import REPO
 
 # resnet32x4 → ShuffleV1 with the level lists of that pair (ReviewKD's released CIFAR-100 settings)
 SHUFFLE_V1 = [
@@ -56,17 +57,10 @@ def reference_reviewkd(distiller, cfg, feats_s, feats_t):
 
 @pytest.mark.parametrize("teacher, student, opts", PAIRS)
 def test_reviewkd_from_mdistiller_yaml_equals_formula(teacher, student, opts):
-    cfg, distiller = build("reviewkd", teacher, student, opts)
+    cfg, distiller = build("configs/cifar100/reviewkd.yaml", teacher, student, opts, spread_bn=True)
     assert isinstance(distiller, REVIEWKD) and cfg.REVIEWKD.REVIEWKD_WEIGHT == 5.0 and cfg.REVIEWKD.WARMUP_EPOCHS == 20
-    image, target = batch()
     epoch = 5
-    logits, losses = distiller.forward_train(image=image, target=target, epoch=epoch)
-    assert list(losses) == ["loss_ce", "loss_kd"]
-    check_ce(cfg.REVIEWKD.CE_WEIGHT, logits, target, losses)
-
-    _, feats_s = distiller.student(image)
-    with torch.no_grad():
-        _, feats_t = distiller.teacher(image)
+    losses, feats_s, feats_t = step_and_features(distiller, cfg.REVIEWKD.CE_WEIGHT, epoch)
     expected = cfg.REVIEWKD.REVIEWKD_WEIGHT * (epoch / 20) * reference_reviewkd(distiller, cfg, feats_s, feats_t)
     assert losses["loss_kd"].item() == pytest.approx(expected.item(), rel=1e-4)
     params = student_params(distiller) + list(distiller.abfs.parameters())
@@ -87,26 +81,20 @@ def _abf_keys(i, c_in, mid, c_out, fuse):
 
 
 def test_reviewkd_state_dict_has_mdistillers_layout_and_loads_strictly():
-    _, distiller = build("reviewkd")
+    _, distiller = build("configs/cifar100/reviewkd.yaml", spread_bn=True)
     # abfs.0 is the deepest level (pooled feature, no fusion); IN/OUT_CHANNELS [64, 128, 256, 256], mid = 256
     shapes = {}
     for i, c in enumerate([256, 256, 128, 64]):
         shapes.update(_abf_keys(i, c, 256, c, fuse=i > 0))
     extra = {k: (torch.tensor(3) if s == () else torch.rand(s) + 0.5) for k, s in shapes.items()}
-    saved = {"student." + k: v.clone() for k, v in distiller.student.state_dict().items()}
-    saved.update({"teacher." + k: v.clone() for k, v in distiller.teacher.state_dict().items()})
-    saved.update(extra)
-    distiller.load_state_dict(saved, strict=True)
-    assert set(distiller.state_dict()) == set(saved)
-    for key, value in extra.items():
-        assert torch.equal(distiller.state_dict()[key], value)
+    load_with_extra(distiller, extra)
     params = [v for k, v in extra.items() if "running" not in k and "num_batches" not in k]
     assert distiller.get_extra_parameters() == sum(v.numel() for v in params)
 
 
 def test_reviewkd_warmup():
-    _, distiller = build("reviewkd")
-    image, target = batch()
+    _, distiller = build("configs/cifar100/reviewkd.yaml", spread_bn=True)
+    image, target = batch(n=4, seed=0)
     assert distiller.forward_train(image=image, target=target, epoch=0)[1]["loss_kd"].item() == 0.0
     distiller.eval()  # fixed BN statistics: the same fused maps at every epoch
     with torch.no_grad():
@@ -119,8 +107,9 @@ def test_reviewkd_warmup():
 
 
 def test_reviewkd_wrong_levels_name_the_right_ones():
-    cfg = config("reviewkd", "resnet32x4", "ShuffleV1")  # mdistiller's defaults describe resnet8x4, not ShuffleV1
-    student, teacher = models(cfg)
+    # mdistiller's defaults describe resnet8x4, not ShuffleV1
+    cfg = config("configs/cifar100/reviewkd.yaml", "resnet32x4", "ShuffleV1")
+    student, teacher = models(cfg, spread_bn=True)
     with pytest.raises(ValueError, match=r"IN_CHANNELS \[240, 480, 960, 960\], SHAPES \[1, 4, 8, 16\]"):
         build_distiller(cfg, student, teacher)
 

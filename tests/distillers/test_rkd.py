@@ -3,7 +3,9 @@ import pytest
 import torch
 
 from mdistiller.distillers import RKD
-from tests.helpers.feature_reference import assert_grads_close, batch, build, check_ce, grads, student_params
+from tests.helpers.feature_methods import (
+    assert_grads_close, build, grads, load_with_extra, step_and_features, student_params,
+)
 
 PAIRS = [("resnet32x4", "resnet8x4"), ("vgg13", "MobileNetV2")]
 
@@ -32,17 +34,10 @@ def reference_rkd(f_s, f_t, wd=25.0, wa=50.0):
 
 @pytest.mark.parametrize("teacher, student", PAIRS)
 def test_rkd_from_mdistiller_yaml_equals_formula(teacher, student):
-    cfg, distiller = build("rkd", teacher, student)
+    cfg, distiller = build("configs/cifar100/rkd.yaml", teacher, student, spread_bn=True)
     assert isinstance(distiller, RKD)
     assert (cfg.RKD.DISTANCE_WEIGHT, cfg.RKD.ANGLE_WEIGHT, cfg.RKD.PDIST.SQUARED) == (25, 50, False)
-    image, target = batch()
-    logits, losses = distiller.forward_train(image=image, target=target, epoch=1)
-    assert list(losses) == ["loss_ce", "loss_kd"]
-    check_ce(cfg.RKD.LOSS.CE_WEIGHT, logits, target, losses)
-
-    _, feats_s = distiller.student(image)
-    with torch.no_grad():
-        _, feats_t = distiller.teacher(image)
+    losses, feats_s, feats_t = step_and_features(distiller, cfg.RKD.LOSS.CE_WEIGHT)
     expected = cfg.RKD.LOSS.FEAT_WEIGHT * reference_rkd(feats_s["pooled_feat"], feats_t["pooled_feat"])
     # mdistiller's (and our) distances expand ‖a‖² + ‖b‖² − 2⟨a, b⟩ in float32: pooled features whose norms
     # are ~4x their distances lose ~1e-4 relative to cancellation (the same expansion in float64 agrees to 1e-12,
@@ -53,9 +48,6 @@ def test_rkd_from_mdistiller_yaml_equals_formula(teacher, student):
 
 
 def test_rkd_state_dict_is_student_and_teacher_only():
-    _, distiller = build("rkd")
-    keys = set(distiller.state_dict())
-    expected = {"student." + k for k in distiller.student.state_dict()}
-    expected |= {"teacher." + k for k in distiller.teacher.state_dict()}
-    assert keys == expected and distiller.get_extra_parameters() == 0
-    distiller.load_state_dict({k: v.clone() for k, v in distiller.state_dict().items()}, strict=True)
+    _, distiller = build("configs/cifar100/rkd.yaml", spread_bn=True)
+    load_with_extra(distiller, {})
+    assert distiller.get_extra_parameters() == 0

@@ -1,9 +1,10 @@
 """SP built from mdistiller's yaml on real zoo models equals the normalized-Gram formula computed independently."""
 import pytest
-import torch
 
 from mdistiller.distillers import SP
-from tests.helpers.feature_reference import assert_grads_close, batch, build, check_ce, grads, student_params
+from tests.helpers.feature_methods import (
+    assert_grads_close, build, grads, load_with_extra, step_and_features, student_params,
+)
 
 PAIRS = [("resnet32x4", "resnet8x4"), ("vgg13", "MobileNetV2")]
 
@@ -22,16 +23,10 @@ def reference_sp(f_s, f_t):
 
 @pytest.mark.parametrize("teacher, student", PAIRS)
 def test_sp_from_mdistiller_yaml_equals_formula(teacher, student):
-    cfg, distiller = build("sp", teacher, student)
+    cfg, distiller = build("configs/cifar100/sp.yaml", teacher, student, spread_bn=True)
     assert isinstance(distiller, SP) and cfg.SP.LOSS.FEAT_WEIGHT == 3000.0
-    image, target = batch()
-    logits, losses = distiller.forward_train(image=image, target=target, epoch=1)
-    assert list(losses) == ["loss_ce", "loss_kd"] and losses["loss_kd"].shape == ()
-    check_ce(cfg.SP.LOSS.CE_WEIGHT, logits, target, losses)
-
-    _, feats_s = distiller.student(image)
-    with torch.no_grad():
-        _, feats_t = distiller.teacher(image)
+    losses, feats_s, feats_t = step_and_features(distiller, cfg.SP.LOSS.CE_WEIGHT)
+    assert losses["loss_kd"].shape == ()
     expected = cfg.SP.LOSS.FEAT_WEIGHT * reference_sp(feats_s["feats"][-1], feats_t["feats"][-1])
     assert losses["loss_kd"].item() == pytest.approx(expected.item(), rel=1e-4)
     params = student_params(distiller)
@@ -39,7 +34,6 @@ def test_sp_from_mdistiller_yaml_equals_formula(teacher, student):
 
 
 def test_sp_state_dict_is_student_and_teacher_only():
-    _, distiller = build("sp")
-    expected = {"student." + k for k in distiller.student.state_dict()}
-    expected |= {"teacher." + k for k in distiller.teacher.state_dict()}
-    assert set(distiller.state_dict()) == expected and distiller.get_extra_parameters() == 0
+    _, distiller = build("configs/cifar100/sp.yaml", spread_bn=True)
+    load_with_extra(distiller, {})
+    assert distiller.get_extra_parameters() == 0

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from mdistiller.distillers import VID
-from tests.helpers.feature_reference import (
-    assert_grads_close, batch, build, check_ce, conv1x1, grads, pool, student_params,
+from tests.helpers.feature_methods import (
+    assert_grads_close, build, conv1x1, grads, load_with_extra, pool, step_and_features, student_params,
 )
 
 PAIRS = [("resnet32x4", "resnet8x4"), ("vgg13", "MobileNetV2")]
@@ -34,16 +34,9 @@ def reference_vid(distiller, feats_s, feats_t, init_var):
 
 @pytest.mark.parametrize("teacher, student", PAIRS)
 def test_vid_from_mdistiller_yaml_equals_formula(teacher, student):
-    cfg, distiller = build("vid", teacher, student)
+    cfg, distiller = build("configs/cifar100/vid.yaml", teacher, student, spread_bn=True)
     assert isinstance(distiller, VID) and (cfg.VID.EPS, cfg.VID.INIT_PRED_VAR) == (1e-5, 5.0)
-    image, target = batch()
-    logits, losses = distiller.forward_train(image=image, target=target, epoch=1)
-    assert list(losses) == ["loss_ce", "loss_kd"]
-    check_ce(cfg.VID.LOSS.CE_WEIGHT, logits, target, losses)
-
-    _, feats_s = distiller.student(image)
-    with torch.no_grad():
-        _, feats_t = distiller.teacher(image)
+    losses, feats_s, feats_t = step_and_features(distiller, cfg.VID.LOSS.CE_WEIGHT)
     assert len(distiller.regressors) == len(feats_s["feats"]) - 1
     reference = reference_vid(distiller, feats_s["feats"], feats_t["feats"], cfg.VID.INIT_PRED_VAR)
     expected = cfg.VID.LOSS.FEAT_WEIGHT * reference
@@ -53,25 +46,19 @@ def test_vid_from_mdistiller_yaml_equals_formula(teacher, student):
 
 
 def test_vid_state_dict_has_mdistillers_layout_and_loads_strictly():
-    _, distiller = build("vid")
+    _, distiller = build("configs/cifar100/vid.yaml", spread_bn=True)
     # resnet8x4 / resnet32x4: feats[1:] have 64, 128, 256 channels on both sides
     extra = {}
     for i, (c_s, c_t) in enumerate([(64, 64), (128, 128), (256, 256)]):
         extra["regressors.{}.0.weight".format(i)] = torch.randn(c_t, c_s, 1, 1)
         extra["regressors.{}.2.weight".format(i)] = torch.randn(c_t, c_t, 1, 1)
         extra["regressors.{}.4.weight".format(i)] = torch.randn(c_t, c_t, 1, 1)
-    saved = {"student." + k: v.clone() for k, v in distiller.student.state_dict().items()}
-    saved.update({"teacher." + k: v.clone() for k, v in distiller.teacher.state_dict().items()})
-    saved.update(extra)
-    distiller.load_state_dict(saved, strict=True)
-    assert set(distiller.state_dict()) == set(saved)
-    for key, value in extra.items():
-        assert torch.equal(distiller.state_dict()[key], value)
+    load_with_extra(distiller, extra)
     assert distiller.get_extra_parameters() == sum(v.numel() for v in extra.values())
 
 
 def test_vid_variances_are_constant_buffers():
-    cfg, distiller = build("vid")
+    cfg, distiller = build("configs/cifar100/vid.yaml", spread_bn=True)
     learnable = {id(p) for p in distiller.get_learnable_parameters()}
     for log_scale, c in zip(distiller.log_scales, (64, 128, 256)):
         assert log_scale.shape == (c,) and id(log_scale) not in learnable and not log_scale.requires_grad

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 
 from mdistiller.distillers import WCORD, build_distiller, get_distiller_class
 from mdistiller.engine.cfg import CFG, get_cfg
-from mdistiller.models import cifar_model_dict
 from mdistiller.registry import data_needs
+from tests.helpers.distill_inputs import contrastive_batch, zoo_pair
 from tests.helpers.loss_reference import nce_reference
 
 NUM_DATA, K, DIM, BATCH, SIZE = 40, 8, 8, 5, 16
@@ -36,22 +36,14 @@ def make_cfg(**loss):
 
 
 def setup(cfg=None, seed=0):
-    torch.manual_seed(seed)
-    student = cifar_model_dict["resnet8"][0](num_classes=10)
-    teacher = cifar_model_dict["wrn_16_2"][0](num_classes=10)
+    student, teacher = zoo_pair(seed=seed)
     d = build_distiller(cfg or make_cfg(), student, teacher, num_data=NUM_DATA)
     d.train()
     return d, student, teacher
 
 
 def make_batch(seed=1):
-    g = torch.Generator().manual_seed(seed)
-    image = torch.randn(BATCH, 3, SIZE, SIZE, generator=g)
-    target = torch.randint(0, 10, (BATCH,), generator=g)
-    index = torch.randperm(NUM_DATA, generator=g)[:BATCH]
-    contrast = torch.randint(0, NUM_DATA, (BATCH, K + 1), generator=g)
-    contrast[:, 0] = index
-    return image, target, index, contrast
+    return contrastive_batch(BATCH, SIZE, NUM_DATA, K, seed=seed)
 
 
 def test_registry_flags_and_spectral_norm():
@@ -74,7 +66,7 @@ def test_registry_flags_and_spectral_norm():
 
 def test_losses_match_reference_and_memory_update():
     d, student, teacher = setup()
-    image, target, index, contrast = make_batch()
+    image, target, index, contrast = make_batch().values()
     # independent recomputation from copies of the pre-step state
     s_copy, t_copy = copy.deepcopy(student).train(), copy.deepcopy(teacher).eval()
     e_s, e_t = copy.deepcopy(d.embed_s).train(), copy.deepcopy(d.embed_t).train()
@@ -120,8 +112,7 @@ def test_losses_match_reference_and_memory_update():
 
 def test_local_term_weights_and_gradient_through_student():
     d, student, _ = setup(make_cfg(GLOBAL_WEIGHT=0.0, CE_WEIGHT=0.0, LOCAL_WEIGHT=2.0))
-    image, target, index, contrast = make_batch(seed=4)
-    _, losses = d(image=image, target=target, index=index, contrastive_index=contrast)
+    _, losses = d(**make_batch(seed=4))
     assert losses["loss_global"].item() == 0.0 and losses["loss_ce"].item() == 0.0
     assert losses["loss_local"].item() > 0
     losses["loss_local"].backward()
@@ -129,9 +120,7 @@ def test_local_term_weights_and_gradient_through_student():
 
 
 def test_config_errors():
-    torch.manual_seed(0)
-    student = cifar_model_dict["resnet8"][0](num_classes=10)
-    teacher = cifar_model_dict["wrn_16_2"][0](num_classes=10)
+    student, teacher = zoo_pair()
     with pytest.raises(ValueError, match="num_data"):
         build_distiller(make_cfg(), student, teacher)
     d = build_distiller(make_cfg(), student, teacher, num_data=NUM_DATA).train()
@@ -149,9 +138,7 @@ def test_data_needs_from_its_own_block():
     assert (needs.contrastive_k, needs.contrastive_mode, needs.num_data) == (K, "exact", True)
     cfg.WCORD.MODE = "relax"
     assert data_needs(cfg).contrastive_mode == "relax"
-    torch.manual_seed(0)
-    student = cifar_model_dict["resnet8"][0](num_classes=10)
-    teacher = cifar_model_dict["wrn_16_2"][0](num_classes=10)
+    student, teacher = zoo_pair()
     build_distiller(cfg, student, teacher, num_data=NUM_DATA)  # no cross-check against CRD.NCE.K
     cfg.DISTILLER.TYPE = "COMBINE"
     cfg.COMBINE.METHODS = ["CRD", "WCORD"]
@@ -173,7 +160,5 @@ def test_sinkhorn_reg_is_an_alias_of_lambda(tmp_path):
     assert CFG.WCORD.SINKHORN.LAMBDA == 0.05  # default
     with pytest.raises(ValueError, match="WCORD.SINKHORN.LAMBDA"):
         get_cfg(opts=["WCORD.SINKHORN.REG", "0.25", "WCORD.SINKHORN.LAMBDA", "0.5"])
-    torch.manual_seed(0)
-    student = cifar_model_dict["resnet8"][0](num_classes=10)
-    teacher = cifar_model_dict["resnet8"][0](num_classes=10)
+    student, teacher = zoo_pair(teacher="resnet8")
     assert build_distiller(cfg_old, student, teacher, num_data=NUM_DATA).sinkhorn_lambda == 0.125

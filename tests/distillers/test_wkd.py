@@ -21,17 +21,11 @@ from mdistiller.losses.wkd import (
     wkd_feature_parts,
     wkd_logit_parts,
 )
-from mdistiller.models import cifar_model_dict
+from tests.helpers.distill_inputs import raw_cost, zoo_pair
+from tests.helpers.loss_reference import wkd_nontarget_reference, zscore
 from tests.helpers.runutil import REPO, random_teacher_ckpt, tiny_opts
 
 REG, ITERS = 0.05, 10
-
-
-def raw_cost(num_classes, dim=6, seed=0, dtype=torch.float64):
-    """A (C, C) 1 − cos cost of random prototypes (values in [0, 2])."""
-    g = torch.Generator().manual_seed(seed)
-    proto = F.normalize(torch.randn(num_classes, dim, generator=g, dtype=dtype), dim=1)
-    return 1.0 - proto @ proto.t()
 
 
 # ----------------------------------------------------------------------------- projectors
@@ -136,11 +130,6 @@ RELEASE_PROJECTOR_KEYS = {
 BN_KEYS = ["bn.weight", "bn.bias", "bn.running_mean", "bn.running_var", "bn.num_batches_tracked"]
 
 
-def zoo_pair(seed):
-    torch.manual_seed(seed)
-    return cifar_model_dict["resnet8"][0](num_classes=10), cifar_model_dict["resnet14"][0](num_classes=10)
-
-
 def release_layout(student, teacher, projector=None):
     """The key set of a released WKD/WKL ``latest``/``best`` file's ``model`` entry (no DataParallel prefix)."""
     keys = {"student." + k for k in student.state_dict()} | {"teacher." + k for k in teacher.state_dict()}
@@ -169,11 +158,11 @@ def checkpoint_cfg(kind, opts):
 def test_release_checkpoint_layout_loads_strictly(case):
     kind, opts, projector = CHECKPOINT_CASES[case]
     cfg = checkpoint_cfg(kind, opts)
-    d = build_distiller(cfg, *zoo_pair(0))
+    d = build_distiller(cfg, *zoo_pair("resnet8", "resnet14"))
     expected = release_layout(d.student, d.teacher, projector)
     assert set(d.state_dict()) == expected
     # a "released" state dict: the documented keys, other values
-    other = build_distiller(cfg, *zoo_pair(1))
+    other = build_distiller(cfg, *zoo_pair("resnet8", "resnet14", seed=1))
     released = {k: v for k, v in other.state_dict().items() if k in expected}
     assert set(released) == expected
     cost = d.cost_matrix.clone() if d.enable_wkdl else None
@@ -188,9 +177,9 @@ def test_release_checkpoint_layout_loads_strictly(case):
 @pytest.mark.parametrize("kind", ["WKD", "WKL"])
 def test_old_checkpoint_with_cost_matrix_loads_and_ignores_it(kind, tmp_path):
     cfg = checkpoint_cfg(kind, {"WKD.LOSS.WKD_FEAT_WEIGHT": "0.0"})
-    d = build_distiller(cfg, *zoo_pair(0))
+    d = build_distiller(cfg, *zoo_pair("resnet8", "resnet14"))
     cost = d.cost_matrix.clone()
-    old = dict(build_distiller(cfg, *zoo_pair(1)).state_dict())
+    old = dict(build_distiller(cfg, *zoo_pair("resnet8", "resnet14", seed=1)).state_dict())
     old["cost_matrix"] = torch.full_like(cost, 7.0)  # what this project's checkpoints stored before
     torch.save({"model": old}, tmp_path / "latest")
     state = torch.load(tmp_path / "latest", weights_only=True)["model"]
@@ -204,33 +193,10 @@ def test_old_checkpoint_with_cost_matrix_loads_and_ignores_it(kind, tmp_path):
 # ----------------------------------------------------------------------------- logit standardization
 
 
-def zscore(z):
-    """(z − mean) / (unbiased std + 1e-7) per row (Sun et al. CVPR 2024), written out."""
-    mean = z.mean(1, keepdim=True)
-    std = ((z - mean) ** 2).sum(1, keepdim=True).div(z.shape[1] - 1).sqrt()
-    return (z - mean) / (std + 1e-7)
-
-
 def ref_target_term(zs, zt, y):
     """−mean_b p_t[y_b]·log p_s[y_b] at T = 1, the teacher's factor detached."""
     return -torch.stack([F.softmax(zt[b], 0)[y[b]].detach() * F.log_softmax(zs[b], 0)[y[b]]
                          for b in range(zs.shape[0])]).mean()
-
-
-def ref_nontarget_w(zs, zt, y, cost, T, reg=REG, iters=ITERS):
-    """The release's per-sample non-target Sinkhorn (gather, own (C−1, C−1) cost, loop), batch mean."""
-    total = 0.0
-    for b in range(zs.shape[0]):
-        keep = [c for c in range(zs.shape[1]) if c != int(y[b])]
-        p, q = F.softmax(zs[b, keep] / T, 0), F.softmax(zt[b, keep] / T, 0)
-        M = cost[keep][:, keep]
-        K = torch.exp(-M / reg)
-        u = torch.ones_like(p) / len(keep)
-        for _ in range(iters):
-            v = q / (K.t() @ u + 1e-8)
-            u = p / (K @ v + 1e-8)
-        total = total + (u[:, None] * K * v[None, :] * M).sum()
-    return total / zs.shape[0]
 
 
 def ls_logits(seed=4):
@@ -244,23 +210,26 @@ def test_wkd_l_logit_standardization_against_independent_formula():
     assert distiller_dict["WKD"].LOGIT_STANDARDIZATION and distiller_dict["WKL"].LOGIT_STANDARDIZATION
     opts = {"WKD.LOSS.WKD_FEAT_WEIGHT": "0.0", "WKD.LOSS.WKD_LOGIT_WEIGHT": "30.0", "WKD.TEMPERATURE": "2.0",
             "WKD.LOSS.COSINE_DECAY_EPOCH": "0", "SOLVER.EPOCHS": "10"}
-    d = build_distiller(checkpoint_cfg("WKD", dict(opts, **{"EXPERIMENT.LOGIT_STAND": "True"})), *zoo_pair(0))
+    d = build_distiller(checkpoint_cfg("WKD", dict(opts, **{"EXPERIMENT.LOGIT_STAND": "True"})),
+                        *zoo_pair("resnet8", "resnet14"))
     assert d.logit_stand
     zs, zt, y = ls_logits()
     cost = d.cost_matrix.double()
     gamma = 0.5 * 30.0 * (1 + math.cos(math.pi * 3 / 10))
     # L_t on the raw logits, the non-target distributions from z-scored logits
-    expected = ref_target_term(zs, zt, y) + gamma * ref_nontarget_w(zscore(zs), zscore(zt), y, cost, 2.0)
+    expected = ref_target_term(zs, zt, y) + gamma * wkd_nontarget_reference(
+        zscore(zs), zscore(zt), y, cost, 2.0, REG, ITERS)
     ours = d.logit_loss(zs, zt, y, 3)
     torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(torch.autograd.grad(ours, zs)[0], torch.autograd.grad(expected, zs)[0],
                                rtol=1e-8, atol=1e-12)
     # not the same as standardizing L_t too, nor as no standardization
-    everything = ref_target_term(zscore(zs), zscore(zt), y) + gamma * ref_nontarget_w(zscore(zs), zscore(zt), y, cost, 2.0)
+    everything = ref_target_term(zscore(zs), zscore(zt), y) + gamma * wkd_nontarget_reference(
+        zscore(zs), zscore(zt), y, cost, 2.0, REG, ITERS)
     assert not torch.allclose(ours, everything)
     plain = build_distiller(checkpoint_cfg("WKD", opts), d.student, d.teacher)
     assert not plain.logit_stand
-    raw = ref_target_term(zs, zt, y) + gamma * ref_nontarget_w(zs, zt, y, cost, 2.0)
+    raw = ref_target_term(zs, zt, y) + gamma * wkd_nontarget_reference(zs, zt, y, cost, 2.0, REG, ITERS)
     torch.testing.assert_close(plain.logit_loss(zs, zt, y, 3), raw, rtol=1e-10, atol=1e-12)
     # forward_train goes through the same logit term
     d.train()

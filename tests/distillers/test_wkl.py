@@ -13,7 +13,8 @@ from mdistiller.engine.cfg import get_cfg
 from mdistiller.losses.dkd import dkd_parts
 from mdistiller.losses.wkd import cosine_decay_weight, fc_cost_matrix, prepare_cost_matrix, wkd_feature_parts, wkd_logit_parts
 from mdistiller.losses.wkl import gaussian_feature_kl
-from mdistiller.models import cifar_model_dict
+from tests.helpers.distill_inputs import zoo_pair
+from tests.helpers.loss_reference import zscore
 from tests.helpers.runutil import REPO
 EPOCHS = 240
 KL_WEIGHT = 0.5
@@ -35,9 +36,7 @@ def make_cfg(*opts):
 
 
 def make_distiller(*opts):
-    torch.manual_seed(0)
-    student = cifar_model_dict["resnet8"][0](num_classes=100)
-    teacher = cifar_model_dict["resnet14"][0](num_classes=100)
+    student, teacher = zoo_pair("resnet8", "resnet14", num_classes=100)
     return build_distiller(make_cfg(*opts), student, teacher)
 
 
@@ -62,6 +61,20 @@ def wkd_l(distiller, s, t, y, epoch):
 def dkd_ref(s, t, y, alpha=1.0, beta=2.0):
     tckd, nckd = dkd_parts(s, t, y, T)
     return alpha * tckd + beta * nckd
+
+
+def dkd_by_hand(ps, pt, y):
+    """Σ_i (TCKD + 2·NCKD)·T² from the student's and teacher's softmaxes: the binary KL of the target
+    probability, and the KL of the non-target probabilities renormalised."""
+    total = 0.0
+    for i in range(ps.shape[0]):
+        a, b = pt[i, y[i]], ps[i, y[i]]
+        tckd = a * torch.log(a / b) + (1 - a) * torch.log((1 - a) / (1 - b))
+        keep = torch.arange(ps.shape[1]) != y[i]
+        qt, qs = pt[i, keep] / pt[i, keep].sum(), ps[i, keep] / ps[i, keep].sum()
+        nckd = (qt * torch.log(qt / qs)).sum()
+        total = total + (1.0 * tckd + 2.0 * nckd) * T**2
+    return total
 
 
 def test_registered_and_subclasses_wkd():
@@ -118,15 +131,7 @@ def test_dkd_term_by_hand(logits):
     s, t, y = logits
     d = make_distiller()
     _, loss_kl = d.logit_parts(s, t, y, EPOCHS)
-    ps, pt = F.softmax(s / T, 1).double(), F.softmax(t / T, 1).double()
-    total = 0.0
-    for i in range(s.shape[0]):
-        a, b = pt[i, y[i]], ps[i, y[i]]
-        tckd = a * torch.log(a / b) + (1 - a) * torch.log((1 - a) / (1 - b))
-        keep = torch.arange(100) != y[i]
-        qt, qs = pt[i, keep] / pt[i, keep].sum(), ps[i, keep] / ps[i, keep].sum()
-        nckd = (qt * torch.log(qt / qs)).sum()
-        total = total + (1.0 * tckd + 2.0 * nckd) * T**2
+    total = dkd_by_hand(F.softmax(s / T, 1).double(), F.softmax(t / T, 1).double(), y)
     torch.testing.assert_close(loss_kl.double(), KL_WEIGHT * total / s.shape[0], rtol=1e-4, atol=1e-6)
 
 
@@ -258,9 +263,7 @@ def test_old_kl_weight_key_gives_the_same_run(tmp_path):
     image, target = torch.randn(6, 3, 32, 32, generator=g), torch.randint(0, 10, (6,), generator=g)
     runs = []
     for cfg in cfgs:
-        torch.manual_seed(0)
-        student = cifar_model_dict[cfg.DISTILLER.STUDENT][0](num_classes=10)
-        teacher = cifar_model_dict[cfg.DISTILLER.TEACHER][0](num_classes=10)
+        student, teacher = zoo_pair(cfg.DISTILLER.STUDENT, cfg.DISTILLER.TEACHER)
         d = build_distiller(cfg, student, teacher).train()
         assert d.kl_weight == 0.25
         _, losses = d(image=image, target=target, epoch=6)
@@ -280,12 +283,6 @@ def test_both_kl_weight_names_fail():
 # ----------------------------------------------------------------------------- logit standardization
 
 
-def zscore(z):
-    mean = z.mean(1, keepdim=True)
-    std = ((z - mean) ** 2).sum(1, keepdim=True).div(z.shape[1] - 1).sqrt()
-    return (z - mean) / (std + 1e-7)
-
-
 def test_logit_standardization_of_both_sides(logits):
     """KL side: DKD written out on z-scored logits; Wasserstein side: WKD's (L_t raw, W from z-scored logits)."""
     s, t, y = (v.double() if v.is_floating_point() else v for v in logits)
@@ -293,15 +290,7 @@ def test_logit_standardization_of_both_sides(logits):
     assert d.logit_stand
     epoch = EPOCHS // 2  # g = 1/2
     loss_kd, loss_kl = d.logit_parts(s, t, y, epoch)
-    ps, pt = F.softmax(zscore(s) / T, 1), F.softmax(zscore(t) / T, 1)
-    total = 0.0
-    for i in range(s.shape[0]):
-        a, b = pt[i, y[i]], ps[i, y[i]]
-        tckd = a * torch.log(a / b) + (1 - a) * torch.log((1 - a) / (1 - b))
-        keep = torch.arange(100) != y[i]
-        qt, qs = pt[i, keep] / pt[i, keep].sum(), ps[i, keep] / ps[i, keep].sum()
-        nckd = (qt * torch.log(qt / qs)).sum()
-        total = total + (1.0 * tckd + 2.0 * nckd) * T**2
+    total = dkd_by_hand(F.softmax(zscore(s) / T, 1), F.softmax(zscore(t) / T, 1), y)
     torch.testing.assert_close(loss_kl, 0.5 * KL_WEIGHT * total / s.shape[0], rtol=1e-9, atol=1e-12)
     cost = reference_cost(d).double()
     loss_t, _ = wkd_logit_parts(s, t, y, cost, T, 0.05, 10)

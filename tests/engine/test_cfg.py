@@ -5,7 +5,7 @@ import os
 import pytest
 
 from mdistiller.distillers import distiller_dict
-from mdistiller.engine.cfg import get_cfg
+from mdistiller.engine.cfg import CFG, get_cfg, merge_from_dict
 from tests.helpers.runutil import REPO
 
 MDISTILLER_YAMLS = [
@@ -46,3 +46,23 @@ def test_integer_written_for_a_float_key_is_accepted(tmp_path):
     assert isinstance(cfg.DKD.ALPHA, float) and cfg.KD.TEMPERATURE == 4
     with pytest.raises(ValueError):
         get_cfg(None, ["SOLVER.EPOCHS", "'ten'"])
+
+
+def test_merge_from_dict_sets_dotted_keys_like_the_command_line():
+    cfg = merge_from_dict(
+        CFG.clone(),
+        {"DKD.ALPHA": 3, "SOLVER.EPOCHS": "7", "COMBINE.METHODS": ["CRD", "KD"], "WKD.LOSS.KL_WEIGHT": 2},
+    )
+    assert cfg.DKD.ALPHA == 3.0 and isinstance(cfg.DKD.ALPHA, float)
+    assert cfg.SOLVER.EPOCHS == 7 and isinstance(cfg.SOLVER.EPOCHS, int)
+    assert cfg.COMBINE.METHODS == ["CRD", "KD"]
+    assert cfg.WKL.KL_WEIGHT == 2.0 and isinstance(cfg.WKL.KL_WEIGHT, float)  # old key name renamed
+    assert cfg == get_cfg(None, ["DKD.ALPHA", "3", "SOLVER.EPOCHS", "7", "COMBINE.METHODS", "['CRD', 'KD']",
+                                 "WKD.LOSS.KL_WEIGHT", "2"])
+
+
+def test_merge_from_dict_unknown_key_or_wrong_type_names_the_key():
+    with pytest.raises(KeyError, match="SOLVER.LEARNING_RATE"):
+        merge_from_dict(CFG.clone(), {"SOLVER.LEARNING_RATE": 0.1})
+    with pytest.raises(ValueError, match="SOLVER.EPOCHS"):
+        merge_from_dict(CFG.clone(), {"SOLVER.EPOCHS": "ten"})

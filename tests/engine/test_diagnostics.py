@@ -8,7 +8,7 @@ import torch.nn as nn
 from mdistiller.distillers import Distiller, build_distiller
 from mdistiller.engine.cfg import get_cfg
 from mdistiller.engine.diagnostics import AlignmentDiagnostics, diagnostics_temperature
-from mdistiller.models import cifar_model_dict
+from tests.helpers.distill_inputs import zoo_pair
 
 EPOCHS = 240
 B = 12
@@ -16,10 +16,7 @@ C = 100
 
 
 def make_models(seed=0):
-    torch.manual_seed(seed)
-    student = cifar_model_dict["resnet8"][0](num_classes=C)
-    teacher = cifar_model_dict["resnet14"][0](num_classes=C)
-    return student, teacher
+    return zoo_pair("resnet8", "resnet14", num_classes=C, seed=seed)
 
 
 def probe(seed=7):

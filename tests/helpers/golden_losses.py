@@ -14,8 +14,8 @@ import os
 import torch
 
 from mdistiller.distillers import build_distiller
-from mdistiller.engine.cfg import CFG
-from mdistiller.models import cifar_model_dict
+from mdistiller.engine.cfg import CFG, merge_from_dict
+from tests.helpers.distill_inputs import contrastive_batch, zoo_pair
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "golden_losses.json")
 NUM_DATA, K, BATCH, SIZE, CLASSES = 40, 8, 6, 32, 10
@@ -61,23 +61,12 @@ def case_cfg(kind, overrides):
     for block in (cfg.CRD.FEAT, cfg.WCORD.FEAT):
         block.DIM, block.STUDENT_DIM, block.TEACHER_DIM = 8, 64, 256
     cfg.WCORD.SINKHORN.ITER = 20
-    for key, value in overrides.items():
-        node = cfg
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node[part]
-        node[parts[-1]] = value
-    return cfg
+    return merge_from_dict(cfg, overrides)
 
 
 def batch():
-    g = torch.Generator().manual_seed(1)
-    image = torch.randn(BATCH, 3, SIZE, SIZE, generator=g)
-    target = torch.tensor([0, 1, 2, 1, 0, 3])  # repeated classes (class-conditional KD2M), one-sample classes
-    index = torch.randperm(NUM_DATA, generator=g)[:BATCH]
-    contrast = torch.randint(0, NUM_DATA, (BATCH, K + 1), generator=g)
-    contrast[:, 0] = index
-    return dict(image=image, target=target, index=index, contrastive_index=contrast)
+    # repeated classes (class-conditional KD2M), one-sample classes
+    return contrastive_batch(BATCH, SIZE, NUM_DATA, K, target=torch.tensor([0, 1, 2, 1, 0, 3]))
 
 
 def projections(named_grads):
@@ -90,9 +79,7 @@ def projections(named_grads):
 
 def run_case(kind, overrides):
     cfg = case_cfg(kind, overrides)
-    torch.manual_seed(0)
-    student = cifar_model_dict[STUDENT][0](num_classes=CLASSES)
-    teacher = cifar_model_dict[TEACHER][0](num_classes=CLASSES)
+    student, teacher = zoo_pair(STUDENT, TEACHER, CLASSES)
     torch.manual_seed(3)
     distiller = build_distiller(cfg, student, None if kind == "NONE" else teacher, num_data=NUM_DATA).train()
     logits, losses = distiller(epoch=EPOCH, **batch())

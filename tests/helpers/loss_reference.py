@@ -7,6 +7,7 @@ import math
 import numpy as np
 import ot
 import torch
+import torch.nn.functional as F
 from torch.distributions import MultivariateNormal, kl_divergence
 
 
@@ -42,12 +43,56 @@ def ipot_reference(cost, beta, num_iter):
     return t
 
 
+def ipot_value_reference(cost, beta=20.0, num_iter=50):
+    """Lohit & Jones Algorithm 1 (after Xie et al.; T⁰ = 11ᵀ, v = 1/b), uniform masses 1/b: ⟨T, C⟩,
+    differentiable (autograd unrolls the iterations)."""
+    b = cost.shape[0]
+    w = torch.full((b,), 1.0 / b, dtype=cost.dtype)
+    g, t, v = torch.exp(-cost / beta), torch.ones_like(cost), w.clone()
+    for _ in range(num_iter):
+        q = g * t
+        u = w / (q @ v)
+        v = w / (q.t() @ u)
+        t = u[:, None] * q * v[None, :]
+    return (t * cost).sum()
+
+
 def hand_cost(f_s, f_t):
     """1 − cos between the flattened rows of ``f_s`` and ``f_t`` (Lohit & Jones Eq. 3), float64."""
     s = f_s.reshape(f_s.shape[0], -1).double()
     t = f_t.reshape(f_t.shape[0], -1).double()
     cos = (s @ t.t()) / (s.norm(dim=1)[:, None] * t.norm(dim=1)[None, :])
     return 1.0 - cos
+
+
+# --------------------------------------------------------------------------- logit standardization
+
+
+def zscore(z):
+    """(z − mean) / (unbiased std + 1e-7) per row (Sun et al. CVPR 2024), written out."""
+    mean = z.mean(1, keepdim=True)
+    std = ((z - mean) ** 2).sum(1, keepdim=True).div(z.shape[1] - 1).sqrt()
+    return (z - mean) / (std + 1e-7)
+
+
+# --------------------------------------------------------------------------- WKD
+
+
+def wkd_nontarget_reference(zs, zt, y, cost, T, reg, num_iter):
+    """The WKD release's per-sample non-target Sinkhorn (gather the non-target entries, their own (C−1, C−1)
+    cost, ``num_iter`` iterations from u = 1/(C−1)), batch mean of the transport costs."""
+    total = 0.0
+    for b in range(zs.shape[0]):
+        keep = [c for c in range(zs.shape[1]) if c != int(y[b])]
+        p, q = F.softmax(zs[b, keep] / T, 0), F.softmax(zt[b, keep] / T, 0)
+        M = cost[keep][:, keep]
+        K = torch.exp(-M / reg)
+        u = torch.ones_like(p) / len(keep)
+        for _ in range(num_iter):
+            v = q / (K.t() @ u + 1e-8)
+            u = p / (K @ v + 1e-8)
+        total = total + (u[:, None] * K * v[None, :] * M).sum()
+    return total / zs.shape[0]
 
 
 # --------------------------------------------------------------------------- KD²M (numpy / POT)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mdistiller.losses.otkd import SOLVERS, ot_stage_loss, otkd_loss
-from tests.helpers.loss_reference import hand_cost, ipot_reference
+from tests.helpers.loss_reference import hand_cost, ipot_reference, ipot_value_reference
 
 BATCH = 6
 
@@ -37,26 +37,13 @@ def test_remd_closed_form():
     torch.testing.assert_close(ot_stage_loss(f_s, f_t, "remd"), expected)
 
 
-def _algorithm1_value(cost, beta=20.0, num_iter=50):
-    """Lohit & Jones Algorithm 1 (T⁰ = 11ᵀ, v = 1/b), uniform masses, differentiable (autograd unrolls it)."""
-    b = cost.shape[0]
-    w = torch.full((b,), 1.0 / b, dtype=cost.dtype)
-    g, t, v = torch.exp(-cost / beta), torch.ones_like(cost), w.clone()
-    for _ in range(num_iter):
-        q = g * t
-        u = w / (q @ v)
-        v = w / (q.t() @ u)
-        t = u[:, None] * q * v[None, :]
-    return (t * cost).sum()
-
-
 def test_default_gradient_unrolls_ipot():
     """Default (Sec. 3.1): autograd through the N iterations, equal to autograd through Algorithm 1."""
     f_s, f_t = _features(3)
     x = f_s.clone().requires_grad_(True)
     ot_stage_loss(x, f_t, "ipot", 20.0, 50).backward()
     y = f_s.clone().requires_grad_(True)
-    _algorithm1_value(hand_cost(y, f_t)).backward()
+    ipot_value_reference(hand_cost(y, f_t)).backward()
     torch.testing.assert_close(x.grad, y.grad, rtol=1e-9, atol=1e-12)
 
 

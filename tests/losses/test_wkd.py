@@ -22,6 +22,8 @@ from mdistiller.losses.wkd import (
     wkd_nontarget_distance,
     wkd_target_loss,
 )
+from tests.helpers.distill_inputs import random_logits, raw_cost
+from tests.helpers.loss_reference import wkd_nontarget_reference
 
 REG, ITERS = 0.05, 10
 
@@ -29,41 +31,12 @@ REG, ITERS = 0.05, 10
 # ----------------------------------------------------------------------------- references
 
 
-def raw_cost(num_classes, dim=6, seed=0, dtype=torch.float64):
-    """A (C, C) 1 − cos cost of random prototypes (values in [0, 2])."""
-    g = torch.Generator().manual_seed(seed)
-    proto = F.normalize(torch.randn(num_classes, dim, generator=g, dtype=dtype), dim=1)
-    return 1.0 - proto @ proto.t()
-
-
 def reference_wkd_l(zs, zt, target, raw, T, gamma, reg=REG, iters=ITERS):
     """The release's algorithm written out per sample: gather non-target entries, own (C−1, C−1) cost, loop."""
-    batch, num_classes = zs.shape
     s_i = F.log_softmax(zs, dim=1)
     t_i = F.softmax(zt, dim=1)
-    loss_t = -torch.stack([t_i[b, target[b]].detach() * s_i[b, target[b]] for b in range(batch)]).mean()
-    cost = F.relu(raw) + 1e-8
-    total = 0.0
-    for b in range(batch):
-        keep = [c for c in range(num_classes) if c != int(target[b])]
-        p = F.softmax(zs[b, keep] / T, dim=0)
-        q = F.softmax(zt[b, keep] / T, dim=0)
-        M = cost[keep][:, keep]
-        K = torch.exp(-M / reg)
-        u = torch.ones_like(p) / len(keep)
-        for _ in range(iters):
-            v = q / (K.t() @ u + 1e-8)
-            u = p / (K @ v + 1e-8)
-        total = total + (u[:, None] * K * v[None, :] * M).sum()
-    return loss_t + gamma * total / batch
-
-
-def logits(batch, classes, dtype=torch.float64, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    zs = (torch.randn(batch, classes, generator=g, dtype=dtype) * 2).requires_grad_(True)
-    zt = torch.randn(batch, classes, generator=g, dtype=dtype) * 3
-    y = torch.randint(0, classes, (batch,), generator=g)
-    return zs, zt, y
+    loss_t = -torch.stack([t_i[b, target[b]].detach() * s_i[b, target[b]] for b in range(zs.shape[0])]).mean()
+    return loss_t + gamma * wkd_nontarget_reference(zs, zt, target, F.relu(raw) + 1e-8, T, reg, iters)
 
 
 # ----------------------------------------------------------------------------- WKD-L
@@ -71,7 +44,7 @@ def logits(batch, classes, dtype=torch.float64, seed=1):
 
 @pytest.mark.parametrize("T,gamma", [(4.0, 1.0), (2.0, 30.0)])
 def test_wkd_l_matches_per_sample_release_float64(T, gamma):
-    zs, zt, y = logits(6, 9)
+    zs, zt, y = random_logits(6, 9)
     raw = raw_cost(9)
     ref = reference_wkd_l(zs, zt, y, raw, T, gamma)
     (g_ref,) = torch.autograd.grad(ref, zs)
@@ -83,7 +56,7 @@ def test_wkd_l_matches_per_sample_release_float64(T, gamma):
 
 
 def test_wkd_l_parts_are_the_two_terms():
-    zs, zt, y = logits(5, 8)
+    zs, zt, y = random_logits(5, 8)
     cost = prepare_cost_matrix(raw_cost(8), 1.0)
     loss_t, w = wkd_logit_parts(zs, zt, y, cost, 3.0, REG, ITERS)
     assert torch.equal(loss_t, wkd_target_loss(zs, zt, y))
@@ -91,7 +64,7 @@ def test_wkd_l_parts_are_the_two_terms():
 
 
 def test_wkd_l_fp32_close_to_float64_reference():
-    zs, zt, y = logits(8, 12)
+    zs, zt, y = random_logits(8, 12)
     raw = raw_cost(12)
     ref = reference_wkd_l(zs, zt, y, raw, 4.0, 10.0)
     (g_ref,) = torch.autograd.grad(ref, zs)
@@ -104,7 +77,7 @@ def test_wkd_l_fp32_close_to_float64_reference():
 
 
 def test_soft_labels_use_argmax():
-    zs, zt, y = logits(5, 7)
+    zs, zt, y = random_logits(5, 7)
     cost = prepare_cost_matrix(raw_cost(7), 1.0)
     soft = F.one_hot(y, 7).double() * 0.8 + 0.2 / 7
     a = wkd_logit_parts(zs, zt, y, cost, 4.0, REG, ITERS)

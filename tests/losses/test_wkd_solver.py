@@ -8,23 +8,9 @@ from mdistiller.losses.wkd import prepare_cost_matrix
 from mdistiller.losses.wkd import sinkhorn_masked, sinkhorn_nontarget
 from mdistiller.ot import sinkhorn_kernel
 from mdistiller.ot import sinkhorn_fixed
+from tests.helpers.distill_inputs import random_logits, raw_cost
 
 REG, ITERS = 0.05, 10
-
-
-def raw_cost(num_classes, dim=6, seed=0, dtype=torch.float64):
-    """A (C, C) 1 − cos cost of random prototypes (values in [0, 2])."""
-    g = torch.Generator().manual_seed(seed)
-    proto = F.normalize(torch.randn(num_classes, dim, generator=g, dtype=dtype), dim=1)
-    return 1.0 - proto @ proto.t()
-
-
-def logits(batch, classes, dtype=torch.float64, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    zs = (torch.randn(batch, classes, generator=g, dtype=dtype) * 2).requires_grad_(True)
-    zt = torch.randn(batch, classes, generator=g, dtype=dtype) * 3
-    y = torch.randint(0, classes, (batch,), generator=g)
-    return zs, zt, y
 
 
 def test_nontarget_transport_matches_pot():
@@ -34,7 +20,7 @@ def test_nontarget_transport_matches_pot():
     O(ε / (Kᵀu)) — a few 1e-6 relative here — and is checked to 1e-4."""
     import ot
 
-    zs, zt, y = logits(5, 8)
+    zs, zt, y = random_logits(5, 8)
     cost = prepare_cost_matrix(raw_cost(8), 1.0)
     # p, q over the non-target classes (softmax of the gathered logits), zero at the target
     mask = torch.ones(5, 8, dtype=torch.bool).scatter_(1, y.view(-1, 1), False)
