@@ -147,7 +147,7 @@ def _fmt(value, digits=2):
     return DASH if value is None else "{:.{}f}".format(value, digits)
 
 
-def _pm(mean, std):
+def format_mean_std(mean, std):
     if mean is None:
         return DASH
     return "{} ± {}".format(_fmt(mean), _fmt(std))
@@ -189,9 +189,9 @@ def format_markdown(rows, title=None, notes=()):
             r["name"],
             r["dataset"],
             r["pair"],
-            _pm(r["last_mean"], r["last_std"]),
+            format_mean_std(r["last_mean"], r["last_std"]),
         ] + ([paired_text(r)] if paired else []) + [
-            _pm(r["best_mean"], r["best_std"]),
+            format_mean_std(r["best_mean"], r["best_std"]),
             "{}/{}".format(r["n"], r["runs"]) if r["n"] != r["runs"] else str(r["n"]),
             _fmt(r["wall_time"], 1),
             _fmt(r["published"]),
