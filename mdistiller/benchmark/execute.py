@@ -16,6 +16,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import yaml
+
 from .collect import ERROR_FILE, RUN_INFO, read_json, run_state
 
 RUN_CFG = "benchmark_cfg.yaml"
@@ -32,6 +34,32 @@ def run_config(run, sweep_dir):
     cfg.LOG.PREFIX = os.path.abspath(sweep_dir)
     cfg.freeze()
     return cfg.dump()
+
+
+def _without_prefix(text):
+    tree = yaml.safe_load(text) or {}
+    tree.get("LOG", {}).pop("PREFIX", None)  # the sweep folder may move
+    return tree
+
+
+def config_changed(run):
+    """True when ``run``'s folder holds a run of another config than the planned one (``RUN_CFG`` differs)."""
+    path = os.path.join(run.run_dir, RUN_CFG)
+    if run.load_error or not os.path.isfile(path):
+        return False
+    with open(path) as f:
+        saved = f.read()
+    return _without_prefix(saved) != _without_prefix(run_config(run, os.path.dirname(run.run_dir)))
+
+
+def retire_run_folder(run):
+    """Rename ``run.run_dir`` to ``<run_dir>.replaced-<k>`` (first free k) and return the new path."""
+    k = 1
+    while os.path.exists("{}.replaced-{}".format(run.run_dir, k)):
+        k += 1
+    target = "{}.replaced-{}".format(run.run_dir, k)
+    os.rename(run.run_dir, target)
+    return target
 
 
 def last_error_line(text):

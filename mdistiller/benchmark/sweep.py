@@ -10,7 +10,7 @@ import time
 from collections import OrderedDict
 
 from .collect import collect_run, run_state
-from .execute import LocalLauncher
+from .execute import LocalLauncher, config_changed, retire_run_folder
 from .plan import plan_runs
 from .tables import RUN_FIELDS, aggregate, format_markdown, write_csv
 
@@ -19,10 +19,20 @@ def sweep_folder(out="benchmark_runs", name=None):
     return os.path.join(out, name) if name else out
 
 
-def pending_runs(runs):
-    """The runs to launch: every run but the finished ones (a config that fails to load is kept to record its error)."""
+def pending_runs(runs, echo=None):
+    """The runs to launch: every run but the finished ones (a config that fails to load is kept to record its error).
+
+    A run folder left by another config (the yaml or the overrides changed since; see
+    :func:`.execute.config_changed`) is renamed to ``<folder>.replaced-<k>`` and the run starts afresh,
+    so a table never mixes results of an old config into a new one.
+    """
     todo = []
     for run in runs:
+        if config_changed(run):
+            moved = retire_run_folder(run)
+            if echo:
+                echo("{}/seed{}: the config changed since this run; its old folder is now {}".format(
+                    run.name, run.seed, moved))
         if run.load_error is None and run_state(run.run_dir, run.epochs) == "done":
             run.action = "skip"
         else:
@@ -48,7 +58,7 @@ def run_sweep(configs, seeds=(0,), out="benchmark_runs", name=None, opts=(), job
     sweep_dir = sweep_folder(out, name)
     os.makedirs(sweep_dir, exist_ok=True)
     runs = plan_runs(configs, seeds, sweep_dir, opts)
-    todo = pending_runs(runs)
+    todo = pending_runs(runs, echo=echo)
     skipped = len(runs) - len(todo)
     head = "Sweep {}: {} runs ({} configs x {} seeds), {} finished already".format(
         sweep_dir, len(runs), len(set(r.name for r in runs)), len(seeds), skipped)
