@@ -5,7 +5,7 @@ classes, pixel values 0..16), so this dataset works offline and is what the
 README demo and the test-suite train on.
 
 * Split: stratified 75/25 with ``train_test_split(test_size=0.25,
-  stratify=labels, random_state=0)`` -> 1,347 train / 450 test images
+  stratify=labels, random_state=0)`` (pinned as ``DIGITS_TEST_MASK_HEX``) -> 1,347 train / 450 test images
   (130-137 per class in train, 43-46 in test). Both splits keep the original
   sample order (indices sorted).
 * Images: values / 16 -> [0, 1], bilinearly upscaled 8x8 -> 32x32
@@ -23,6 +23,8 @@ README demo and the test-suite train on.
 The tensors are computed once per process (module-level cache) and items are
 slices of them: no PIL round trip.
 """
+import importlib.util
+import os
 import threading
 
 import numpy as np
@@ -39,8 +41,39 @@ DIGITS_TRAIN_SIZE = 1347
 DIGITS_VAL_SIZE = 450
 DIGITS_SIZE = 32
 
+# Test membership of the 1,797 images (one bit each, row order, big-endian bytes): the split
+# ``train_test_split(test_size=0.25, stratify=labels, random_state=0)`` gives; pinned so a run does
+# not import scikit-learn (seconds per process), tests/dataset/test_dataset.py checks it against sklearn.
+DIGITS_TEST_MASK_HEX = (
+    "000004883526104000164101934205001a00080102240028062c1e081108960a009019120420f8a0028110e040080a9a"
+    "304415244942c0a00a2030804004d821408b8020004885c400104008a0900005486800301000020ec409001224840083"
+    "b8013c21a69c0a0204000f48400804a4184902124061e5008024604e94376a819216015480004842a0a4180a5000a40b"
+    "8561e688108049124c80c02205068e000109f202c141398813c009190000148e01008410a0e10033282900c144c8c068"
+    "0a0102930292030922a6402c26042108a8608198c8a01412861202128138a41500"
+)
+
 _CACHE = {}
 _LOCK = threading.Lock()
+
+
+def load_digits_arrays():
+    """``(images, labels)``: scikit-learn's digits as ``load_digits()`` returns them (1797 x 8 x 8 float64
+    values 0..16, int64 labels), read from its bundled ``digits.csv.gz`` without importing scikit-learn."""
+    spec = importlib.util.find_spec("sklearn")
+    path = os.path.join(os.path.dirname(spec.origin), "datasets", "data", "digits.csv.gz") if spec else None
+    if path is None or not os.path.isfile(path):  # a layout we do not know: ask scikit-learn
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        return np.asarray(digits.images, dtype=np.float64), np.asarray(digits.target, dtype=np.int64)
+    table = np.loadtxt(path, delimiter=",")
+    return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
+
+
+def digits_split():
+    """``(train_idx, val_idx)``: sorted row indices of the 1,347 / 450 split."""
+    mask = np.unpackbits(np.frombuffer(bytes.fromhex("".join(DIGITS_TEST_MASK_HEX)), dtype=np.uint8))[:1797]
+    return np.flatnonzero(mask == 0), np.flatnonzero(mask == 1)
 
 
 def digits_size(input_size):
@@ -58,17 +91,9 @@ def _prepare(size=DIGITS_SIZE):
     with _LOCK:
         if size in _CACHE:
             return _CACHE[size]
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-
-        digits = load_digits()
-        labels = np.asarray(digits.target, dtype=np.int64)
-        train_idx, val_idx = train_test_split(
-            np.arange(len(labels)), test_size=DIGITS_TEST_SIZE, stratify=labels,
-            random_state=DIGITS_SPLIT_SEED,
-        )
-        train_idx, val_idx = np.sort(train_idx), np.sort(val_idx)
-        imgs = torch.from_numpy(np.asarray(digits.images, dtype=np.float32) / 16.0)
+        images, labels = load_digits_arrays()
+        train_idx, val_idx = digits_split()
+        imgs = torch.from_numpy(np.asarray(images, dtype=np.float32) / 16.0)
         imgs = F.interpolate(imgs.unsqueeze(1), size=(size, size), mode="bilinear",
                              align_corners=False).clamp_(0.0, 1.0)
         train_raw = imgs[torch.from_numpy(train_idx)]

@@ -78,6 +78,7 @@ class AlignmentDiagnostics:
         # forward chunk size: the validation batch size (known to fit next to training)
         self.chunk = int(cfg.DATASET.TEST.BATCH_SIZE) if "DATASET" in cfg else 0
         self._cost = None  # (cost on CPU, reg, num_iter, source)
+        self._teacher_logits = None  # a frozen teacher's probe logits, computed once
 
     # -- helpers --------------------------------------------------------------
 
@@ -86,6 +87,14 @@ class AlignmentDiagnostics:
         size = self.chunk if self.chunk > 0 else self.images.shape[0]
         parts = [model(self.images[i : i + size].to(device))[0].float() for i in range(0, self.images.shape[0], size)]
         return torch.cat(parts)
+
+    def _teacher_probe_logits(self, teacher, device):
+        """The teacher's probe logits; once per run when no teacher parameter trains (the usual frozen teacher)."""
+        if any(p.requires_grad for p in teacher.parameters()):
+            return self._logits(teacher, device)
+        if self._teacher_logits is None or self._teacher_logits.device != device:
+            self._teacher_logits = self._logits(teacher, device)
+        return self._teacher_logits
 
     def _cost_for(self, distiller):
         own = distiller.ground_cost()
@@ -113,7 +122,7 @@ class AlignmentDiagnostics:
             teacher.eval()
             with torch.no_grad(), torch.autocast(device_type=device.type, enabled=False):
                 logits_s = self._logits(distiller.student, device)
-                logits_t = self._logits(teacher, device)
+                logits_t = self._teacher_probe_logits(teacher, device)
         finally:
             for module, mode in modes:
                 module.training = mode

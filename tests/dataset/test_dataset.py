@@ -388,3 +388,30 @@ def test_get_dataset_loaders_plain_and_crd():
     images, targets, index, cidx = next(iter(train_loader))
     assert cidx.shape == (4, 11) and cidx.dtype == torch.int64
     assert torch.equal(cidx[:, 0], index)
+
+
+def test_digits_read_without_sklearn_equal_load_digits_and_its_split():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    from mdistiller.dataset.digits import DIGITS_TEST_SIZE, digits_split, load_digits_arrays
+
+    digits = load_digits()
+    images, labels = load_digits_arrays()
+    assert np.array_equal(images, digits.images) and np.array_equal(labels, digits.target)
+    train_idx, val_idx = train_test_split(np.arange(len(labels)), test_size=DIGITS_TEST_SIZE, stratify=labels,
+                                          random_state=DIGITS_SPLIT_SEED)
+    pinned_train, pinned_val = digits_split()
+    assert np.array_equal(pinned_train, np.sort(train_idx)) and np.array_equal(pinned_val, np.sort(val_idx))
+
+
+@pytest.mark.slow
+def test_a_digits_run_does_not_import_sklearn():
+    import subprocess
+    import sys
+
+    code = ("import sys; from mdistiller.dataset import build_datasets; from tests.helpers.datagen import "
+            "make_dataset_cfg; build_datasets(make_dataset_cfg('digits')); print('sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert out.stdout.strip() == "False"

@@ -293,3 +293,33 @@ def test_any_module_state_and_custom_model():
     chunked = AlignmentDiagnostics(get_cfg(opts=["DISTILLER.TYPE", "KD", "DATASET.TEST.BATCH_SIZE", "4"]), images, targets)
     assert chunked.chunk == 4
     assert chunked.compute(distiller.train(), 1) == pytest.approx(a, rel=1e-4, abs=1e-6)
+
+
+def test_frozen_teacher_runs_once_and_a_training_teacher_every_epoch():
+    cfg = get_cfg(opts=["DISTILLER.TYPE", "KD"])
+    student, teacher = make_models()
+    distiller = build_distiller(cfg, student, teacher)
+    distiller.train()  # the teacher stays in eval mode
+    images, targets = probe()
+    calls = []
+    teacher.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape[0]))
+    diag = AlignmentDiagnostics(cfg, images, targets)
+    first = diag.compute(distiller, 1)
+    with torch.no_grad():
+        student.fc.weight.mul_(0.5)  # the student moves, the teacher does not
+    second = diag.compute(distiller, 2)
+    assert sum(calls) == B and first["kl"] != second["kl"]
+    with torch.no_grad():
+        student.eval()
+        s, t = student(images)[0].double(), teacher(images)[0].double()
+    assert second["kl"] == pytest.approx(ref_kl(s, t, 4.0).mean().item(), rel=1e-4, abs=1e-6)
+
+    calls.clear()
+    teacher.fc.weight.requires_grad_(True)  # e.g. a method that fine-tunes the teacher's head
+    with torch.no_grad():
+        teacher.fc.weight.mul_(2.0)
+    third = diag.compute(distiller, 3)
+    assert sum(calls) == B
+    with torch.no_grad():
+        t = teacher(images)[0].double()
+    assert third["kl"] == pytest.approx(ref_kl(s, t, 4.0).mean().item(), rel=1e-4, abs=1e-6)
