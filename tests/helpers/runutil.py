@@ -10,10 +10,13 @@ from mdistiller.models import cifar_model_dict
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def tiny_opts(log_prefix, epochs=1, batch=64, **extra):
-    """KEY VALUE overrides for a quick CPU run on the bundled digits data."""
+def tiny_opts(log_prefix, epochs=1, batch=64, size=16, per_class=30, **extra):
+    """KEY VALUE overrides for a quick CPU run on the bundled digits data: ``size`` x ``size`` images,
+    ``per_class`` training images of each class (None: the whole training set)."""
     opts = [
         "DATASET.TYPE", "digits",
+        "DATASET.INPUT_SIZE", "[{0},{0}]".format(size),
+        "DATASET.TRAIN_PER_CLASS", str(per_class or 0),
         "DATASET.NUM_WORKERS", "0",
         "DATASET.TEST.BATCH_SIZE", "256",
         "SOLVER.EPOCHS", str(epochs),
@@ -28,8 +31,8 @@ def tiny_opts(log_prefix, epochs=1, batch=64, **extra):
     return opts
 
 
-def tiny_cfg(log_prefix, cfg_file=None, epochs=1, batch=64, **extra):
-    return get_cfg(cfg_file, tiny_opts(log_prefix, epochs=epochs, batch=batch, **extra))
+def tiny_cfg(log_prefix, cfg_file=None, epochs=1, batch=64, size=16, per_class=30, **extra):
+    return get_cfg(cfg_file, tiny_opts(log_prefix, epochs=epochs, batch=batch, size=size, per_class=per_class, **extra))
 
 
 def random_teacher_ckpt(path, name="resnet8", num_classes=10, seed=0):
