@@ -25,7 +25,7 @@ PER_SAMPLE_REFERENCE = {
 
 
 def _kd_cfg(prefix, teacher, **extra):
-    return tiny_cfg(prefix, batch=128, DISTILLER__TYPE="KD", DISTILLER__STUDENT="resnet8",
+    return tiny_cfg(prefix, batch=128, size=32, per_class=None, DISTILLER__TYPE="KD", DISTILLER__STUDENT="resnet8",
                     DISTILLER__TEACHER="resnet8", DISTILLER__TEACHER_CKPT=teacher, **extra)
 
 
