@@ -13,6 +13,7 @@ from mdistiller import cost_matrix
 from mdistiller.distillers import build_distiller, distiller_dict
 from mdistiller.distillers._common import ConvReg, ConvRegBottleNeck
 from mdistiller.engine.cfg import get_cfg
+from mdistiller.models import cifar_model_dict
 from mdistiller.losses.wkd import (
     cosine_decay_weight,
     fc_cost_matrix,
@@ -322,7 +323,7 @@ def test_cifar_config_trains_a_step_on_digits(tmp_path, path):
 
     teacher_name = get_cfg(os.path.join(REPO, path)).DISTILLER.TEACHER
     ckpt = random_teacher_ckpt(tmp_path / "teacher.pth", name=teacher_name, num_classes=10)
-    opts = tiny_opts(tmp_path, batch=4) + ["DISTILLER.TEACHER_CKPT", ckpt, "WKD.COST_MATRIX", "fc",
+    opts = tiny_opts(tmp_path, batch=4, size=32) + ["DISTILLER.TEACHER_CKPT", ckpt, "WKD.COST_MATRIX", "fc",
                                            "LOG.DIAGNOSTICS", "False"]
     cfg = get_cfg(os.path.join(REPO, path), opts)
     trainer = Trainer(cfg, str(tmp_path / "run"))
@@ -390,3 +391,13 @@ def test_bad_hint_layer_or_grid_fails_clearly():
     with pytest.raises(ValueError, match="SPATIAL_GRID 8 is too fine"):
         WKD(student, teacher, get_cfg(None, base + ["WKD.HINT_LAYER", "3", "WKD.SPATIAL_GRID", "8"]))
     WKD(student, teacher, get_cfg(None, base + ["WKD.HINT_LAYER", "3", "WKD.SPATIAL_GRID", "4"]))
+
+
+def test_feature_grid_too_fine_for_the_students_map_is_an_error():
+    """wrn_40_2 -> ShuffleV1 at 16x16: the teacher's hint map fits the 4x4 grid, ShuffleV1's is too small."""
+    cfg_path = os.path.join(REPO, "configs/cifar100/wkd_f/wrn40_2_shuv1.yaml")
+    cfg = get_cfg(cfg_path, ["DATASET.TYPE", "digits", "DATASET.INPUT_SIZE", "[16,16]", "WKD.COST_MATRIX", "fc"])
+    student = cifar_model_dict[cfg.DISTILLER.STUDENT][0](num_classes=10)
+    teacher = cifar_model_dict[cfg.DISTILLER.TEACHER][0](num_classes=10)
+    with pytest.raises(ValueError, match="student feature map .* at input size"):
+        distiller_dict["WKD"](student, teacher, cfg)

@@ -12,7 +12,7 @@ from tests.helpers.runutil import REPO, read_metrics, tiny_opts
 @pytest.mark.slow
 def test_torchrun_two_processes_on_cpu(tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")
-    opts = tiny_opts(tmp_path, epochs=1, batch=128) + ["DISTILLER.TYPE", "NONE", "DISTILLER.STUDENT", "resnet8",
+    opts = tiny_opts(tmp_path, epochs=1, batch=128, size=32) + ["DISTILLER.TYPE", "NONE", "DISTILLER.STUDENT", "resnet8",
                                                        "EXPERIMENT.TAG", "ddp"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "mdistiller.train"] + opts
