@@ -97,8 +97,11 @@ def _main(args):
     root = args.root or run_dataset.get("ROOT") or "data"
     zoo = run_distiller.get("MODEL_ZOO", "auto") if not args.model else "auto"
     opts = ["DATASET.TYPE", dataset, "DATASET.ROOT", root, "DATASET.NUM_WORKERS", str(args.workers)]
-    if run_dataset.get("NUM_CLASSES") and not args.dataset:
-        opts += ["DATASET.NUM_CLASSES", str(run_dataset["NUM_CLASSES"])]
+    if not args.dataset:  # the run's own data: its class count and (digits) image size
+        if run_dataset.get("NUM_CLASSES"):
+            opts += ["DATASET.NUM_CLASSES", str(run_dataset["NUM_CLASSES"])]
+        if run_dataset.get("INPUT_SIZE"):
+            opts += ["DATASET.INPUT_SIZE", str(list(run_dataset["INPUT_SIZE"]))]
     cfg = get_cfg(opts=opts)
     if model_name not in model_zoo(dataset, zoo):
         build_model(model_name, dataset, 1, zoo=zoo)  # raises the unknown-name error, before any data is read
