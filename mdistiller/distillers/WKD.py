@@ -123,13 +123,13 @@ class WKD(Distiller):
                 )
             )
         s_shape, t_shape = s_shapes[self.hint_layer], t_shapes[self.hint_layer]
-        for who, shape in (("teacher", t_shape), ("student", s_shape)):
-            if min(smallest_window(n, self.spatial_grid) for n in shape[-2:]) < 2:
-                # Windows of one pixel have no (unbiased) variance: the loss would be NaN.
-                raise ValueError(
-                    "WKD.SPATIAL_GRID {} is too fine for the {}x{} {} feature map of HINT_LAYER {} at input size "
-                    "{}".format(self.spatial_grid, shape[-2], shape[-1], who, self.hint_layer, size)
+        if min(smallest_window(n, self.spatial_grid) for n in t_shape[-2:]) < 2:
+            # Windows of one pixel have no (unbiased) variance: the loss would be NaN.
+            raise ValueError(
+                "WKD.SPATIAL_GRID {} is too fine for the {}x{} teacher feature map of HINT_LAYER {}".format(
+                    self.spatial_grid, t_shape[-2], t_shape[-1], self.hint_layer
                 )
+            )
         self.conv_reg = PROJECTORS[w.PROJECTOR](s_shape, t_shape)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):

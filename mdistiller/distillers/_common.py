@@ -21,11 +21,16 @@ def _as_size(size):
 def probe_input_size(cfg, fallback=None):
     """Image size of the dry forward that reads feature shapes.
 
-    32 for CIFAR-like data and digits, 64 for Tiny-ImageNet; otherwise
+    32 for CIFAR-like data, digits at its ``DATASET.INPUT_SIZE`` (default 32), 64 for Tiny-ImageNet; otherwise
     ``DATASET.INPUT_SIZE``, then the method's own ``fallback`` (e.g. WKD.INPUT_SIZE), then 224.
     """
     kind = str(cfg.DATASET.TYPE).lower()
-    if kind in ("cifar100", "cifar10", "svhn", "digits"):
+    if kind == "digits":
+        from ..dataset.digits import digits_size
+
+        side = digits_size(cfg.DATASET.get("INPUT_SIZE", None))
+        return (side, side)
+    if kind in ("cifar100", "cifar10", "svhn"):
         return (32, 32)
     if kind == "tiny_imagenet":
         return (64, 64)

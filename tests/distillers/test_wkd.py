@@ -393,11 +393,15 @@ def test_bad_hint_layer_or_grid_fails_clearly():
     WKD(student, teacher, get_cfg(None, base + ["WKD.HINT_LAYER", "3", "WKD.SPATIAL_GRID", "4"]))
 
 
-def test_feature_grid_too_fine_for_the_students_map_is_an_error():
-    """wrn_40_2 -> ShuffleV1 at 16x16: the teacher's hint map fits the 4x4 grid, ShuffleV1's is too small."""
+def test_feature_grid_is_checked_at_the_digits_input_size():
+    """wrn_40_2 -> ShuffleV1 on digits at 16x16: the teacher's last map is 4x4, too small for the 4x4 grid
+    (at 32x32 it is 8x8 and the config builds)."""
     cfg_path = os.path.join(REPO, "configs/cifar100/wkd_f/wrn40_2_shuv1.yaml")
     cfg = get_cfg(cfg_path, ["DATASET.TYPE", "digits", "DATASET.INPUT_SIZE", "[16,16]", "WKD.COST_MATRIX", "fc"])
     student = cifar_model_dict[cfg.DISTILLER.STUDENT][0](num_classes=10)
     teacher = cifar_model_dict[cfg.DISTILLER.TEACHER][0](num_classes=10)
-    with pytest.raises(ValueError, match="student feature map .* at input size"):
+    with pytest.raises(ValueError, match="SPATIAL_GRID 4 is too fine for the 4x4 teacher feature map"):
         distiller_dict["WKD"](student, teacher, cfg)
+    cfg.defrost()
+    cfg.DATASET.INPUT_SIZE = [32, 32]
+    distiller_dict["WKD"](student, teacher, cfg)
