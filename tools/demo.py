@@ -9,7 +9,7 @@ with the student alone on the same subset (paired t-test).
 
 1. Trains a resnet20 teacher on the bundled digits data (configs/digits/teacher.yaml), once:
    demo_runs/teacher/teacher/seed0/student_best is reused when its run finished.
-2. Distills the same resnet8 student over the seeds (default 0-7) with the benchmark runner
+2. Distills the same resnet8 student over the seeds (default 0-4) with the benchmark runner
    (mdistiller.benchmark), runs in parallel, one thread each: by default the showcase methods
    (``DEFAULT_METHODS``); ``--methods all`` runs every config of configs/digits/ whose distiller is
    registered (every method, KD+LS and KD+DOT), ``--methods KD FitNet ...`` the named ones.
@@ -80,7 +80,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="CPU demo: a digits teacher, then KD/DKD/WKD/WKL/OT side by side.")
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS),
                         help="table labels to run, or 'all' (default: %(default)s)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=list(range(8)))
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(range(5)))
     parser.add_argument("--jobs", type=int, default=None, help="runs at once (default: the number of cores)")
     parser.add_argument("--out", default="demo_runs", help="output folder (relative to the repository)")
     parser.add_argument("opts", nargs="*", help="KEY VALUE overrides for the distillation runs")
