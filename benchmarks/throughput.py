@@ -65,6 +65,23 @@ def _embedding_dims(key, student, teacher):
     }
 
 
+def _review_levels(student, teacher):
+    """REVIEWKD's level keys that differ from the defaults for this pair (its student and teacher levels)."""
+    levels = len(CFG.REVIEWKD.IN_CHANNELS)
+    f_s, f_t = probe_features(student, (32, 32)), probe_features(teacher, (32, 32))
+    s_maps = (list(f_s["feats"]) + [f_s["pooled_feat"]])[-levels:]
+    t_maps = list(f_t["preact_feats"][1:]) + [f_t["pooled_feat"]]
+
+    def size(f):
+        return f.shape[-1] if f.dim() == 4 else 1
+
+    wanted = {
+        "IN_CHANNELS": [f.shape[1] for f in s_maps], "SHAPES": [size(f) for f in s_maps][::-1],
+        "OUT_CHANNELS": [f.shape[1] for f in t_maps], "OUT_SHAPES": [size(f) for f in t_maps][::-1],
+    }
+    return {"REVIEWKD." + k: v for k, v in wanted.items() if v != list(CFG.REVIEWKD[k])}
+
+
 def method_specs(key, student, teacher):
     """``[(overrides, note)]``: the configurations of method ``key`` timed on this pair.
 
@@ -83,6 +100,8 @@ def method_specs(key, student, teacher):
             ({"WKD.LOSS.WKD_LOGIT_WEIGHT": 0.0, "WKD.HINT_LAYER": -1, "WKD.PROJECTOR": "conv1x1",
               "WKD.SPATIAL_GRID": 1, "WKD.MEAN_COV_RATIO": 4.0}, "release CIFAR config"),
         ]
+    if key == "REVIEWKD":
+        return [(_review_levels(student, teacher), "")]
     if key == "WKL":
         return [({"WKD.COST_MATRIX": "fc", "WKD.LOSS.WKD_FEAT_WEIGHT": 0.0}, "fc cost")]
     if key == "COMBINE":
