@@ -9,9 +9,11 @@ losses) + ``backward`` + an SGD step (momentum 0.9, Nesterov, weight decay
 with ``DISTILLER.TYPE <key>`` and the few overrides this pair needs (see
 :func:`method_specs`; a method that cannot be built or stepped is listed as
 skipped with the reason). Every method has its own student (same
-initialisation); the teacher is shared. Repetitions are interleaved (each
-round times one step of every method, in a rotated order) and the median
-over ``--repeats`` rounds is reported, with its ratio to KD's median.
+initialisation); the teacher is shared; both are placed as the trainer places
+them (``mdistiller.engine.device.place_distiller``: on CUDA the teacher runs
+in channels_last). Repetitions are interleaved (each round times one step of
+every method, in a rotated order) and the median over ``--repeats`` rounds is
+reported, with its ratio to KD's median.
 
 Peak memory: on CUDA, ``max_memory_allocated`` during the step minus the
 memory allocated before it; on CPU, the growth of the process's peak RSS
@@ -42,6 +44,7 @@ import mdistiller.distillers  # noqa: F401  (registers the built-in methods)
 from mdistiller.distillers import build_distiller
 from mdistiller.distillers._common import probe_features
 from mdistiller.engine.cfg import CFG
+from mdistiller.engine.device import place_distiller
 from mdistiller.models import cifar_model_dict
 from mdistiller.registry import distiller_dict, get_distiller_class
 
@@ -144,9 +147,10 @@ class Method:
         torch.manual_seed(0)
         student = cifar_model_dict[args.student][0](num_classes=args.num_classes)
         self.needs = cls.data_needs(self.cfg)
-        self.distiller = build_distiller(
-            self.cfg, student, teacher if self.needs.teacher else None, num_data=args.num_data
-        ).to(device)
+        self.distiller = place_distiller(
+            build_distiller(self.cfg, student, teacher if self.needs.teacher else None, num_data=args.num_data),
+            device,
+        )
         self.distiller.train()
         self.optimizer = torch.optim.SGD(
             self.distiller.get_learnable_parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4, nesterov=True
