@@ -9,9 +9,11 @@ losses) + ``backward`` + an SGD step (momentum 0.9, Nesterov, weight decay
 with ``DISTILLER.TYPE <key>`` and the few overrides this pair needs (see
 :func:`method_specs`; a method that cannot be built or stepped is listed as
 skipped with the reason). Every method has its own student (same
-initialisation); the teacher is shared. Repetitions are interleaved (each
-round times one step of every method, in a rotated order) and the median
-over ``--repeats`` rounds is reported, with its ratio to KD's median.
+initialisation); the teacher is shared; both are placed as the trainer places
+them (``mdistiller.engine.device.place_distiller``: on CUDA the teacher runs
+in channels_last). Repetitions are interleaved (each round times one step of
+every method, in a rotated order) and the median over ``--repeats`` rounds is
+reported, with its ratio to KD's median.
 
 Peak memory: on CUDA, ``max_memory_allocated`` during the step minus the
 memory allocated before it; on CPU, the growth of the process's peak RSS
@@ -42,6 +44,7 @@ import mdistiller.distillers  # noqa: F401  (registers the built-in methods)
 from mdistiller.distillers import build_distiller
 from mdistiller.distillers._common import probe_features
 from mdistiller.engine.cfg import CFG, merge_from_dict
+from mdistiller.engine.device import place_distiller
 from mdistiller.models import cifar_model_dict
 from mdistiller.registry import distiller_dict, get_distiller_class
 
@@ -65,6 +68,23 @@ def _embedding_dims(key, student, teacher):
     }
 
 
+def _review_levels(student, teacher):
+    """REVIEWKD's level keys that differ from the defaults for this pair (its student and teacher levels)."""
+    levels = len(CFG.REVIEWKD.IN_CHANNELS)
+    f_s, f_t = probe_features(student, (32, 32)), probe_features(teacher, (32, 32))
+    s_maps = (list(f_s["feats"]) + [f_s["pooled_feat"]])[-levels:]
+    t_maps = list(f_t["preact_feats"][1:]) + [f_t["pooled_feat"]]
+
+    def size(f):
+        return f.shape[-1] if f.dim() == 4 else 1
+
+    wanted = {
+        "IN_CHANNELS": [f.shape[1] for f in s_maps], "SHAPES": [size(f) for f in s_maps][::-1],
+        "OUT_CHANNELS": [f.shape[1] for f in t_maps], "OUT_SHAPES": [size(f) for f in t_maps][::-1],
+    }
+    return {"REVIEWKD." + k: v for k, v in wanted.items() if v != list(CFG.REVIEWKD[k])}
+
+
 def method_specs(key, student, teacher):
     """``[(overrides, note)]``: the configurations of method ``key`` timed on this pair.
 
@@ -83,6 +103,8 @@ def method_specs(key, student, teacher):
             ({"WKD.LOSS.WKD_LOGIT_WEIGHT": 0.0, "WKD.HINT_LAYER": -1, "WKD.PROJECTOR": "conv1x1",
               "WKD.SPATIAL_GRID": 1, "WKD.MEAN_COV_RATIO": 4.0}, "release CIFAR config"),
         ]
+    if key == "REVIEWKD":
+        return [(_review_levels(student, teacher), "")]
     if key == "WKL":
         return [({"WKD.COST_MATRIX": "fc", "WKD.LOSS.WKD_FEAT_WEIGHT": 0.0}, "fc cost")]
     if key == "COMBINE":
@@ -119,9 +141,10 @@ class Method:
         torch.manual_seed(0)
         student = cifar_model_dict[args.student][0](num_classes=args.num_classes)
         self.needs = cls.data_needs(self.cfg)
-        self.distiller = build_distiller(
-            self.cfg, student, teacher if self.needs.teacher else None, num_data=args.num_data
-        ).to(device)
+        self.distiller = place_distiller(
+            build_distiller(self.cfg, student, teacher if self.needs.teacher else None, num_data=args.num_data),
+            device,
+        )
         self.distiller.train()
         self.optimizer = torch.optim.SGD(
             self.distiller.get_learnable_parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4, nesterov=True

@@ -94,6 +94,8 @@ class Distiller(nn.Module):
         return sum(p.numel() for p in self.get_learnable_parameters() if id(p) not in student)
 
     def teacher_forward(self, image):
+        # Not inference_mode: losses save teacher tensors for backward, which inference tensors cannot be,
+        # and cloning the outputs costs more than inference_mode saves.
         with torch.no_grad():
             return self.teacher(image)
 

@@ -94,6 +94,22 @@ def grad_scaler(device, enabled):
     return torch.amp.GradScaler(device.type, enabled=enabled and device.type == "cuda")
 
 
+def teacher_channels_last(device, channels_last=False):
+    """Whether the frozen teacher runs in channels_last: always on CUDA (cuDNN's fast layout, above all
+    under AMP); on CPU only with ``SOLVER.CHANNELS_LAST``, since it changes the teacher's rounding."""
+    return bool(channels_last) or device.type == "cuda"
+
+
+def place_distiller(distiller, device, channels_last=False):
+    """``distiller`` moved to ``device``, its 4-D weights in channels_last when ``SOLVER.CHANNELS_LAST`` is on
+    and the teacher's also where :func:`teacher_channels_last` says so (converted once, here)."""
+    distiller = distiller.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    teacher = getattr(distiller, "teacher", None)
+    if teacher is not None and teacher_channels_last(device, channels_last):
+        teacher.to(memory_format=torch.channels_last)
+    return distiller
+
+
 def move_to(obj, device, channels_last=False):
     if torch.is_tensor(obj):
         if channels_last and obj.dim() == 4 and obj.is_floating_point():

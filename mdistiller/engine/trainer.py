@@ -27,6 +27,7 @@ from .device import (
     broadcast_buffers,
     grad_scaler,
     move_to,
+    place_distiller,
     setup_runtime,
     teardown_runtime,
     unwrap,
@@ -71,8 +72,7 @@ class Trainer:
         self.num_classes = num_classes
         student, teacher = build_student_and_teacher(cfg, num_classes, needs_teacher=needs.teacher)
         distiller = build_distiller(cfg, student, teacher, num_data=len(train_set))
-        memory_format = torch.channels_last if cfg.SOLVER.CHANNELS_LAST else torch.contiguous_format
-        distiller = distiller.to(self.device, memory_format=memory_format)
+        distiller = place_distiller(distiller, self.device, cfg.SOLVER.CHANNELS_LAST)
         if cfg.SOLVER.COMPILE:
             for module in (distiller.student, distiller.teacher):
                 if module is not None:

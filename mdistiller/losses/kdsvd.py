@@ -8,6 +8,41 @@ def _finite(x):
     return torch.where(torch.isfinite(x), x, torch.zeros_like(x))
 
 
+def _inverse_gaps(s, n):
+    """``F_ij = 1 / (s_j² − s_i²)``; 0 on the diagonal and between two discarded values (i, j ≥ n)."""
+    k = s.shape[-1]
+    s2 = s * s
+    diff = s2.unsqueeze(-2) - s2.unsqueeze(-1)
+    inside = torch.ones(k, k, dtype=torch.bool, device=s.device)
+    inside[n:, n:] = False
+    inside.fill_diagonal_(False)
+    return torch.where(inside, 1.0 / torch.where(inside, diff, torch.ones_like(diff)), torch.zeros_like(diff))
+
+
+def _pad_columns(g, like, n):
+    """``g`` (..., rows, n) as the first n columns of a zero (..., rows, k) matrix shaped like ``like``."""
+    full = like.new_zeros(like.shape)
+    if g is not None:
+        full[..., :n] = g
+    return full
+
+
+def _singular_values_and_right_vectors(x):
+    """``(S, V)`` of ``torch.linalg.svd(x, full_matrices=False)``, without forming U.
+
+    LAPACK's gesdd decomposes a tall matrix (rows ≥ 11/6 · columns) by factoring
+    ``x = QR`` and decomposing the square R (x and R have the same S and V); this
+    takes the same route and leaves out the product U = Q·U_R (so S and V,
+    signs included, are the ones ``torch.linalg.svd`` returns, up to rounding).
+    Other shapes are decomposed directly.
+    """
+    rows, cols = x.shape[-2:]
+    if 6 * rows >= 11 * cols:
+        x = torch.linalg.qr(x, mode="r").R
+    _, s, vh = torch.linalg.svd(x, full_matrices=False)
+    return s, vh.transpose(-2, -1)
+
+
 class _TopSingularTriplets(torch.autograd.Function):
     """``(U[..., :n], S[..., :n], V[..., :n])`` of ``torch.linalg.svd(x, full_matrices=False)``.
 
@@ -34,32 +69,17 @@ class _TopSingularTriplets(torch.autograd.Function):
         u, s, v = ctx.saved_tensors
         n = ctx.n
         k = s.shape[-1]
-        s2 = s * s
-        # F_ij = 1 / (s_j² − s_i²) off the diagonal; 0 on it and between two discarded values (i, j ≥ n)
-        diff = s2.unsqueeze(-2) - s2.unsqueeze(-1)
-        inside = torch.ones(k, k, dtype=torch.bool, device=s.device)
-        inside[n:, n:] = False
-        inside.fill_diagonal_(False)
-        f = torch.where(inside, 1.0 / torch.where(inside, diff, torch.ones_like(diff)), torch.zeros_like(diff))
-
-        def pad(g, rows):
-            full = s.new_zeros(s.shape[:-1] + (rows, k))
-            if g is not None:
-                full[..., :n] = g
-            return full
-
+        f = _inverse_gaps(s, n)
         inner = s.new_zeros(s.shape[:-1] + (k, k))
         extra = 0
         u_n, s_n, v_n = u[..., :n], s[..., :n], v[..., :n]
         if g_u is not None:
-            g_u_full = pad(g_u, u.shape[-2])
-            j = u.transpose(-2, -1) @ g_u_full
+            j = u.transpose(-2, -1) @ _pad_columns(g_u, u, n)
             inner = inner + (f * (j - j.transpose(-2, -1))) * s.unsqueeze(-2)
             proj = g_u - u @ (u.transpose(-2, -1) @ g_u)
             extra = extra + (proj / s_n.unsqueeze(-2)) @ v_n.transpose(-2, -1)
         if g_v is not None:
-            g_v_full = pad(g_v, v.shape[-2])
-            kk = v.transpose(-2, -1) @ g_v_full
+            kk = v.transpose(-2, -1) @ _pad_columns(g_v, v, n)
             inner = inner + s.unsqueeze(-1) * (f * (kk - kk.transpose(-2, -1)))
             proj = g_v - v @ (v.transpose(-2, -1) @ g_v)
             extra = extra + (u_n / s_n.unsqueeze(-2)) @ proj.transpose(-2, -1)
@@ -68,7 +88,39 @@ class _TopSingularTriplets(torch.autograd.Function):
         return u @ inner @ v.transpose(-2, -1) + extra, None
 
 
-def truncated_svd(feat, n=1):
+class _TopSingularPairs(torch.autograd.Function):
+    """``(S[..., :n], V[..., :n])``: :class:`_TopSingularTriplets` without U.
+
+    Same values and the same derivative: with no gradient on U every term of
+    the derivative that contains U contains ``U·diag(S) = x·V``, so the
+    gradient is ``x·G`` with G a (columns × columns) matrix.
+    """
+
+    @staticmethod
+    def forward(ctx, x, n):
+        s, v = _singular_values_and_right_vectors(x)
+        ctx.save_for_backward(x, s, v)
+        ctx.n = n
+        ctx.set_materialize_grads(False)
+        return s[..., :n], v[..., :n]
+
+    @staticmethod
+    def backward(ctx, g_s, g_v):
+        x, s, v = ctx.saved_tensors
+        n = ctx.n
+        s_n, v_n = s[..., :n], v[..., :n]
+        g = s.new_zeros(s.shape[:-1] + (v.shape[-2], v.shape[-2]))
+        if g_v is not None:
+            kk = v.transpose(-2, -1) @ _pad_columns(g_v, v, n)
+            g = g + v @ (_inverse_gaps(s, n) * (kk - kk.transpose(-2, -1))) @ v.transpose(-2, -1)
+            proj = g_v - v @ (v.transpose(-2, -1) @ g_v)
+            g = g + (v_n / (s_n * s_n).unsqueeze(-2)) @ proj.transpose(-2, -1)
+        if g_s is not None:
+            g = g + (v_n * (g_s / s_n).unsqueeze(-2)) @ v_n.transpose(-2, -1)
+        return x @ g, None
+
+
+def truncated_svd(feat, n=1, compute_u=True):
     """The first ``n`` singular triplets of each sample's feature matrix, unit-normalised: ``(u, s, v)``.
 
     The (B, C, H, W) map is read as a (B, C·H, W) matrix per sample (mdistiller's
@@ -76,6 +128,7 @@ def truncated_svd(feat, n=1):
     entries become 0; then ``u`` (B, C·H, n) and ``v`` (B, W, n) keep their first
     ``n`` columns, each normalised to unit length over its rows, and ``s`` (B, n)
     is normalised to unit length. ``n <= 0`` returns the full, unnormalised factors.
+    ``compute_u=False`` returns ``u = None`` and never forms U (same ``s`` and ``v``).
     Computed in the input's dtype (mdistiller casts to float32 first). The
     gradient ignores the discarded singular triplets (:class:`_TopSingularTriplets`).
 
@@ -84,10 +137,15 @@ def truncated_svd(feat, n=1):
     batch, channels, height, width = feat.shape
     x = feat.reshape(batch, channels * height, width)
     keep = min(x.shape[-2:]) if n <= 0 else min(n, *x.shape[-2:])
-    u, s, v = _TopSingularTriplets.apply(x, keep)
-    u, s, v = _finite(u), _finite(s), _finite(v)
+    if compute_u:
+        u, s, v = _TopSingularTriplets.apply(x, keep)
+        u = _finite(u)
+    else:
+        u = None
+        s, v = _TopSingularPairs.apply(x, keep)
+    s, v = _finite(s), _finite(v)
     if n > 0:
-        u = F.normalize(u, dim=1)
+        u = None if u is None else F.normalize(u, dim=1)
         s = F.normalize(s, dim=1)
         v = F.normalize(v, dim=1)
     return u, s, v
@@ -148,8 +206,8 @@ def kdsvd_loss(feats_student, feats_teacher, k=1):
                     stage, f_s.shape[3], f_t.shape[3]
                 )
             )
-        _, s_t, v_t = truncated_svd(f_t, k)
-        _, _, v_s = truncated_svd(f_s, k + 3)
+        _, s_t, v_t = truncated_svd(f_t, k, compute_u=False)
+        _, _, v_s = truncated_svd(f_s, k + 3, compute_u=False)
         v_s = align_signs(v_s, v_t)
         s_t = s_t.unsqueeze(1)
         v_t = v_t * s_t

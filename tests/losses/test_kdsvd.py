@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mdistiller.losses.kdsvd import _TopSingularTriplets, align_signs, kdsvd_loss, truncated_svd
+from mdistiller.losses.kdsvd import _TopSingularPairs, _TopSingularTriplets, align_signs, kdsvd_loss, truncated_svd
 
 
 def _right_vectors(feat, n):
@@ -127,6 +127,46 @@ def test_truncated_svd_backward_equals_torch_svd_backward(rows, width, n):
     u, s, vh = torch.linalg.svd(x, full_matrices=False)
     (ref,) = torch.autograd.grad(loss(u[..., :n], s[..., :n], vh.transpose(1, 2)[..., :n]), x)
     torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("rows,width,n", [(40, 6, 3), (12, 5, 2), (4, 6, 2), (6, 6, 6), (30, 8, 4)])
+def test_pairs_equal_triplets_without_u(rows, width, n):
+    """(S, V) without U (through x = QR when x is tall): torch.linalg.svd's values and signs, the same derivative."""
+    g = torch.Generator().manual_seed(rows * width + n)
+    x = torch.randn(3, rows, width, generator=g, dtype=torch.float64, requires_grad=True)
+    w_s, w_v = torch.randn(3, n, generator=g, dtype=torch.float64), torch.randn(3, width, n, generator=g, dtype=torch.float64)
+
+    def loss(s, v):  # depends on the signs of v
+        return (s * w_s).sum() + ((v * w_v).sum(1) ** 3).sum()
+
+    s, v = _TopSingularPairs.apply(x, n)
+    _, s_ref, v_ref = _TopSingularTriplets.apply(x, n)
+    torch.testing.assert_close(s, s_ref, rtol=1e-12, atol=0)
+    torch.testing.assert_close(v, v_ref, rtol=0, atol=1e-12)
+    (got,) = torch.autograd.grad(loss(s, v), x)
+    (ref,) = torch.autograd.grad(loss(s_ref, v_ref), x)
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_pairs_of_a_tall_rank_deficient_map_have_a_finite_gradient():
+    g = torch.Generator().manual_seed(8)
+    x = torch.cat([torch.randn(2, 40, 4, generator=g, dtype=torch.float64),
+                   torch.zeros(2, 40, 3, dtype=torch.float64)], -1).requires_grad_()
+    w_v = torch.randn(2, 7, 3, generator=g, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda x: ((_TopSingularPairs.apply(x, 3)[1] * w_v).sum(1) ** 2).sum(), (x,))
+
+
+def test_right_vectors_have_torch_svds_signs_at_feature_scale():
+    """float32 post-ReLU maps of resnet8x4's stage sizes (C·H = 2048 rows): the teacher's vectors keep their signs."""
+    g = torch.Generator().manual_seed(5)
+    for width in (32, 16, 8):
+        x = torch.randn(16, 2048, width, generator=g).clamp_min(0)
+        s, v = _TopSingularPairs.apply(x, 4)
+        _, s_ref, vh_ref = torch.linalg.svd(x, full_matrices=False)
+        v_ref = vh_ref.transpose(1, 2)[..., :4]
+        torch.testing.assert_close(s, s_ref[:, :4], rtol=1e-5, atol=0)
+        assert ((v * v_ref).sum(1) > 0).all()
+        torch.testing.assert_close(v, v_ref, rtol=0, atol=1e-4)
 
 
 def test_rank_deficient_map_has_a_finite_gradient():

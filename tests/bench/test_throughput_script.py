@@ -1,0 +1,69 @@
+"""benchmarks/throughput.py times every built-in method against KD; the benchmark scripts need only the package."""
+import ast
+import glob
+import os
+import re
+
+from mdistiller.registry import distiller_dict, get_distiller_class, load_builtin_methods
+from tests.helpers.runutil import REPO
+
+ARGS = ["--teacher", "resnet8x4", "--student", "resnet8", "--batch-size", "4", "--num-classes", "10",
+        "--num-data", "200", "--device", "cpu", "--repeats", "1", "--no-data", "--no-memory"]
+ROW = re.compile(r"^(\S+)\s+(\d+)\s+(\d+\.\d\d)x\s+(\d+)\s+(\d+\.\d\d)x\s+(\S+)(?:\s+(.*))?$")
+
+
+def _builtin_labels(throughput):
+    """The table label of every configuration the script times for a built-in method (methods registered by
+    tests are left out: only classes defined in the package count)."""
+    load_builtin_methods()
+    args = throughput.parse_args(ARGS)
+    student, teacher = (throughput.cifar_model_dict[name][0](num_classes=10) for name in ("resnet8", "resnet8x4"))
+    labels = []
+    for key, cls in distiller_dict.items():
+        if not cls.__module__.startswith("mdistiller."):
+            continue
+        for overrides, _ in throughput.method_specs(key, student, teacher):
+            labels.append("Vanilla" if key == "NONE" else
+                          get_distiller_class(key).label(throughput.make_cfg(key, overrides, args)))
+    return labels
+
+
+def test_every_builtin_method_is_timed_against_kd(capsys):
+    from benchmarks import throughput
+
+    expected = _builtin_labels(throughput)
+    builtin_keys = [k for k, cls in distiller_dict.items() if cls.__module__.startswith("mdistiller.")]
+    assert len(expected) == len(builtin_keys) + 2  # WKD (logit, feature) and OTKD (IPOT, REMD) give two rows
+    throughput.main(ARGS)
+    out = capsys.readouterr().out
+    rows, skipped = {}, []
+    for line in out.splitlines():
+        if " skipped: " in line:
+            skipped.append(line)
+            continue
+        match = ROW.match(line)
+        if match:
+            rows.setdefault(match.group(1), []).append(float(match.group(3)))
+    assert not [line for line in skipped if line.split()[0] in expected], skipped
+    assert rows["KD"] == [1.0]
+    assert sorted(label for label in rows for _ in rows[label] if label in expected) == sorted(expected)
+    assert all(ratio > 0 for label in expected for ratio in rows[label])
+
+
+def test_benchmark_scripts_import_no_tests_and_leave_sys_path_alone():
+    scripts = sorted(glob.glob(os.path.join(REPO, "benchmarks", "*.py")))
+    assert scripts
+    for path in scripts:
+        with open(path) as f:
+            tree = ast.parse(f.read(), path)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                names = []
+            assert not [n for n in names if n == "tests" or n.startswith("tests.")], (path, names)
+            is_sys_path = (isinstance(node, ast.Attribute) and node.attr == "path"
+                           and isinstance(node.value, ast.Name) and node.value.id == "sys")
+            assert not is_sys_path, "{}:{} uses sys.path".format(path, node.lineno)

@@ -1,0 +1,85 @@
+"""The base's teacher forward: every built-in method takes a channels_last teacher (CUDA's layout) unchanged,
+and under autocast the teacher runs in the autocast dtype while the losses see float32."""
+import copy
+
+import pytest
+import torch
+
+from benchmarks.throughput import make_cfg, method_specs, parse_args
+from mdistiller.distillers import build_distiller
+from mdistiller.engine.cfg import CFG
+from mdistiller.models import cifar_model_dict
+from mdistiller.registry import distiller_dict, get_distiller_class, load_builtin_methods
+
+TEACHER, STUDENT, CLASSES, BATCH, NUM_DATA = "resnet8x4", "resnet8", 10, 4, 64
+
+load_builtin_methods()
+BUILTIN = sorted(k for k, cls in distiller_dict.items() if cls.__module__.startswith("mdistiller.") and k != "NONE")
+
+
+def _specs():
+    args = parse_args(["--teacher", TEACHER, "--student", STUDENT, "--num-classes", str(CLASSES)])
+    student = cifar_model_dict[STUDENT][0](num_classes=CLASSES)
+    teacher = cifar_model_dict[TEACHER][0](num_classes=CLASSES)
+    return [(key, overrides, make_cfg(key, overrides, args)) for key in BUILTIN
+            for overrides, _ in method_specs(key, student, teacher)]
+
+
+def _step(cfg, teacher, batch):
+    cls = get_distiller_class(cfg.DISTILLER.TYPE)
+    torch.manual_seed(0)
+    student = cifar_model_dict[STUDENT][0](num_classes=CLASSES)
+    distiller = build_distiller(cfg, student, teacher, num_data=NUM_DATA).train()
+    extras = {}
+    k = cls.data_needs(cfg).contrastive_k
+    if k > 0:
+        negatives = torch.randint(0, NUM_DATA, (BATCH, k), generator=torch.Generator().manual_seed(2))
+        extras = {"index": batch["index"], "contrastive_index": torch.cat([batch["index"].unsqueeze(1), negatives], 1)}
+    torch.manual_seed(1)
+    _, losses = distiller(image=batch["image"], target=batch["target"], epoch=1, **extras)
+    sum(v.float().mean() for v in losses.values()).backward()
+    return {key: float(v.detach().float().mean()) for key, v in losses.items()}
+
+
+@pytest.mark.parametrize("key,overrides,cfg", _specs(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_method_with_a_channels_last_teacher(key, overrides, cfg):
+    g = torch.Generator().manual_seed(0)
+    batch = {"image": torch.randn(BATCH, 3, 32, 32, generator=g),
+             "target": torch.randint(0, CLASSES, (BATCH,), generator=g),
+             "index": torch.randperm(NUM_DATA, generator=g)[:BATCH]}
+    torch.manual_seed(3)
+    teacher = cifar_model_dict[TEACHER][0](num_classes=CLASSES)
+    teacher_cl = copy.deepcopy(teacher).to(memory_format=torch.channels_last)
+    ref = _step(cfg, teacher, batch)
+    got = _step(cfg, teacher_cl, batch)
+    assert list(got) == list(ref)
+    # rel 1e-3: the teacher's rounding moves a few losses (PKT's near-uniform kernels) by ~5e-4
+    for name in ref:
+        assert got[name] == pytest.approx(ref[name], rel=1e-3, abs=1e-6), name
+
+
+def test_teacher_in_the_autocast_dtype_losses_in_float32():
+    cfg = CFG.clone()
+    cfg.DISTILLER.TYPE = "KD"
+    torch.manual_seed(0)
+    distiller = build_distiller(cfg, cifar_model_dict[STUDENT][0](num_classes=CLASSES),
+                                cifar_model_dict[TEACHER][0](num_classes=CLASSES)).train()
+    seen = {}
+    teacher_forward, distill_losses = distiller.teacher_forward, distiller.distill_losses
+
+    def spy_teacher(image):
+        out = teacher_forward(image)
+        seen["teacher"] = (out[0].dtype, out[1]["feats"][-1].dtype)
+        return out
+
+    def spy_losses(student, teacher, target, epoch, **batch):
+        seen["losses"] = (teacher.logits.dtype, student.logits.dtype, torch.is_autocast_enabled("cpu"))
+        return distill_losses(student, teacher, target, epoch, **batch)
+
+    distiller.teacher_forward, distiller.distill_losses = spy_teacher, spy_losses
+    image, target = torch.randn(2, 3, 32, 32), torch.tensor([0, 1])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, losses = distiller(image=image, target=target, epoch=1)
+    assert seen["teacher"] == (torch.bfloat16, torch.bfloat16)
+    assert seen["losses"] == (torch.float32, torch.float32, False)
+    assert all(v.dtype == torch.float32 for v in losses.values())
