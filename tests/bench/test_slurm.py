@@ -185,8 +185,8 @@ def local_sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("slurm")
     ckpt = random_teacher_ckpt(root / "teacher.pth", name="resnet8", num_classes=10)
     configs = [write_config(root, "vanilla", "NONE", teacher="resnet20"), write_config(root, "kd", "KD")]
-    # the whole training set: the killed-jobs test must catch each run between its two epochs
-    opts = tiny_opts(root / "unused", epochs=EPOCHS, batch=128, per_class=None) + ["DISTILLER.TEACHER_CKPT", ckpt]
+    # the whole training set at 32x32: the killed-jobs test must catch each run between its two epochs
+    opts = tiny_opts(root / "unused", epochs=EPOCHS, batch=128, size=32, per_class=None) + ["DISTILLER.TEACHER_CKPT", ckpt]
     out = root / "runs"
     code = bench_cli.main(cli_args(configs, SEEDS, out, "ref", opts, "--launcher", "slurm", "--slurm-cluster",
                                    "local", "--threads", "1", "--wait", "--poll", "0.5"))
