@@ -82,7 +82,7 @@ def aggregate(records, published_table=None):
     groups = OrderedDict()
     for record in records:
         groups.setdefault(record["name"], []).append(record)
-    rows = []
+    rows, last_by_seed, kinds = [], [], []
     for name, recs in groups.items():
         first = recs[0]
         ok = [r for r in recs if r["status"] == "ok"]
@@ -127,19 +127,18 @@ def aggregate(records, published_table=None):
                 delta_p=None,
             )
         )
-        rows[-1]["_last_by_seed"] = {r["seed"]: r["last_acc"] for r in ok}
-        rows[-1]["_type"] = first["type"]
-    for row in rows:
-        baseline = next((b for b in rows if b["_type"] == ALONE and b["method"] == "student" and b is not row
-                         and b["dataset"] == row["dataset"] and b["student"] == row["student"]), None)
-        if row["_type"] == ALONE or baseline is None:
+        last_by_seed.append({r["seed"]: r["last_acc"] for r in ok})
+        kinds.append(first["type"])
+    baselines = [i for i, row in enumerate(rows) if kinds[i] == ALONE and row["method"] == "student"]
+    for i, row in enumerate(rows):
+        if kinds[i] == ALONE:
             continue
-        paired = paired_difference(row["_last_by_seed"], baseline["_last_by_seed"])
+        b = next((b for b in baselines if (rows[b]["dataset"], rows[b]["student"]) == (row["dataset"], row["student"])),
+                 None)
+        paired = None if b is None else paired_difference(last_by_seed[i], last_by_seed[b])
         if paired:
-            row.update(paired_vs=baseline["name"], delta_mean=paired["mean"], delta_std=paired["std"],
+            row.update(paired_vs=rows[b]["name"], delta_mean=paired["mean"], delta_std=paired["std"],
                        delta_n=paired["n"], delta_wins=paired["wins"], delta_p=paired["p"])
-    for row in rows:
-        del row["_last_by_seed"], row["_type"]
     return rows
 
 
