@@ -101,7 +101,7 @@ def _main(args):
         if run_dataset.get("NUM_CLASSES"):
             opts += ["DATASET.NUM_CLASSES", str(run_dataset["NUM_CLASSES"])]
         if run_dataset.get("INPUT_SIZE"):
-            opts += ["DATASET.INPUT_SIZE", str(list(run_dataset["INPUT_SIZE"]))]
+            opts += ["DATASET.INPUT_SIZE", str(run_dataset["INPUT_SIZE"])]
     cfg = get_cfg(opts=opts)
     if model_name not in model_zoo(dataset, zoo):
         build_model(model_name, dataset, 1, zoo=zoo)  # raises the unknown-name error, before any data is read
