@@ -39,12 +39,13 @@ import time
 import traceback
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 import mdistiller.distillers  # noqa: F401  (registers the built-in methods)
 from mdistiller.distillers import build_distiller
 from mdistiller.distillers._common import probe_features
 from mdistiller.engine.cfg import CFG, merge_from_dict
-from mdistiller.engine.device import place_distiller
+from mdistiller.engine.device import place_distiller, reuse_host_memory
 from mdistiller.models import cifar_model_dict
 from mdistiller.registry import distiller_dict, get_distiller_class
 
@@ -158,15 +159,27 @@ class Method:
         negatives = pool[:, :k]
         return {"index": index, "contrastive_index": torch.cat([index.unsqueeze(1), negatives], 1)}
 
-    def step(self, batch, epoch):
+    def forward_backward(self, batch, epoch):
         self.optimizer.zero_grad(set_to_none=True)
         _, losses = self.distiller.forward_train(
             image=batch["image"], target=batch["target"], epoch=epoch, **self.extras(batch)
         )
         loss = sum(v.float().mean() for v in losses.values())
         loss.backward()
+        return loss
+
+    def step(self, batch, epoch):
+        loss = self.forward_backward(batch, epoch)
         self.optimizer.step()
         return loss
+
+    def flops(self, batch, epoch):
+        """FLOPs of one ``forward_train`` + backward: matrix products and convolutions, as counted by
+        ``torch.utils.flop_counter`` (element-wise work, SVDs and the optimizer step are not counted)."""
+        counter = FlopCounterMode(display=False)
+        with counter:
+            self.forward_backward(batch, epoch)
+        return counter.get_total_flops()
 
 
 def make_batches(args, device, max_k, count=3):
@@ -351,6 +364,8 @@ def parse_args(argv=None):
     parser.add_argument("--data-images", type=int, default=10000)
     parser.add_argument("--data-repeats", type=int, default=3)
     parser.add_argument("--data-workers", type=int, default=2)
+    parser.add_argument("--malloc-defaults", action="store_true",
+                        help="keep glibc's malloc defaults instead of the trainer's reuse_host_memory()")
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--_memory-probe", dest="memory_probe", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -367,9 +382,12 @@ def main(argv=None):
         return
 
     device = torch.device(args.device)
+    reused = False if args.malloc_defaults else reuse_host_memory()  # as the trainer does
     print("machine: {} CPU cores ({}), torch {} ({} intra-op threads), device {}{}".format(
         os.cpu_count(), platform.processor() or platform.machine(), torch.__version__, torch.get_num_threads(),
         device, " ({})".format(torch.cuda.get_device_name(device)) if device.type == "cuda" else ""))
+    print("host memory: {}".format("freed memory kept for reuse (reuse_host_memory, as the trainer)" if reused
+                                   else "malloc defaults"))
     if hasattr(os, "getloadavg"):
         print("load average before: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
 
@@ -387,6 +405,7 @@ def main(argv=None):
     if reference is None:
         raise SystemExit("the reference method {} could not be built or stepped: {}".format(REFERENCE, skipped))
     times, ratios = time_steps(methods, batches, args, device, reference)
+    flops = {id(m): m.flops(batches[0], args.epoch) for m in methods}
     peaks, memory_note = {}, ""
     if not args.no_memory:
         if device.type == "cuda":
@@ -406,17 +425,19 @@ def main(argv=None):
                                                        args.num_classes, args.repeats))
     print("vs KD: median over rounds of the step time / mean of the two KD steps around it; "
           "min ratio: fastest step / fastest KD step")
+    print("FLOPs vs KD: matrix products and convolutions of forward_train + backward (torch.utils.flop_counter), "
+          "the ratio a step would have if every FLOP cost the same; KD: {:.1f} GFLOP".format(flops[id(reference)] / 1e9))
     print(memory_note)
-    header = "{:<14} {:>10} {:>8} {:>10} {:>9} {:>10}  {}".format(
-        "method", "step (ms)", "vs KD", "min (ms)", "min ratio", "peak (MB)", "configuration")
+    header = "{:<14} {:>10} {:>8} {:>10} {:>9} {:>11} {:>10}  {}".format(
+        "method", "step (ms)", "vs KD", "min (ms)", "min ratio", "FLOPs vs KD", "peak (MB)", "configuration")
     print(header)
     print("-" * len(header))
     for m in methods:
         peak = peaks.get(id(m))
         config = ", ".join(p for p in (m.note, _fmt_overrides(m.overrides)) if p)
-        print("{:<14} {:>10.0f} {:>7.2f}x {:>10.0f} {:>8.2f}x {:>10}  {}".format(
+        print("{:<14} {:>10.0f} {:>7.2f}x {:>10.0f} {:>8.2f}x {:>10.2f}x {:>10}  {}".format(
             m.label, 1000 * statistics.median(times[id(m)]), statistics.median(ratios[id(m)]),
-            1000 * min(times[id(m)]), min(times[id(m)]) / ref_min,
+            1000 * min(times[id(m)]), min(times[id(m)]) / ref_min, flops[id(m)] / flops[id(reference)],
             "-" if peak is None else "{:.0f}".format(peak / 2**20), config))
     for label, reason in skipped:
         print("{:<14} skipped: {}".format(label, reason))

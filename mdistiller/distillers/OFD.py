@@ -101,6 +101,8 @@ class OFD(Distiller):
         stages = zip(self.connectors.connectors, self.margins, feats_s, feats_t)
         for i, (connector, margin, f_s, f_t) in enumerate(stages):
             f_s = connector(f_s.float())
-            f_t = F.adaptive_avg_pool2d(f_t.float(), f_s.shape[-2:]).detach()
+            f_t = f_t.float().detach()
+            if f_t.shape[-2:] != f_s.shape[-2:]:
+                f_t = F.adaptive_avg_pool2d(f_t, f_s.shape[-2:])
             loss = loss + ofd_loss(f_s, f_t, margin) / 2 ** (k - i - 1)
         return {"loss_kd": self.feat_loss_weight * loss}

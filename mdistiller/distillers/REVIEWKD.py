@@ -63,12 +63,22 @@ class ABF(nn.Module):
         nn.init.kaiming_uniform_(self.conv1[0].weight, a=1)
         nn.init.kaiming_uniform_(self.conv2[0].weight, a=1)
 
+    def attention(self, x, y):
+        """``att_conv([x, y])`` (n × 2 × h × w) without concatenating ``x`` and ``y``: two batched products
+        with the x and y halves of the 1×1 conv's weight (a 2-output conv is a poor fit for conv kernels)."""
+        conv = self.att_conv[0]
+        n, c, h, w = x.shape
+        weight = conv.weight.view(2, 2 * c)
+        z = torch.baddbmm(conv.bias.view(1, 2, 1).expand(n, 2, 1), weight[:, :c].expand(n, 2, c), x.reshape(n, c, h * w))
+        z = torch.baddbmm(z, weight[:, c:].expand(n, 2, c), y.reshape(n, c, h * w))
+        return torch.sigmoid(z).view(n, 2, h, w)
+
     def forward(self, x, y=None, shape=None, out_shape=None):
         n, _, h, w = x.shape
         x = self.conv1(x)
         if self.att_conv is not None:
             y = F.interpolate(y, (shape, shape), mode="nearest")
-            z = self.att_conv(torch.cat([x, y], dim=1))
+            z = self.attention(x, y)
             x = x * z[:, 0].view(n, 1, h, w) + y * z[:, 1].view(n, 1, h, w)
         if x.shape[-1] != out_shape:
             x = F.interpolate(x, (out_shape, out_shape), mode="nearest")

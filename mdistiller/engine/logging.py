@@ -28,7 +28,8 @@ def write_run_info(log_path, cfg, runtime, resumed):
     with open(os.path.join(log_path, "config.yaml"), "w") as f:
         f.write(cfg.dump())
     info = environment_info(runtime.device)
-    info.update(world_size=runtime.world_size, seed=cfg.EXPERIMENT.SEED, argv=sys.argv, resumed=resumed)
+    info.update(world_size=runtime.world_size, seed=cfg.EXPERIMENT.SEED, argv=sys.argv, resumed=resumed,
+                host_memory_reuse=runtime.host_memory_reuse)
     with open(os.path.join(log_path, "env.json"), "w") as f:
         json.dump(info, f, indent=2)
 

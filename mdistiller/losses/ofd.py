@@ -43,9 +43,8 @@ def ofd_loss(feat_student, feat_teacher, margin):
     ``margin`` m (broadcastable to s, e.g. (1, c, 1, 1) from :func:`ofd_margin`).
     """
     s, t, m = feat_student, feat_teacher, margin.to(feat_student)
-    loss = (
-        (s - m) ** 2 * ((s > m) & (t <= m)).float()
-        + (s - t) ** 2 * ((s > t) & (t > m) & (t <= 0)).float()
-        + (s - t) ** 2 * (t > 0).float()
-    )
-    return torch.abs(loss).mean(dim=0).sum()
+    # The three cases of d_p — t ≤ m: target m; m < t ≤ 0: target t, both skipped where s ≤ target;
+    # t > 0: target t, always counted — are one expression in σ_m(t), since m < 0 (a mean of negative values).
+    target = torch.maximum(t, m)
+    diff = s - target
+    return (diff**2 * ((diff > 0) | (target > 0))).mean(dim=0).sum()

@@ -79,4 +79,8 @@ def cosine_cost(x, y, eps=1e-8):
     Returns:
         (..., n, m) cost, values in [0, 2].
     """
-    return 1.0 - F.normalize(x, dim=-1, eps=eps) @ F.normalize(y, dim=-1, eps=eps).transpose(-1, -2)
+    # Inner products of the raw rows scaled by the (n, m) outer product of inverse norms: the same C as
+    # normalizing the rows first, without writing (and differentiating) normalized copies of wide features.
+    x_norm = torch.linalg.vector_norm(x, dim=-1).clamp_min(eps)
+    y_norm = torch.linalg.vector_norm(y, dim=-1).clamp_min(eps)
+    return 1.0 - (x @ y.transpose(-1, -2)) / (x_norm.unsqueeze(-1) * y_norm.unsqueeze(-2))

@@ -9,7 +9,7 @@ from tests.helpers.runutil import REPO
 
 ARGS = ["--teacher", "resnet8x4", "--student", "resnet8", "--batch-size", "4", "--num-classes", "10",
         "--num-data", "200", "--device", "cpu", "--repeats", "1", "--no-data", "--no-memory"]
-ROW = re.compile(r"^(\S+)\s+(\d+)\s+(\d+\.\d\d)x\s+(\d+)\s+(\d+\.\d\d)x\s+(\S+)(?:\s+(.*))?$")
+ROW = re.compile(r"^(\S+)\s+(\d+)\s+(\d+\.\d\d)x\s+(\d+)\s+(\d+\.\d\d)x\s+(\d+\.\d\d)x\s+(\S+)(?:\s+(.*))?$")
 
 
 def _builtin_labels(throughput):
@@ -36,7 +36,7 @@ def test_every_builtin_method_is_timed_against_kd(capsys):
     assert len(expected) == len(builtin_keys) + 2  # WKD (logit, feature) and OTKD (IPOT, REMD) give two rows
     throughput.main(ARGS)
     out = capsys.readouterr().out
-    rows, skipped = {}, []
+    rows, flops, skipped = {}, {}, []
     for line in out.splitlines():
         if " skipped: " in line:
             skipped.append(line)
@@ -44,10 +44,15 @@ def test_every_builtin_method_is_timed_against_kd(capsys):
         match = ROW.match(line)
         if match:
             rows.setdefault(match.group(1), []).append(float(match.group(3)))
+            flops.setdefault(match.group(1), []).append(float(match.group(6)))
     assert not [line for line in skipped if line.split()[0] in expected], skipped
     assert rows["KD"] == [1.0]
     assert sorted(label for label in rows for _ in rows[label] if label in expected) == sorted(expected)
     assert all(ratio > 0 for label in expected for ratio in rows[label])
+    # FLOPs: the teacher's forward is KD's extra work over the student alone; ReviewKD adds its fusion convs.
+    assert flops["KD"] == [1.0] and 0 < flops["Vanilla"][0] < 1
+    assert all(ratio >= flops["Vanilla"][0] for label in expected for ratio in flops[label])
+    assert flops["ReviewKD"][0] > 1.05
 
 
 def test_benchmark_scripts_import_no_tests_and_leave_sys_path_alone():

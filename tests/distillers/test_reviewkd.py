@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from mdistiller.distillers import REVIEWKD, ModelOutput, build_distiller
+from mdistiller.distillers.REVIEWKD import ABF
 from mdistiller.engine.cfg import CFG, merge_from_file
 from mdistiller.models import imagenet_model_dict
 from tests.helpers.feature_methods import (
@@ -127,3 +128,18 @@ def test_reviewkd_imagenet_configs_build_with_mdistillers_abf_width():
     assert distiller.abfs[0].conv2[0].weight.shape == (2048, 512, 3, 3) and distiller.abfs[0].att_conv is None
     assert distiller.abfs[4].conv1[0].weight.shape == (512, 128, 1, 1)
     assert distiller.abfs[4].att_conv[0].weight.shape == (2, 1024, 1, 1)
+
+
+def test_abf_attention_is_the_1x1_conv_of_the_concatenated_maps_in_float64():
+    torch.manual_seed(0)
+    abf = ABF(8, 6, 5, fuse=True).double()
+    x = torch.randn(3, 6, 4, 4, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(3, 6, 4, 4, dtype=torch.float64, requires_grad=True)
+    got = abf.attention(x, y)
+    expected = torch.sigmoid(conv1x1(torch.cat([x, y], dim=1), abf.att_conv[0].weight, abf.att_conv[0].bias))
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-14)
+    weights = torch.randn_like(got)
+    params = [x, y, abf.att_conv[0].weight, abf.att_conv[0].bias]
+    for g, e in zip(torch.autograd.grad((got * weights).sum(), params),
+                    torch.autograd.grad((expected * weights).sum(), params)):
+        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-14)

@@ -1,6 +1,8 @@
 """The real trainer in-process on CPU: determinism, the outputs of a run, mdistiller's yaml, AMP/channels-last,
 ImageNet and Tiny-ImageNet paths."""
+import json
 import os
+import platform
 
 import torch
 
@@ -45,6 +47,10 @@ def test_outputs_of_a_run(tmp_path, teacher_ckpt):
     student = load_checkpoint(os.path.join(run, "student_best"))
     assert set(student) == {"model"} and "fc.weight" in student["model"]
     assert get_cfg(os.path.join(run, "config.yaml")).DISTILLER.TYPE == "DKD"  # the dumped config merges back
+    env = json.load(open(os.path.join(run, "env.json")))
+    assert env["seed"] == cfg.EXPERIMENT.SEED
+    users_malloc = any(name.startswith("MALLOC_") or name == "GLIBC_TUNABLES" for name in os.environ)
+    assert env["host_memory_reuse"] is (platform.libc_ver()[0] == "glibc" and not users_malloc)
 
 
 def test_mdistiller_yaml_trains_on_a_generated_cifar100_folder(tmp_path):

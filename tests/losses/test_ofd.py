@@ -45,3 +45,25 @@ def test_partial_l2_cases():
     s = torch.tensor([-3.0, 0.0, -0.7, 0.5, 3.0, -1.0]).view(1, 1, 1, 6)
     # t ≤ m: target m (= -1): s=-3 below → 0; s=0 → 1.  m < t ≤ 0: s=-0.7 below → 0; s=0.5 → 1.  t > 0: 4 and 4.
     assert ofd_loss(s, t, m).item() == pytest.approx(0 + 1 + 0 + 1 + 4 + 4)
+
+
+def _three_case_sum(s, t, m):
+    """The authors' and mdistiller's form of d_p: one masked term per case, summed."""
+    loss = (
+        (s - m) ** 2 * ((s > m) & (t <= m)).float()
+        + (s - t) ** 2 * ((s > t) & (t > m) & (t <= 0)).float()
+        + (s - t) ** 2 * (t > 0).float()
+    )
+    return torch.abs(loss).mean(dim=0).sum()
+
+
+def test_partial_l2_is_bitwise_the_three_case_sum_in_float32():
+    g = torch.Generator().manual_seed(1)
+    s = torch.randn(8, 16, 6, 6, generator=g, requires_grad=True)
+    t = torch.randn(8, 16, 6, 6, generator=g)
+    m = -torch.rand(1, 16, 1, 1, generator=g)
+    t[0, 0, 0, :3] = m[0, 0, 0, 0]  # ties with the margin
+    s_ref = s.detach().clone().requires_grad_(True)
+    got, expected = ofd_loss(s, t, m), _three_case_sum(s_ref, t, m)
+    assert torch.equal(got, expected)
+    assert torch.equal(torch.autograd.grad(got, s)[0], torch.autograd.grad(expected, s_ref)[0])

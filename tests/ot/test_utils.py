@@ -38,3 +38,32 @@ def test_uniform_and_batch_problem():
         batch_problem(torch.full((3, 4), 0.25), None, cost)
     with pytest.raises(ValueError):
         batch_problem(None, torch.full((4,), 0.25), cost)
+
+
+def test_cosine_cost_of_wide_float32_rows_is_as_accurate_as_normalizing_them_first():
+    # Stage-1 features of a CIFAR batch: 64 rows of 64·32·32 non-negative values. The cost is computed from raw
+    # inner products and norms; normalizing the rows first is the textbook form. Both against float64.
+    gen = torch.Generator().manual_seed(5)
+    x64 = torch.relu(torch.randn(64, 65536, generator=gen, dtype=DT))
+    y64 = torch.relu(torch.randn(64, 65536, generator=gen, dtype=DT))
+    weights = torch.randn(64, 64, generator=gen, dtype=DT)
+
+    def normalized_first(x, y):
+        return 1.0 - torch.nn.functional.normalize(x, dim=-1) @ torch.nn.functional.normalize(y, dim=-1).T
+
+    def cost_and_grad(fn, dtype):
+        x = x64.to(dtype).requires_grad_(True)
+        c = fn(x, y64.to(dtype))
+        (g,) = torch.autograd.grad((c * weights.to(dtype)).sum(), x)
+        return c.double(), g.double()
+
+    c_ref, g_ref = cost_and_grad(normalized_first, DT)
+    c_64, g_64 = cost_and_grad(cosine_cost, DT)
+    torch.testing.assert_close(c_64, c_ref, rtol=0, atol=1e-14)
+    assert ((g_64 - g_ref).norm() / g_ref.norm()).item() < 1e-13
+    errors = {}
+    for name, fn in (("ours", cosine_cost), ("normalized first", normalized_first)):
+        c, g = cost_and_grad(fn, torch.float32)
+        errors[name] = ((c - c_ref).abs().max().item(), ((g - g_ref).norm() / g_ref.norm()).item())
+    assert errors["ours"][0] < 2 * errors["normalized first"][0] + 1e-7, errors
+    assert errors["ours"][1] < 2 * errors["normalized first"][1] + 1e-7, errors
