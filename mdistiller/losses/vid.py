@@ -28,8 +28,11 @@ def vid_loss(pred_mean, feat_teacher, log_scale, eps=1e-5):
     Arguments: ``pred_mean`` μ(s) (n × c × h × w, the student's regressed
     feature), ``feat_teacher`` t (same shape), ``log_scale`` α (c), ``eps`` ε.
     """
-    variance = vid_variance(log_scale, eps).view(1, -1, 1, 1).to(pred_mean)
-    return torch.mean(0.5 * ((pred_mean - feat_teacher) ** 2 / variance + torch.log(variance)))
+    variance = vid_variance(log_scale, eps).to(pred_mean)
+    diff = pred_mean - feat_teacher
+    # Σ over each channel's n·h·w squared errors first: one pass over the maps instead of one per operation.
+    squared_error = diff.square().sum(dim=(0, 2, 3))
+    return 0.5 * ((squared_error / variance).sum() / diff.numel() + torch.log(variance).mean())
 
 
 def match_spatial(feat_student, feat_teacher):
