@@ -6,7 +6,6 @@ unbatched result; otherwise the batch size is taken from whichever input is
 batched and the others are broadcast.
 """
 import torch
-import torch.nn.functional as F
 
 
 def uniform(n, like, dtype=None, batch=None):
@@ -74,10 +73,14 @@ def cosine_cost(x, y, eps=1e-8):
     Args:
         x: (..., n, d) rows.
         y: (..., m, d) rows.
-        eps: lower bound of the norms (``F.normalize``).
+        eps: lower bound of the norms (as ``F.normalize``'s).
 
     Returns:
         (..., n, m) cost, values in [0, 2].
+
+    The inner products of the raw rows are formed before the division, so pass
+    float32 (or float64) rows: in float16, wide rows can overflow them. The
+    distillers cast their features to float32 first.
     """
     # Inner products of the raw rows scaled by the (n, m) outer product of inverse norms: the same C as
     # normalizing the rows first, without writing (and differentiating) normalized copies of wide features.

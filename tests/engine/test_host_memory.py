@@ -1,5 +1,4 @@
 """reuse_host_memory: large host tensors are served from pages kept from earlier frees (glibc)."""
-import os
 import platform
 import subprocess
 import sys
