@@ -1,4 +1,5 @@
 """reuse_host_memory: large host tensors are served from pages kept from earlier frees (glibc)."""
+import os
 import platform
 import subprocess
 import sys
@@ -34,7 +35,9 @@ STEADY = 4  # steps after which the heap has grown to the steps' working set
 
 
 def _start(mode):
-    return subprocess.Popen([sys.executable, "-c", _CHILD, mode], stdout=subprocess.PIPE, text=True)
+    # Without the caller's own malloc settings, which would (rightly) make reuse_host_memory stand aside.
+    env = {k: v for k, v in os.environ.items() if not (k.startswith("MALLOC_") or k == "GLIBC_TUNABLES")}
+    return subprocess.Popen([sys.executable, "-c", _CHILD, mode], stdout=subprocess.PIPE, text=True, env=env)
 
 
 @pytest.fixture(scope="module")
