@@ -46,10 +46,13 @@ _BUILDERS = {
     "digits": build_digits,
 }
 DATASET_TYPES = tuple(_BUILDERS)
+# Side of the images each in-memory / fixed-size dataset yields (digits: DATASET.INPUT_SIZE, see image_size).
+_FIXED_SIDES = {"cifar100": 32, "cifar10": 32, "svhn": 32, "tiny_imagenet": 64}
 
 __all__ = [
     "DATASET_TYPES",
     "build_datasets",
+    "image_size",
     "get_dataset",
     "wrap_contrastive",
     "resolve_num_classes",
@@ -83,6 +86,19 @@ def wrap_contrastive(dataset, k, mode="exact"):
     return ContrastiveSample(dataset, k=k, mode=mode)
 
 
+def image_size(cfg):
+    """``(h, w)`` of the images ``DATASET.TYPE`` yields — 32 for CIFAR-10/100 and SVHN, 64 for Tiny-ImageNet,
+    digits at ``DATASET.INPUT_SIZE`` (default 32) — or None where the dataset does not fix it (ImageNet)."""
+    name = str(config_value(cfg, "DATASET.TYPE", "")).lower()
+    if name == "digits":
+        side = digits_size(config_value(cfg, "DATASET.INPUT_SIZE", None))
+    elif name in _FIXED_SIDES:
+        side = _FIXED_SIDES[name]
+    else:
+        return None
+    return (side, side)
+
+
 def build_datasets(cfg, needs=None):
     """Build ``(train_set, val_set, num_classes)`` from ``cfg.DATASET`` and the method's ``needs``."""
     name = str(config_value(cfg, "DATASET.TYPE", "")).lower()
@@ -93,9 +109,7 @@ def build_datasets(cfg, needs=None):
         )
     root = str(config_value(cfg, "DATASET.ROOT", "data"))
     download = bool(config_value(cfg, "DATASET.DOWNLOAD", True))
-    options = {}
-    if name == "digits":
-        options["size"] = digits_size(config_value(cfg, "DATASET.INPUT_SIZE", None))
+    options = {"size": image_size(cfg)[0]} if name == "digits" else {}  # the one builder that resizes
     train_set, val_set, own = _BUILDERS[name](root, download, **options)
     num_classes = resolve_num_classes(
         own, config_value(cfg, "DATASET.NUM_CLASSES", 0), train_set.targets, val_set.targets

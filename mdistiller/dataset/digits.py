@@ -72,7 +72,7 @@ def load_digits_arrays():
 
 def digits_split():
     """``(train_idx, val_idx)``: sorted row indices of the 1,347 / 450 split."""
-    mask = np.unpackbits(np.frombuffer(bytes.fromhex("".join(DIGITS_TEST_MASK_HEX)), dtype=np.uint8))[:1797]
+    mask = np.unpackbits(np.frombuffer(bytes.fromhex(DIGITS_TEST_MASK_HEX), dtype=np.uint8))[:1797]
     return np.flatnonzero(mask == 0), np.flatnonzero(mask == 1)
 
 

@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
+from ..dataset import image_size
 from ..losses.crd import contrast_scores, l2_normalize, momentum_update
 
 
@@ -21,19 +22,13 @@ def _as_size(size):
 def probe_input_size(cfg, fallback=None):
     """Image size of the dry forward that reads feature shapes.
 
-    32 for CIFAR-like data, digits at its ``DATASET.INPUT_SIZE`` (default 32), 64 for Tiny-ImageNet; otherwise
-    ``DATASET.INPUT_SIZE``, then the method's own ``fallback`` (e.g. WKD.INPUT_SIZE), then 224.
+    The dataset's own image size where it has one (:func:`mdistiller.dataset.image_size`: 32 for CIFAR-like
+    data, digits at its ``DATASET.INPUT_SIZE``, 64 for Tiny-ImageNet); otherwise ``DATASET.INPUT_SIZE``, then
+    the method's own ``fallback`` (e.g. WKD.INPUT_SIZE), then 224.
     """
-    kind = str(cfg.DATASET.TYPE).lower()
-    if kind == "digits":
-        from ..dataset.digits import digits_size
-
-        side = digits_size(cfg.DATASET.get("INPUT_SIZE", None))
-        return (side, side)
-    if kind in ("cifar100", "cifar10", "svhn"):
-        return (32, 32)
-    if kind == "tiny_imagenet":
-        return (64, 64)
+    size = image_size(cfg)
+    if size is not None:
+        return size
     size = cfg.DATASET.get("INPUT_SIZE", None) or fallback or 224
     return _as_size(size)
 
