@@ -13,7 +13,8 @@ NO_BAD_ITERATION = 2**62  # ``first_bad`` while every loss of the epoch was fini
 
 
 class DeviceMeters:
-    """Sample-weighted sums of loss, top-1 %, top-5 % and every loss term, plus a non-finite flag.
+    """Sample-weighted sums of loss, top-1 % and every loss term, plus a non-finite flag (training logs top-1
+    only, as mdistiller does; top-5 is an evaluation metric).
 
     ``first_bad``: the first iteration whose total loss was non-finite (``NO_BAD_ITERATION`` if none);
     ``bad_losses``: the loss terms at that iteration.
@@ -30,12 +31,12 @@ class DeviceMeters:
     @torch.no_grad()
     def update(self, loss, losses, logits, target, iteration):
         batch_size = target.size(0)
-        top1, top5 = correct_counts_tensor(logits.detach(), target, topk=(1, 5))
-        values = [loss.detach().double(), 100.0 * top1.double() / batch_size, 100.0 * top5.double() / batch_size]
+        (top1,) = correct_counts_tensor(logits.detach(), target, topk=(1,))
+        values = [loss.detach().double(), 100.0 * top1.double() / batch_size]
         values += [value.detach().float().mean().double() for value in losses.values()]
         values = torch.stack(values)
         if self.sums is None:
-            self.names = ["loss", "top1", "top5"] + list(losses)
+            self.names = ["loss", "top1"] + list(losses)
             self.sums = torch.zeros_like(values)
             self.bad_values = torch.zeros_like(values)
         self.sums += values * batch_size
@@ -49,7 +50,7 @@ class DeviceMeters:
         """``{"loss": total, term: value, ...}`` at the first non-finite iteration (host floats)."""
         if self.names is None:
             return {}
-        return OrderedDict(zip(["loss"] + self.names[3:], [self.bad_values[0]] + list(self.bad_values[3:])))
+        return OrderedDict(zip(["loss"] + self.names[2:], [self.bad_values[0]] + list(self.bad_values[2:])))
 
     def averages(self, *names):
         """Running averages of ``names`` (one host read)."""
@@ -61,5 +62,5 @@ class DeviceMeters:
     def read(self):
         """``(names, sums as floats, count)``: the one host read at the end of an epoch."""
         if self.sums is None:
-            return ["loss", "top1", "top5"], [0.0, 0.0, 0.0], 0
+            return ["loss", "top1"], [0.0, 0.0], 0
         return list(self.names), self.sums.tolist(), self.count

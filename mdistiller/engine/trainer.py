@@ -172,7 +172,7 @@ class Trainer:
         totals = all_reduce_sum(sums + [count], rt)
         n = max(totals[-1], 1)
         averages = OrderedDict((name, t / n) for name, t in zip(names, totals[:-1]))
-        train_loss, train_acc, train_top5 = averages.pop("loss"), averages.pop("top1"), averages.pop("top5")
+        train_loss, train_acc = averages.pop("loss"), averages.pop("top1")
 
         test_acc, test_acc_top5, test_loss = self.validate()
         record = OrderedDict(
