@@ -7,7 +7,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ..dataset import image_size
 from ..losses.crd import contrast_scores, l2_normalize, momentum_update
 
 
@@ -26,6 +25,9 @@ def probe_input_size(cfg, fallback=None):
     data, digits at its ``DATASET.INPUT_SIZE``, 64 for Tiny-ImageNet); otherwise ``DATASET.INPUT_SIZE``, then
     the method's own ``fallback`` (e.g. WKD.INPUT_SIZE), then 224.
     """
+    # Imported here: the dataset package pulls in torchvision (~1 s), which building a distiller never needs.
+    from ..dataset import image_size
+
     size = image_size(cfg)
     if size is not None:
         return size
