@@ -155,7 +155,7 @@ def dry_run(cfg, log_path):
         return OrderedDict(
             build_s=build_time, train_step_s=train_step, val_step_s=val_step,
             train_batch=int(batch[1].size(0)), val_batch=int(val_batch[1].size(0)),
-            losses=OrderedDict(zip(meters.names[3:], meters.averages(*meters.names[3:]))),
+            losses=OrderedDict(zip(meters.term_names, meters.averages(*meters.term_names))),
             memory=peak_memory_text(device),
         )
     finally:

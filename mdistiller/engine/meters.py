@@ -10,6 +10,7 @@ import torch
 from .utils import correct_counts_tensor
 
 NO_BAD_ITERATION = 2**62  # ``first_bad`` while every loss of the epoch was finite
+SUMMARY_NAMES = ("loss", "top1")  # kept before the loss terms
 
 
 class DeviceMeters:
@@ -36,7 +37,7 @@ class DeviceMeters:
         values += [value.detach().float().mean().double() for value in losses.values()]
         values = torch.stack(values)
         if self.sums is None:
-            self.names = ["loss", "top1"] + list(losses)
+            self.names = list(SUMMARY_NAMES) + list(losses)
             self.sums = torch.zeros_like(values)
             self.bad_values = torch.zeros_like(values)
         self.sums += values * batch_size
@@ -50,7 +51,13 @@ class DeviceMeters:
         """``{"loss": total, term: value, ...}`` at the first non-finite iteration (host floats)."""
         if self.names is None:
             return {}
-        return OrderedDict(zip(["loss"] + self.names[2:], [self.bad_values[0]] + list(self.bad_values[2:])))
+        first = len(SUMMARY_NAMES)
+        return OrderedDict(zip(["loss"] + self.term_names, [self.bad_values[0]] + list(self.bad_values[first:])))
+
+    @property
+    def term_names(self):
+        """The names of the loss terms (the keys of ``forward_train``'s dict), in order."""
+        return [] if self.names is None else self.names[len(SUMMARY_NAMES):]
 
     def averages(self, *names):
         """Running averages of ``names`` (one host read)."""
@@ -62,5 +69,5 @@ class DeviceMeters:
     def read(self):
         """``(names, sums as floats, count)``: the one host read at the end of an epoch."""
         if self.sums is None:
-            return ["loss", "top1"], [0.0, 0.0], 0
+            return list(SUMMARY_NAMES), [0.0] * len(SUMMARY_NAMES), 0
         return list(self.names), self.sums.tolist(), self.count
