@@ -25,7 +25,7 @@ def probe_input_size(cfg, fallback=None):
     data, digits at its ``DATASET.INPUT_SIZE``, 64 for Tiny-ImageNet); otherwise ``DATASET.INPUT_SIZE``, then
     the method's own ``fallback`` (e.g. WKD.INPUT_SIZE), then 224.
     """
-    # Imported here: the dataset package pulls in torchvision (~1 s), which building a distiller never needs.
+    # Imported here: building a distiller needs no dataset code (nor the torchvision it imports).
     from ..dataset import image_size
 
     size = image_size(cfg)
