@@ -27,6 +27,7 @@ The data path (per-sample DataLoader vs the batched loader,
     python benchmarks/throughput.py                        # from the repository root
     python benchmarks/throughput.py --methods KD,CRD,IPOT --repeats 7
     python benchmarks/throughput.py --device cuda --no-data
+    python benchmarks/throughput.py --channels-last    # as SOLVER.CHANNELS_LAST True
 """
 import argparse
 import json
@@ -45,7 +46,7 @@ import mdistiller.distillers  # noqa: F401  (registers the built-in methods)
 from mdistiller.distillers import build_distiller
 from mdistiller.distillers._common import probe_features
 from mdistiller.engine.cfg import CFG, merge_from_dict
-from mdistiller.engine.device import place_distiller, reuse_host_memory
+from mdistiller.engine.device import move_to, place_distiller, reuse_host_memory
 from mdistiller.models import cifar_model_dict
 from mdistiller.registry import distiller_dict, get_distiller_class
 
@@ -124,6 +125,7 @@ def make_cfg(key, overrides, args):
     cfg.DISTILLER.STUDENT = args.student
     cfg.DISTILLER.TEACHER = args.teacher
     cfg.DATASET.TYPE = "cifar100"
+    cfg.SOLVER.CHANNELS_LAST = bool(args.channels_last)
     return merge_from_dict(cfg, overrides)
 
 
@@ -145,6 +147,7 @@ class Method:
         self.distiller = place_distiller(
             build_distiller(self.cfg, student, teacher if self.needs.teacher else None, num_data=args.num_data),
             device,
+            channels_last=args.channels_last,
         )
         self.distiller.train()
         self.optimizer = torch.optim.SGD(
@@ -193,7 +196,7 @@ def make_batches(args, device, max_k, count=3):
             "index": index,
             "negatives": torch.randint(0, args.num_data, (args.batch_size, max(max_k, 1)), generator=g),
         }
-        batches.append({k: v.to(device) for k, v in batch.items()})
+        batches.append({k: move_to(v, device, args.channels_last) for k, v in batch.items()})
     return batches
 
 
@@ -359,6 +362,8 @@ def parse_args(argv=None):
     parser.add_argument("--epoch", type=int, default=1, help="epoch passed to forward_train")
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="models and images in channels_last, as the trainer with SOLVER.CHANNELS_LAST True")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     parser.add_argument("--no-data", action="store_true", help="skip the data-path measurement")
     parser.add_argument("--data-images", type=int, default=10000)
@@ -386,6 +391,8 @@ def main(argv=None):
     print("machine: {} CPU cores ({}), torch {} ({} intra-op threads), device {}{}".format(
         os.cpu_count(), platform.processor() or platform.machine(), torch.__version__, torch.get_num_threads(),
         device, " ({})".format(torch.cuda.get_device_name(device)) if device.type == "cuda" else ""))
+    print("memory format: {}".format("channels_last (SOLVER.CHANNELS_LAST True)" if args.channels_last else
+                                     "contiguous (channels_last for the teacher on CUDA only, as the trainer)"))
     print("host memory: {}".format("freed memory kept for reuse (reuse_host_memory, as the trainer)" if reused
                                    else "malloc defaults"))
     if hasattr(os, "getloadavg"):
