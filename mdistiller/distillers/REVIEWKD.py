@@ -66,12 +66,13 @@ def upsample_nearest(x, size):
     Where every pixel is repeated a whole number of times (see :func:`_repeats_exactly`)
     the forward is a broadcast copy: on CPU (torch 2.14) ``upsample_nearest2d`` takes
     44 ms to repeat a 64 × 256 × 16 × 16 map to 32 × 32 — ABF's residual in ReviewKD's
-    CIFAR setting — and the copy 9 ms. Any other size goes to ``F.interpolate``.
+    CIFAR setting — and the copy 9 ms. Other sizes, and channels_last maps (whose layout
+    ``F.interpolate`` keeps), go to ``F.interpolate``.
     """
     h, w = x.shape[-2:]
     if (h, w) == (size, size):
         return x
-    if x.dim() == 4 and _repeats_exactly(h, size) and _repeats_exactly(w, size):
+    if x.dim() == 4 and x.is_contiguous() and _repeats_exactly(h, size) and _repeats_exactly(w, size):
         return _RepeatUpsample.apply(x, (size, size))
     return F.interpolate(x, (size, size), mode="nearest")
 

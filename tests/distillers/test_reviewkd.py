@@ -165,3 +165,7 @@ def test_upsample_nearest_takes_the_broadcast_copy_only_where_pixels_repeat_exac
     assert upsample_nearest(x, 16).grad_fn.name().endswith("_RepeatUpsampleBackward")
     assert "UpsampleNearest2D" in upsample_nearest(x, 12).grad_fn.name()
     assert upsample_nearest(x, 4) is x
+    x_cl = torch.randn(2, 3, 4, 4).contiguous(memory_format=torch.channels_last)
+    up = upsample_nearest(x_cl, 8)
+    assert up.is_contiguous(memory_format=torch.channels_last)  # the layout F.interpolate keeps
+    assert torch.equal(up, torch.nn.functional.interpolate(x_cl, (8, 8), mode="nearest"))
