@@ -45,6 +45,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import mdistiller.distillers  # noqa: F401  (registers the built-in methods)
 from mdistiller.distillers import build_distiller
 from mdistiller.distillers._common import probe_features
+from mdistiller.distillers.REVIEWKD import matching_levels
 from mdistiller.engine.cfg import CFG, merge_from_dict
 from mdistiller.engine.device import move_to, place_distiller, reuse_host_memory
 from mdistiller.models import cifar_model_dict
@@ -72,18 +73,7 @@ def _embedding_dims(key, student, teacher):
 
 def _review_levels(student, teacher):
     """REVIEWKD's level keys that differ from the defaults for this pair (its student and teacher levels)."""
-    levels = len(CFG.REVIEWKD.IN_CHANNELS)
-    f_s, f_t = probe_features(student, (32, 32)), probe_features(teacher, (32, 32))
-    s_maps = (list(f_s["feats"]) + [f_s["pooled_feat"]])[-levels:]
-    t_maps = list(f_t["preact_feats"][1:]) + [f_t["pooled_feat"]]
-
-    def size(f):
-        return f.shape[-1] if f.dim() == 4 else 1
-
-    wanted = {
-        "IN_CHANNELS": [f.shape[1] for f in s_maps], "SHAPES": [size(f) for f in s_maps][::-1],
-        "OUT_CHANNELS": [f.shape[1] for f in t_maps], "OUT_SHAPES": [size(f) for f in t_maps][::-1],
-    }
+    wanted = matching_levels(student, teacher, (32, 32), len(CFG.REVIEWKD.IN_CHANNELS))
     return {"REVIEWKD." + k: v for k, v in wanted.items() if v != list(CFG.REVIEWKD[k])}
 
 

@@ -131,6 +131,31 @@ def _as_map(pooled):
     return pooled.unsqueeze(-1).unsqueeze(-1)
 
 
+def student_levels(feats, stu_preact=False):
+    """The student's maps, shallowest first, pooled feature last (``preact_feats`` with ``stu_preact``)."""
+    maps = feats["preact_feats"] if stu_preact else feats["feats"]
+    return list(maps) + [_as_map(feats["pooled_feat"])]
+
+
+def teacher_levels(feats):
+    """The teacher's pre-ReLU stage maps after the stem, pooled feature last."""
+    return list(feats["preact_feats"][1:]) + [_as_map(feats["pooled_feat"])]
+
+
+def matching_levels(student, teacher, size, num_levels, stu_preact=False):
+    """``{IN_CHANNELS, SHAPES, OUT_CHANNELS, OUT_SHAPES}`` of a student/teacher pair at input ``size``, as
+    REVIEWKD's config needs them for ``num_levels`` student levels: channels shallowest first (the pooled
+    feature last), spatial sizes deepest first (the pooled feature's 1 first) — mdistiller's orders."""
+    s_levels = student_levels(probe_features(student, size), stu_preact)[-num_levels:]
+    t_levels = teacher_levels(probe_features(teacher, size))
+    return {
+        "IN_CHANNELS": [f.shape[1] for f in s_levels],
+        "SHAPES": [f.shape[-1] for f in s_levels][::-1],
+        "OUT_CHANNELS": [f.shape[1] for f in t_levels],
+        "OUT_SHAPES": [f.shape[-1] for f in t_levels][::-1],
+    }
+
+
 @register_distiller("REVIEWKD")
 class REVIEWKD(Distiller):
     """Knowledge review: fused student stages vs teacher stages, hierarchical context loss (Chen et al. CVPR 2021)."""
@@ -180,36 +205,23 @@ class REVIEWKD(Distiller):
         )
         self.abfs = abfs[::-1]  # deepest level first
 
-    def student_levels(self, feats):
-        """The student's maps, shallowest first, pooled feature last (``preact_feats`` with STU_PREACT)."""
-        maps = feats["preact_feats"] if self.stu_preact else feats["feats"]
-        return list(maps) + [_as_map(feats["pooled_feat"])]
-
-    @staticmethod
-    def teacher_levels(feats):
-        """The teacher's pre-ReLU stage maps after the stem, pooled feature last."""
-        return list(feats["preact_feats"][1:]) + [_as_map(feats["pooled_feat"])]
-
     def _check_levels(self, student, teacher, cfg, in_channels, out_channels):
         size = probe_input_size(cfg)
-        s_levels = self.student_levels(probe_features(student, size))[-len(in_channels):]
-        t_levels = self.teacher_levels(probe_features(teacher, size))
-        # channels shallowest first, spatial sizes deepest first (mdistiller's orders)
-        got_s = ([f.shape[1] for f in s_levels], [f.shape[-1] for f in s_levels][::-1])
-        got_t = ([f.shape[1] for f in t_levels], [f.shape[-1] for f in t_levels][::-1])
-        if got_s != (in_channels, self.shapes) or got_t != (out_channels, self.out_shapes):
+        got = matching_levels(student, teacher, size, len(in_channels), self.stu_preact)
+        if got != {"IN_CHANNELS": in_channels, "SHAPES": self.shapes,
+                   "OUT_CHANNELS": out_channels, "OUT_SHAPES": self.out_shapes}:
             raise ValueError(
                 "REVIEWKD levels do not match the models at {}x{} input: set IN_CHANNELS {}, SHAPES {} (student {}, "
                 "{}) and OUT_CHANNELS {}, OUT_SHAPES {} (teacher {}); the config has {}, {}, {}, {}".format(
-                    size[0], size[1], got_s[0], got_s[1], cfg.DISTILLER.STUDENT,
-                    "preact_feats" if self.stu_preact else "feats", got_t[0], got_t[1], cfg.DISTILLER.TEACHER,
-                    in_channels, self.shapes, out_channels, self.out_shapes,
+                    size[0], size[1], got["IN_CHANNELS"], got["SHAPES"], cfg.DISTILLER.STUDENT,
+                    "preact_feats" if self.stu_preact else "feats", got["OUT_CHANNELS"], got["OUT_SHAPES"],
+                    cfg.DISTILLER.TEACHER, in_channels, self.shapes, out_channels, self.out_shapes,
                 )
             )
 
     def fuse(self, feats_student):
         """The ABF outputs, shallowest first (one per level), from the student's feature dict."""
-        x = [f.float() for f in self.student_levels(feats_student)[::-1]]
+        x = [f.float() for f in student_levels(feats_student, self.stu_preact)[::-1]]
         out, residual = self.abfs[0](x[0], out_shape=self.out_shapes[0])
         results = [out]
         for feat, abf, shape, out_shape in zip(x[1:], self.abfs[1:], self.shapes[1:], self.out_shapes[1:]):
@@ -222,6 +234,6 @@ class REVIEWKD(Distiller):
 
     def distill_losses(self, student, teacher, target, epoch, **batch):
         results = self.fuse(student.feats)
-        feats_t = [f.float() for f in self.teacher_levels(teacher.feats)]
+        feats_t = [f.float() for f in teacher_levels(teacher.feats)]
         loss = self.reviewkd_loss_weight * self.warmup(epoch) * hcl_loss(results, feats_t)
         return {"loss_kd": loss}
