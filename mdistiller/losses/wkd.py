@@ -6,7 +6,7 @@ Distillation", NeurIPS 2024 (release: github.com/JiamingLv/WKD, ``mdistiller/dis
   class-to-class ground cost (:func:`wkd_target_loss`,
   :func:`wkd_nontarget_distance`, :func:`wkd_logit_parts`); the non-target
   transport runs on one shared (C, C) kernel with each sample's target masked
-  out (:func:`sinkhorn_masked`, :func:`sinkhorn_nontarget`); the ground cost
+  out (:func:`sinkhorn_nontarget`, on :func:`mdistiller.ot.sinkhorn_masked`); the ground cost
   (:func:`fc_cost_matrix`, :func:`load_cost_matrix`, :func:`prepare_cost_matrix`).
 * WKD-F (Sec. 3.2): per-window diagonal Gaussians of a feature map
   (:func:`window_mean_std`) and their 2-Wasserstein distance
@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ot import sinkhorn_fixed
+from ..ot import sinkhorn_masked
 
 __all__ = [
     "COST_FLOOR",
@@ -33,7 +33,6 @@ __all__ = [
     "hard_target",
     "load_cost_matrix",
     "prepare_cost_matrix",
-    "sinkhorn_masked",
     "sinkhorn_nontarget",
     "smallest_window",
     "window_mean_std",
@@ -142,51 +141,15 @@ def wkd_logit_parts(logits_student, logits_teacher, target, cost, temperature, r
     return loss_t, w
 
 
-def sinkhorn_masked(a, b, cost, reg, num_iter, mask, stab=SINKHORN_STAB, kernel=None, return_plan=False):
-    """Fixed-iteration Sinkhorn on each sample's support ``mask``, with one shared cost.
-
-    For every sample with support S = {i : mask[i]} this returns exactly (in
-    exact arithmetic) what :func:`mdistiller.ot.sinkhorn_fixed` returns on the
-    sub-problem ``a[S], b[S], M[S][:, S], u⁰ = 1/|S|``, without building the
-    (B, |S|, |S|) sub-costs: the histograms are zeroed off the support and
-    ``u⁰ = 1_S / |S|``; an entry j off the support has ``b_j = 0``, so
-    ``v_j = 0 / (Kᵀu + ε)_j = 0`` (the denominator is ≥ ε > 0), likewise
-    ``u_i = 0``, and an entry on the support gets the sub-problem's sum plus exact
-    zeros. The transport cost Σ u_i K_ij M_ij v_j only adds zero terms; gradients
-    w.r.t. ``a`` and ``b`` off the support are 0. In floating point the sums
-    differ only by the matmul's summation order.
-
-    Args:
-        a, b: (B, n) histograms; their values off ``mask`` are ignored.
-        cost: shared (n, n) ground cost (or None with ``kernel``).
-        reg: λ, the entropic regulariser.
-        num_iter: T ≥ 1, the number of (v, u) updates.
-        mask: (B, n) bool support.
-        stab: ε added to both denominators.
-        kernel: optional precomputed :func:`sinkhorn_kernel` ``(cost, reg)``.
-        return_plan: also return the (B, n, n) plan, zero off the support.
-
-    Returns:
-        (B,) transport costs; ``(value, plan)`` with ``return_plan=True``.
-    """
-    mask = mask.to(torch.bool)
-    zero = a.new_zeros(())
-    a = torch.where(mask, a, zero)
-    b = torch.where(mask, b, zero)
-    m = mask.to(a.dtype)
-    u0 = m / m.sum(1, keepdim=True)
-    return sinkhorn_fixed(a, b, cost, reg, num_iter, u0=u0, stab=stab, kernel=kernel, return_plan=return_plan)
-
-
 def sinkhorn_nontarget(a, b, cost, reg, num_iter, target, stab=SINKHORN_STAB, kernel=None, return_plan=False):
-    """The non-target transport of WKD-L: :func:`sinkhorn_masked` over all classes except each sample's ``target``.
+    """The non-target transport of WKD-L: :func:`mdistiller.ot.sinkhorn_masked` over all classes except each sample's ``target``.
 
     ``W_b = Σ_{i,j ≠ y_b} u_i K_ij M_ij v_j``, the fixed-iteration Sinkhorn cost
     (u⁰ = 1/(C − 1)) between the student's (``a``) and the teacher's (``b``)
     distributions over the C − 1 non-target classes, under the cost restricted
     likewise. Equals the release's per-sample computation (gather the
     (C − 1, C − 1) sub-cost for each sample) by the argument of
-    :func:`sinkhorn_masked`.
+    :func:`mdistiller.ot.sinkhorn_masked`.
 
     Source: Lv et al., NeurIPS 2024, Sec. 3.1 (WKD-L, non-target part); release
     ``wkd_logit_loss_with_speration``.
@@ -198,7 +161,7 @@ def sinkhorn_nontarget(a, b, cost, reg, num_iter, target, stab=SINKHORN_STAB, ke
         reg: λ, the entropic regulariser.
         num_iter: T ≥ 1, the number of (v, u) updates.
         target: (B,) class indices.
-        stab, kernel, return_plan: as in :func:`sinkhorn_masked`.
+        stab, kernel, return_plan: as in :func:`mdistiller.ot.sinkhorn_masked`.
 
     Returns:
         (B,) transport costs; ``(value, plan)`` with ``return_plan=True``.
