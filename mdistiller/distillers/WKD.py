@@ -1,13 +1,9 @@
 """WKD: Wasserstein-distance knowledge distillation (Lv, Yang & Li, NeurIPS 2024); math in :mod:`mdistiller.losses.wkd`."""
 import torch.nn as nn
 
+from ..losses.class_cost import COST_MATRIX_HINT, classifier_weight, fc_cost_matrix, load_cost_matrix, prepare_cost_matrix
 from ..losses.wkd import (
-    COST_MATRIX_HINT,
-    classifier_weight,
     cosine_decay_weight,
-    fc_cost_matrix,
-    load_cost_matrix,
-    prepare_cost_matrix,
     smallest_window,
     wkd_feature_loss,
     wkd_nontarget_distance,

@@ -42,7 +42,8 @@ on the probe batch per call (once per epoch).
 """
 import torch
 
-from ..losses.wkd import fc_cost_matrix, prepare_cost_matrix, wkd_logit_parts
+from ..losses.class_cost import fc_cost_matrix, prepare_cost_matrix
+from ..losses.wkd import wkd_logit_parts
 from ..losses.dkd import dkd_parts
 from ..losses.kd import kd_loss
 from ..losses.standardize import standardize_logits

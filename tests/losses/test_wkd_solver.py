@@ -4,7 +4,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from mdistiller.losses.wkd import prepare_cost_matrix
+from mdistiller.losses.class_cost import prepare_cost_matrix
 from mdistiller.losses.wkd import sinkhorn_nontarget
 from mdistiller.ot import sinkhorn_kernel
 from tests.helpers.distill_inputs import random_logits, raw_cost

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mdistiller.losses.wkd import prepare_cost_matrix
+from mdistiller.losses.class_cost import prepare_cost_matrix
 from mdistiller.ot import sinkhorn_fixed, sinkhorn_masked
 from tests.helpers.distill_inputs import raw_cost
 from tests.ot.problems import DT, cost_k, problem, to_np
