@@ -2,8 +2,8 @@
 import torch.nn as nn
 
 from ..losses.class_cost import COST_MATRIX_HINT, classifier_weight, fc_cost_matrix, load_cost_matrix, prepare_cost_matrix
+from ..losses.schedules import cosine_decay_weight
 from ..losses.wkd import (
-    cosine_decay_weight,
     smallest_window,
     wkd_feature_loss,
     wkd_nontarget_distance,
@@ -27,7 +27,7 @@ class WKD(Distiller):
     WKD-L is off); ``loss_feat`` (only with WKD-F on) = ``γ_F(e)·WKD-F`` of the
     stage-``HINT_LAYER`` maps, the student's through the projector
     (:func:`~mdistiller.losses.wkd.wkd_feature_loss`). ``γ(e)``:
-    :func:`~mdistiller.losses.wkd.cosine_decay_weight`. With
+    :func:`~mdistiller.losses.schedules.cosine_decay_weight`. With
     ``EXPERIMENT.LOGIT_STAND`` the non-target distributions of ``W`` are
     computed from z-scored logits; ``L_t`` stays on the raw logits.
     """

@@ -11,7 +11,7 @@ Distillation", NeurIPS 2024 (release: github.com/JiamingLv/WKD, ``mdistiller/dis
 * WKD-F (Sec. 3.2): per-window diagonal Gaussians of a feature map
   (:func:`window_mean_std`) and their 2-Wasserstein distance
   (:func:`wkd_feature_parts`, :func:`wkd_feature_loss`).
-* The release's loss-weight schedule (:func:`cosine_decay_weight`).
+* The release's loss-weight schedule is :func:`mdistiller.losses.schedules.cosine_decay_weight`.
 """
 import math
 
@@ -22,7 +22,6 @@ from ..ot import sinkhorn_masked
 
 __all__ = [
     "SINKHORN_STAB",
-    "cosine_decay_weight",
     "hard_target",
     "sinkhorn_nontarget",
     "smallest_window",
@@ -36,25 +35,6 @@ __all__ = [
 
 # The stabiliser ε of the released WKD solver (added to both Sinkhorn denominators).
 SINKHORN_STAB = 1e-8
-
-
-# ---------------------------------------------------------------------------
-# Schedule
-# ---------------------------------------------------------------------------
-
-
-def cosine_decay_weight(weight, epoch, decay_epoch, total_epochs):
-    """The release's loss-weight schedule (``forward_train`` of its WKD distiller).
-
-    ``weight`` while ``epoch <= decay_epoch``, then
-    ``0.5·weight·(1 + cos(π·(epoch − decay_epoch)/(total_epochs − decay_epoch)))``:
-    ``weight/2`` half-way, 0 at ``epoch == total_epochs`` (epochs are 1-based,
-    as in mdistiller's trainer). Constant when ``total_epochs <= decay_epoch``.
-    """
-    if epoch <= decay_epoch or total_epochs <= decay_epoch:
-        return weight
-    progress = (epoch - decay_epoch) / (total_epochs - decay_epoch)
-    return 0.5 * weight * (1.0 + math.cos(math.pi * progress))
 
 
 # ---------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from mdistiller.distillers._common import ConvReg, ConvRegBottleNeck
 from mdistiller.engine.cfg import get_cfg
 from mdistiller.models import cifar_model_dict
 from mdistiller.losses.class_cost import fc_cost_matrix, load_cost_matrix, prepare_cost_matrix
-from mdistiller.losses.wkd import cosine_decay_weight, wkd_feature_parts, wkd_logit_parts
+from mdistiller.losses.schedules import cosine_decay_weight
+from mdistiller.losses.wkd import wkd_feature_parts, wkd_logit_parts
 from tests.helpers.distill_inputs import raw_cost, zoo_pair
 from tests.helpers.loss_reference import wkd_nontarget_reference, zscore
 from tests.helpers.runutil import REPO, random_teacher_ckpt, tiny_opts
