@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..losses.reviewkd import hcl_loss
+from ..losses.schedules import linear_warmup
 from ..registry import register_distiller
 from ._base import Distiller
 from ._common import probe_features, probe_input_size
@@ -229,11 +230,8 @@ class REVIEWKD(Distiller):
             results.insert(0, out)
         return results
 
-    def warmup(self, epoch):
-        return min(epoch / self.warmup_epochs, 1.0) if self.warmup_epochs > 0 else 1.0
-
     def distill_losses(self, student, teacher, target, epoch, **batch):
         results = self.fuse(student.feats)
         feats_t = [f.float() for f in teacher_levels(teacher.feats)]
-        loss = self.reviewkd_loss_weight * self.warmup(epoch) * hcl_loss(results, feats_t)
+        loss = self.reviewkd_loss_weight * linear_warmup(epoch, self.warmup_epochs) * hcl_loss(results, feats_t)
         return {"loss_kd": loss}

@@ -1,12 +1,19 @@
 """Loss-weight schedules of the methods: functions of the (1-based) epoch, one place for all of them.
 
+* :func:`linear_warmup`: the ramp 0 → 1 over the first epochs of DKD and ReviewKD (mdistiller);
 * :func:`cosine_decay_weight`: WKD's weight, constant and then decayed to 0 by a half cosine (WKD release);
 * :func:`wkl_ramp`, :func:`wkl_weights`: WKL's stage schedule ``g(e)`` between its Wasserstein and KL sides
   (Chang et al., release github.com/Chang-Heyu/WKL).
 """
 import math
 
-__all__ = ["SCHEDULES", "cosine_decay_weight", "wkl_ramp", "wkl_weights"]
+__all__ = ["SCHEDULES", "cosine_decay_weight", "linear_warmup", "wkl_ramp", "wkl_weights"]
+
+
+def linear_warmup(epoch, warmup_epochs):
+    """``min(epoch / warmup_epochs, 1)``, or 1 when ``warmup_epochs`` <= 0: mdistiller's warm-up of the DKD
+    and ReviewKD losses (``min(kwargs["epoch"] / self.warmup, 1.0)``)."""
+    return min(epoch / warmup_epochs, 1.0) if warmup_epochs > 0 else 1.0
 
 
 def cosine_decay_weight(weight, epoch, decay_epoch, total_epochs):

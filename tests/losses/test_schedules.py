@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from mdistiller.losses.schedules import cosine_decay_weight, wkl_ramp, wkl_weights
+from mdistiller.losses.schedules import cosine_decay_weight, linear_warmup, wkl_ramp, wkl_weights
 
 EPOCHS = 240
 
@@ -40,3 +40,8 @@ def test_ramp_boundaries():
     assert wkl_ramp(9, EPOCHS, "cosine", 10, 10) == 1.0 and wkl_ramp(10, EPOCHS, "cosine", 10, 10) == 0.0
     with pytest.raises(ValueError):
         wkl_ramp(0, EPOCHS, "exp")
+
+
+def test_linear_warmup():
+    assert [linear_warmup(e, 4) for e in (0, 1, 2, 4, 9)] == [0.0, 0.25, 0.5, 1.0, 1.0]
+    assert linear_warmup(1, 0) == 1.0 and linear_warmup(1, -5) == 1.0
