@@ -4,7 +4,8 @@ import torch
 from ..losses.crd import crd_loss
 from ..registry import DataNeeds, register_distiller
 from ._base import Distiller
-from ._common import ContrastMemory, Embed
+from ._common import Embed
+from ._contrast_memory import ContrastMemory
 
 
 @register_distiller("CRD")

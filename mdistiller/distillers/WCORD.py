@@ -9,7 +9,8 @@ from ..losses.crd import crd_loss
 from ..losses.wcord import wcord_local_loss
 from ..registry import DataNeeds, register_distiller
 from ._base import Distiller
-from ._common import ContrastMemory, LipschitzEmbed
+from ._common import LipschitzEmbed
+from ._contrast_memory import ContrastMemory
 
 
 @register_distiller("WCORD")
