@@ -63,8 +63,6 @@ from .contrastive import ContrastiveSample
 PIPELINES = ("batched", "per_sample")
 IN_MEMORY_TYPES = ("cifar100", "cifar10", "svhn", "digits")
 
-_KEY_RANGE = 2 ** 62  # random integer keys / draws are in [0, 2**62)
-
 __all__ = [
     "PIPELINES",
     "IN_MEMORY_TYPES",
@@ -372,7 +370,7 @@ class BatchedLoader:
             self.source = self.transform.prepare(images_set.images.detach().to(self.device))
         self.targets = torch.as_tensor(images_set.targets, dtype=torch.int64).to(self.device)
         self.length = len(images_set)
-        self.contrastive = None if contrastive is None else _ContrastiveDraw(contrastive, self.device)
+        self.contrastive = None if contrastive is None else contrastive.batch_draw(self.device)
 
     def set_epoch(self, epoch):
         """Select the epoch whose order and augmentations the next pass produces."""
@@ -437,52 +435,6 @@ class BatchedLoader:
         finally:
             if change:
                 torch.set_num_threads(previous)
-
-
-class _ContrastiveDraw:
-    """CRD's (positive, k negatives) for a whole batch, as :class:`ContrastiveSample` defines them."""
-
-    def __init__(self, wrapper, device):
-        self.k = int(wrapper.k)
-        self.mode = wrapper.mode
-        labels = np.asarray(wrapper._labels, dtype=np.int64)
-        count = np.asarray(wrapper._count, dtype=np.int64)
-        self.length = len(labels)
-        self.labels = torch.from_numpy(labels).to(device)
-        self.order = torch.from_numpy(np.asarray(wrapper._order, dtype=np.int64)).to(device)
-        self.start = torch.from_numpy(np.asarray(wrapper._start, dtype=np.int64)).to(device)
-        self.count = torch.from_numpy(count).to(device)
-        pools = self.length - count[count > 0]  # negatives available to an anchor of each class
-        # decided once on the host: which of the two draws a batch can need
-        self.any_exact_pool = bool(len(pools)) and bool((pools >= self.k).any())
-        self.any_replacement = bool(len(pools)) and bool((pools < self.k).any())
-
-    def sample(self, index, target, gen):
-        device = index.device
-        rows = len(index)
-        count = self.count.index_select(0, target)
-        start = self.start.index_select(0, target)
-        if self.mode == "exact":
-            positive = index
-        else:
-            draw = torch.randint(0, _KEY_RANGE, (rows,), generator=gen, device=device)
-            positive = self.order.index_select(0, start + draw % count)
-        if self.k == 0:
-            return positive[:, None].clone()
-        negatives = None
-        if self.any_exact_pool:
-            # uniform k-subset of the other classes' samples: the k smallest of iid keys
-            keys = torch.randint(0, _KEY_RANGE, (rows, self.length), generator=gen, device=device)
-            keys.masked_fill_(self.labels[None, :] == target[:, None], _KEY_RANGE)
-            negatives = keys.topk(self.k, dim=1, largest=False, sorted=False).indices
-        if self.any_replacement:
-            # k exceeds the pool: k uniform draws with replacement, skipping the anchor's class block
-            pool = (self.length - count)[:, None]
-            pick = torch.randint(0, _KEY_RANGE, (rows, self.k), generator=gen, device=device) % pool
-            pick += (pick >= start[:, None]) * count[:, None]
-            drawn = self.order[pick]
-            negatives = drawn if negatives is None else torch.where(pool < self.k, drawn, negatives)
-        return torch.cat([positive[:, None], negatives], dim=1)
 
 
 def resolve_pipeline(cfg):
