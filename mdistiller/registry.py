@@ -3,10 +3,9 @@
 This is the lowest layer of the package (it imports nothing from mdistiller), so
 the dataset layer, the config and the benchmark runner can all ask a method
 what it needs without importing the method implementations. The built-in
-methods register themselves when ``mdistiller.distillers`` is imported;
-:func:`get_distiller_class` imports it on the first lookup of an unknown key.
+methods register themselves when ``mdistiller.distillers`` is imported, which
+the config (``mdistiller.engine.cfg``) does: every config object comes with them.
 """
-import importlib
 from collections import namedtuple
 
 distiller_dict = {}
@@ -43,15 +42,8 @@ def on_register(listener):
         listener(cls)
 
 
-def load_builtin_methods():
-    """Import the built-in methods (each registers itself)."""
-    importlib.import_module("mdistiller.distillers")
-
-
 def get_distiller_class(key):
     """The class registered under ``key``; an unknown key lists the valid ones."""
-    if key not in distiller_dict:
-        load_builtin_methods()
     try:
         return distiller_dict[key]
     except KeyError:

@@ -29,9 +29,8 @@ PROG = "mdistiller-train"
 def methods_and_models_text():
     """The ``--help`` epilog: every registered method (key, one-line description) and every model name."""
     from . import models
-    from .registry import distiller_dict, load_builtin_methods
+    from .distillers import distiller_dict
 
-    load_builtin_methods()
     width = max(len(k) for k in distiller_dict) + 2
     lines = ["methods (DISTILLER.TYPE):"]
     lines += ["  {}{}".format(key.ljust(width), cls.description()) for key, cls in distiller_dict.items()]

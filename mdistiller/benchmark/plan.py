@@ -10,7 +10,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 
 from ..engine.cfg import CFG
-from ..registry import distiller_dict, load_builtin_methods
+from ..registry import distiller_dict
 from ..registry import method_label as registered_label
 
 # DISTILLER.TYPE of a model trained without a teacher (mdistiller's key; labelled "student" or "teacher")
@@ -60,7 +60,6 @@ def method_label(cfg):
     teacher and student (how the demo's teacher config marks itself).
     """
     kind = str(_get(cfg, "DISTILLER.TYPE", ALONE))
-    load_builtin_methods()
     if kind not in distiller_dict:
         return kind
     return registered_label(_with_defaults(cfg, CFG))

@@ -22,7 +22,8 @@ import yaml
 from yacs.config import CfgNode as CN
 
 from ..distillers._compat import MDISTILLER_BLOCKS
-from ..registry import load_builtin_methods, on_register
+from .. import distillers  # noqa: F401  (the built-in methods register themselves)
+from ..registry import on_register
 
 CFG = CN()
 
@@ -111,7 +112,6 @@ def _add_method(cls):
 
 
 on_register(_add_method)
-load_builtin_methods()
 
 
 # ---------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import glob
 import os
 import re
 
-from mdistiller.registry import distiller_dict, get_distiller_class, load_builtin_methods
+from mdistiller.distillers import distiller_dict, get_distiller_class
 from tests.helpers.runutil import REPO
 
 ARGS = ["--teacher", "resnet8x4", "--student", "resnet8", "--batch-size", "4", "--num-classes", "10",
@@ -15,7 +15,6 @@ ROW = re.compile(r"^(\S+)\s+(\d+)\s+(\d+\.\d\d)x\s+(\d+)\s+(\d+\.\d\d)x\s+(\d+\.
 def _builtin_labels(throughput):
     """The table label of every configuration the script times for a built-in method (methods registered by
     tests are left out: only classes defined in the package count)."""
-    load_builtin_methods()
     args = throughput.parse_args(ARGS)
     student, teacher = (throughput.cifar_model_dict[name][0](num_classes=10) for name in ("resnet8", "resnet8x4"))
     labels = []

@@ -9,11 +9,10 @@ from benchmarks.throughput import make_cfg, method_specs, parse_args
 from mdistiller.distillers import build_distiller
 from mdistiller.engine.cfg import CFG
 from mdistiller.models import cifar_model_dict
-from mdistiller.registry import distiller_dict, get_distiller_class, load_builtin_methods
+from mdistiller.distillers import distiller_dict, get_distiller_class
 
 TEACHER, STUDENT, CLASSES, BATCH, NUM_DATA = "resnet8x4", "resnet8", 10, 4, 64
 
-load_builtin_methods()
 BUILTIN = sorted(k for k, cls in distiller_dict.items() if cls.__module__.startswith("mdistiller.") and k != "NONE")
 
 
