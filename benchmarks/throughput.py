@@ -46,7 +46,7 @@ import mdistiller.distillers  # noqa: F401  (registers the built-in methods)
 from mdistiller.distillers import build_distiller
 from mdistiller.distillers._common import probe_features
 from mdistiller.distillers.REVIEWKD import matching_levels
-from mdistiller.engine.cfg import CFG, merge_from_dict
+from mdistiller.engine.cfg import CFG
 from mdistiller.engine.device import move_to, place_distiller, reuse_host_memory
 from mdistiller.models import cifar_model_dict
 from mdistiller.registry import distiller_dict, get_distiller_class
@@ -116,7 +116,7 @@ def make_cfg(key, overrides, args):
     cfg.DISTILLER.TEACHER = args.teacher
     cfg.DATASET.TYPE = "cifar100"
     cfg.SOLVER.CHANNELS_LAST = bool(args.channels_last)
-    return merge_from_dict(cfg, overrides)
+    return cfg.merge_from_dict(overrides)
 
 
 def _fmt_overrides(overrides):

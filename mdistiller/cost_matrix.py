@@ -39,7 +39,7 @@ from ._cli import console_entry
 from .dataset import build_datasets
 from .losses.class_cost import collect_class_features, fc_cost_matrix, finalize, linear_cka_matrix
 from .engine.build import load_teacher
-from .engine.cfg import CFG, merge_from_list
+from .engine.cfg import CFG
 
 LOGIT_DATASETS = ("imagenet",)
 
@@ -76,7 +76,7 @@ def main(argv=None):
     cfg.DISTILLER.TEACHER = args.teacher
     cfg.DISTILLER.TEACHER_CKPT = args.ckpt
     if args.opts:
-        merge_from_list(cfg, list(args.opts))
+        cfg.merge_from_list(list(args.opts))
     cfg.freeze()
     feature = args.feature
     if feature == "auto":

@@ -8,7 +8,7 @@ import torch
 
 from mdistiller.distillers import REVIEWKD, ModelOutput, build_distiller
 from mdistiller.distillers.REVIEWKD import ABF
-from mdistiller.engine.cfg import CFG, merge_from_file
+from mdistiller.engine.cfg import CFG
 from mdistiller.models import imagenet_model_dict
 from tests.helpers.feature_methods import (
     assert_grads_close, batch, bn_train, build, config, conv1x1, conv3x3, grads, load_with_extra, models, nearest,
@@ -117,7 +117,7 @@ def test_reviewkd_wrong_levels_name_the_right_ones():
 
 def test_reviewkd_imagenet_configs_build_with_mdistillers_abf_width():
     cfg = CFG.clone()
-    merge_from_file(cfg, os.path.join(REPO, "configs", "imagenet", "r50_mv1", "reviewkd.yaml"))
+    cfg.merge_from_file(os.path.join(REPO, "configs", "imagenet", "r50_mv1", "reviewkd.yaml"))
     assert cfg.REVIEWKD.MAX_MID_CHANNEL == 256 and cfg.REVIEWKD.STU_PREACT
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
