@@ -61,8 +61,8 @@ def method_label(cfg):
     """The configured method's name in result tables: its class's ``label(cfg)``, then ``+LS`` with logit
     standardization and ``+DOT`` when trained with the Distillation-Oriented Trainer."""
     label = get_distiller_class(cfg.DISTILLER.TYPE).label(cfg)
-    if cfg.EXPERIMENT.get("LOGIT_STAND", False):
+    if cfg.EXPERIMENT.LOGIT_STAND:
         label += "+LS"
-    if str(cfg.SOLVER.get("TRAINER", "base")).lower() == "dot":
+    if str(cfg.SOLVER.TRAINER).lower() == "dot":
         label += "+DOT"
     return label

@@ -67,7 +67,7 @@ class AlignmentDiagnostics:
     """Alignment metrics of a distiller on a fixed probe batch; ``compute(distiller, epoch) -> dict``."""
 
     def __init__(self, cfg, images, targets):
-        samples = int(cfg.LOG.get("DIAGNOSTICS_SAMPLES", 256)) if "LOG" in cfg else 256
+        samples = int(cfg.LOG.DIAGNOSTICS_SAMPLES)
         if samples > 0:
             images, targets = images[:samples], targets[:samples]
         self.images = images.detach().cpu().float()
@@ -75,9 +75,9 @@ class AlignmentDiagnostics:
         if self.images.shape[0] != self.targets.shape[0]:
             raise ValueError("probe batch: {} images but {} targets".format(self.images.shape[0], self.targets.shape[0]))
         self.temperature, self.temperature_source = diagnostics_temperature(cfg)
-        self.logit_stand = bool(cfg.EXPERIMENT.get("LOGIT_STAND", False)) if "EXPERIMENT" in cfg else False
+        self.logit_stand = bool(cfg.EXPERIMENT.LOGIT_STAND)
         # forward chunk size: the validation batch size (known to fit next to training)
-        self.chunk = int(cfg.DATASET.TEST.BATCH_SIZE) if "DATASET" in cfg else 0
+        self.chunk = int(cfg.DATASET.TEST.BATCH_SIZE)
         self._cost = None  # (cost on CPU, reg, num_iter, source)
         self._teacher_logits = None  # a frozen teacher's probe logits, computed once
 
