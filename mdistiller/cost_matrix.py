@@ -36,12 +36,10 @@ import os
 import torch
 
 from ._cli import console_entry
-from .dataset import build_datasets
+from .dataset import build_datasets, dataset_spec
 from .losses.class_cost import collect_class_features, fc_cost_matrix, finalize, linear_cka_matrix
 from .engine.build import load_teacher
 from .engine.cfg import CFG
-
-LOGIT_DATASETS = ("imagenet",)
 
 
 def default_output(dataset, teacher, method, feature):
@@ -80,7 +78,8 @@ def main(argv=None):
     cfg.freeze()
     feature = args.feature
     if feature == "auto":
-        feature = "logit" if args.dataset in LOGIT_DATASETS else "feature"
+        # the release's class features: logits for ImageNet (the datasets of the ImageNet zoo), maps otherwise
+        feature = "logit" if dataset_spec(args.dataset).zoo == "imagenet" else "feature"
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     )

@@ -18,17 +18,17 @@ def _as_size(size):
 def probe_input_size(cfg, fallback=None):
     """Image size of the dry forward that reads feature shapes.
 
-    The dataset's own image size where it has one (:func:`mdistiller.dataset.image_size`: 32 for CIFAR-like
-    data, digits at its ``DATASET.INPUT_SIZE``, 64 for Tiny-ImageNet); otherwise ``DATASET.INPUT_SIZE``, then
-    the method's own ``fallback`` (e.g. WKD.INPUT_SIZE), then 224.
+    The dataset's own image size where it has one (the dataset table's, :func:`mdistiller.dataset.image_size`:
+    32 for CIFAR-like data, digits at its ``DATASET.INPUT_SIZE``, 64 for Tiny-ImageNet); otherwise
+    ``DATASET.INPUT_SIZE``, then the method's own ``fallback`` (e.g. WKD.INPUT_SIZE), then 224.
     """
-    # Imported here: building a distiller needs no dataset code (nor the torchvision it imports).
-    from ..dataset import image_size
+    # Imported here: importing the distillers needs no dataset code (nor the torchvision it imports).
+    from ..dataset.table import image_size
 
     size = image_size(cfg)
     if size is not None:
         return size
-    size = cfg.DATASET.get("INPUT_SIZE", None) or fallback or 224
+    size = cfg.DATASET.INPUT_SIZE or fallback or 224
     return _as_size(size)
 
 

@@ -5,6 +5,7 @@ this run ignores (a key of another scheduler, trainer or pipeline), is named her
 """
 import warnings
 
+from ..dataset.table import dataset_spec
 from ..registry import data_needs
 
 
@@ -46,7 +47,7 @@ def unused_key_notices(cfg, defaults=None):
         notices.append("LOG.DIAGNOSTICS_SAMPLES is used only with LOG.DIAGNOSTICS True")
     if cfg.DISTILLER.TEACHER_CKPT and not data_needs(cfg).teacher:
         notices.append("DISTILLER.TEACHER_CKPT is not used: {} has no teacher".format(cfg.DISTILLER.TYPE))
-    if cfg.DATASET.INPUT_SIZE is not None and cfg.DATASET.TYPE != "digits":
+    if cfg.DATASET.INPUT_SIZE is not None and not dataset_spec(cfg.DATASET.TYPE).resize:
         notices.append("DATASET.INPUT_SIZE does not resize the images (each dataset has its own size, only digits "
                        "is resized); it is only the probe size of methods that size projectors from the models' features")
     if cfg.DATASET.TRAIN_PER_CLASS <= 0 and changed("DATASET", "SUBSET_SEED"):
