@@ -27,7 +27,7 @@ def _batch(trainer):
 @pytest.mark.parametrize("method", ["KD", "DKD", "NONE"])
 def test_dot_step_is_two_backward_passes_over_one_forward(tmp_path, method):
     trainer = _trainer(tmp_path, method)
-    assert isinstance(trainer.optimizer, DistillationOrientedSGD)
+    assert isinstance(trainer.step.optimizer, DistillationOrientedSGD)
     reference = copy.deepcopy(trainer.distiller)
     opt = DistillationOrientedSGD(reference.get_learnable_parameters(), lr=0.05, momentum=0.9, delta=0.075,
                                   weight_decay=5e-4)
@@ -48,7 +48,7 @@ def test_dot_step_is_two_backward_passes_over_one_forward(tmp_path, method):
         opt.step()
     for (name, a), b in zip(trainer.distiller.state_dict().items(), reference.state_dict().values()):
         assert torch.equal(a, b), name
-    state = trainer.optimizer.state_dict()["state"]
+    state = trainer.step.optimizer.state_dict()["state"]
     assert any("momentum_buffer" in s for s in state.values())
     if method != "NONE":
         assert any("momentum_kd_buffer" in s for s in state.values())
@@ -56,7 +56,7 @@ def test_dot_step_is_two_backward_passes_over_one_forward(tmp_path, method):
 
 def test_dot_amp_skips_a_step_with_non_finite_distillation_gradients(tmp_path):
     trainer = _trainer(tmp_path, "KD")
-    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=1)
+    trainer.step.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=1)
     batch = _batch(trainer)
     before = {k: v.clone() for k, v in trainer.distiller.state_dict().items() if "weight" in k}
     distiller = trainer.distiller
@@ -68,14 +68,14 @@ def test_dot_amp_skips_a_step_with_non_finite_distillation_gradients(tmp_path):
         return logits, losses
 
     distiller.forward_train = poisoned
-    trainer.optimizer.zero_grad(set_to_none=True)
-    trainer._dot_step({"image": batch[0], "target": batch[1]}, 1)
-    assert trainer.scaler.get_scale() == 512.0  # backed off
+    trainer.step.optimizer.zero_grad(set_to_none=True)
+    trainer.step({"image": batch[0], "target": batch[1]}, 1)
+    assert trainer.step.scaler.get_scale() == 512.0  # backed off
     after = trainer.distiller.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # step skipped
 
     distiller.forward_train = forward
-    trainer.optimizer.zero_grad(set_to_none=True)
-    trainer._dot_step({"image": batch[0], "target": batch[1]}, 1)
-    assert trainer.scaler.get_scale() == 1024.0  # a good step grows it again (growth_interval 1)
+    trainer.step.optimizer.zero_grad(set_to_none=True)
+    trainer.step({"image": batch[0], "target": batch[1]}, 1)
+    assert trainer.step.scaler.get_scale() == 1024.0  # a good step grows it again (growth_interval 1)
     assert any(not torch.equal(before[k], trainer.distiller.state_dict()[k]) for k in before)
