@@ -4,7 +4,7 @@ import torch
 from ..losses.crd import crd_loss
 from ..registry import DataNeeds, register_distiller
 from ._base import Distiller
-from ._common import Embed
+from ._common import Embed, embedding_dims
 from ._contrast_memory import ContrastMemory
 
 
@@ -28,6 +28,14 @@ class CRD(Distiller):
     @classmethod
     def data_needs(cls, cfg):
         return DataNeeds(contrastive_k=int(cfg.CRD.NCE.K), contrastive_mode=str(cfg.CRD.MODE), num_data=True)
+
+    @classmethod
+    def variants(cls):
+        return [({}, "K = {}".format(cls.DEFAULTS["NCE"]["K"]))]
+
+    @classmethod
+    def pair_settings(cls, cfg, student, teacher):
+        return embedding_dims("CRD", cfg, student, teacher)
 
     def __init__(self, student, teacher, cfg, num_data):
         super().__init__(student, teacher)

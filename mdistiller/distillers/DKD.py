@@ -17,8 +17,7 @@ class DKD(Distiller):
         return float(cfg.DKD.T), "DKD.T"
 
     def __init__(self, student, teacher, cfg):
-        super().__init__(student, teacher)
-        self.logit_stand = bool(cfg.EXPERIMENT.LOGIT_STAND)
+        super().__init__(student, teacher, cfg)
         self.ce_weight = cfg.DKD.CE_WEIGHT
         self.alpha = cfg.DKD.ALPHA
         self.beta = cfg.DKD.BETA

@@ -135,6 +135,13 @@ class REVIEWKD(Distiller):
     def label(cls, cfg):
         return "ReviewKD"
 
+    @classmethod
+    def pair_settings(cls, cfg, student, teacher):
+        """The level lists of the pair that differ from ``cfg``'s (:func:`matching_levels`)."""
+        block = cfg.REVIEWKD
+        wanted = matching_levels(student, teacher, probe_input_size(cfg), len(block.IN_CHANNELS), block.STU_PREACT)
+        return {"REVIEWKD." + k: v for k, v in wanted.items() if v != list(block[k])}
+
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher)
         block = cfg.REVIEWKD

@@ -9,7 +9,7 @@ from ..losses.crd import crd_loss
 from ..losses.wcord import wcord_local_loss
 from ..registry import DataNeeds, register_distiller
 from ._base import Distiller
-from ._common import LipschitzEmbed
+from ._common import LipschitzEmbed, embedding_dims
 from ._contrast_memory import ContrastMemory
 
 
@@ -49,6 +49,14 @@ class WCORD(Distiller):
     @classmethod
     def data_needs(cls, cfg):
         return DataNeeds(contrastive_k=int(cfg.WCORD.NCE.K), contrastive_mode=str(cfg.WCORD.MODE), num_data=True)
+
+    @classmethod
+    def variants(cls):
+        return [({}, "K = {}".format(cls.DEFAULTS["NCE"]["K"]))]
+
+    @classmethod
+    def pair_settings(cls, cfg, student, teacher):
+        return embedding_dims("WCORD", cfg, student, teacher)
 
     def __init__(self, student, teacher, cfg, num_data):
         super().__init__(student, teacher)

@@ -65,10 +65,20 @@ class WKD(Distiller):
     def logit_temperature(cls, cfg):
         return float(cfg.WKD.TEMPERATURE), "WKD.TEMPERATURE"
 
+    @classmethod
+    def variants(cls):
+        """WKD-L with the fc cost (no file needed), and WKD-F as the release's CIFAR-100 config
+        (configs/cifar100/wkd_f/res32x4_res8x4.yaml; the defaults' HINT_LAYER 4 / bottleneck / grid 4 are
+        its ImageNet setting)."""
+        return [
+            ({"WKD.LOSS.WKD_FEAT_WEIGHT": 0.0, "WKD.COST_MATRIX": "fc"}, "fc cost"),
+            ({"WKD.LOSS.WKD_LOGIT_WEIGHT": 0.0, "WKD.HINT_LAYER": -1, "WKD.PROJECTOR": "conv1x1",
+              "WKD.SPATIAL_GRID": 1, "WKD.MEAN_COV_RATIO": 4.0}, "release CIFAR config"),
+        ]
+
     def __init__(self, student, teacher, cfg):
-        super().__init__(student, teacher)
+        super().__init__(student, teacher, cfg)
         w = cfg.WKD
-        self.logit_stand = bool(cfg.EXPERIMENT.LOGIT_STAND)
         self.epochs = cfg.SOLVER.EPOCHS
         self.ce_weight = w.LOSS.CE_WEIGHT
         self.logit_weight = w.LOSS.WKD_LOGIT_WEIGHT

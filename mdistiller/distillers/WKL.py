@@ -55,6 +55,10 @@ class WKL(WKD):
     def label(cls, cfg):
         return "WKL"
 
+    @classmethod
+    def variants(cls):
+        return [({"WKD.COST_MATRIX": "fc", "WKD.LOSS.WKD_FEAT_WEIGHT": 0.0}, "fc cost")]
+
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher, cfg)
         k = cfg.WKL

@@ -32,6 +32,14 @@ def probe_input_size(cfg, fallback=None):
     return _as_size(size)
 
 
+def embedding_dims(block, cfg, student, teacher):
+    """``<block>.FEAT.STUDENT_DIM`` / ``TEACHER_DIM`` of a pair (CRD's and WCoRD's heads): the widths of the
+    models' ``pooled_feat`` at the dataset's input size."""
+    size = probe_input_size(cfg)
+    f_s, f_t = probe_features(student, size), probe_features(teacher, size)
+    return {block + ".FEAT.STUDENT_DIM": f_s["pooled_feat"].shape[1], block + ".FEAT.TEACHER_DIM": f_t["pooled_feat"].shape[1]}
+
+
 @torch.no_grad()
 def probe_features(model, input_size):
     """The feature dict of one eval-mode forward on zeros (the model's device and dtype); every module's

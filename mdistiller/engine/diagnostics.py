@@ -30,8 +30,8 @@ Choices, fixed once per run from the config:
 * Ground cost of ``w``: the distiller's own ``ground_cost()`` (cost, λ,
   iterations) when it has one (WKD/WKL with WKD-L on, also as a ``COMBINE``
   part); otherwise ``1 − cos`` between the teacher's classifier rows,
-  post-processed like ``WKD.COST_MATRIX fc`` with WKD's defaults (sharpen 1.0,
-  then ``relu + 1e-8``; λ = 0.05, 10 iterations), computed once.
+  post-processed like ``WKD.COST_MATRIX fc`` with the WKD class's defaults
+  (``WKD.DEFAULTS``: sharpen 1.0, then ``relu + 1e-8``; λ = 0.05, 10 iterations), computed once.
 
 Side effects: none on training. The probe forward runs in eval mode under
 ``torch.no_grad`` and fp32 (autocast off); the train/eval flag of every
@@ -47,13 +47,10 @@ from ..losses.wkd import wkd_logit_parts
 from ..losses.dkd import dkd_parts
 from ..losses.kd import kd_loss
 from ..losses.standardize import standardize_logits
+from ..distillers.WKD import WKD
 from ..registry import get_distiller_class
 
 DEFAULT_TEMPERATURE = 4.0
-# WKD's defaults for runs without a cost matrix of their own.
-DEFAULT_SHARPEN = 1.0
-DEFAULT_SINKHORN_LAMBDA = 0.05
-DEFAULT_SINKHORN_ITER = 10
 NUM_GRAD_CLASSES = 6  # teacher's top-1 class and the next five
 
 
@@ -104,8 +101,10 @@ class AlignmentDiagnostics:
             self._cost = (None, reg, num_iter, "the distiller's cost_matrix")
             return cost.float(), reg, num_iter
         if self._cost is None or self._cost[0] is None:
-            cost = prepare_cost_matrix(fc_cost_matrix(distiller.teacher), DEFAULT_SHARPEN).cpu()
-            self._cost = (cost, DEFAULT_SINKHORN_LAMBDA, DEFAULT_SINKHORN_ITER, "1-cos(teacher classifier), sharpen 1.0")
+            # WKD's defaults for runs without a cost matrix of their own
+            sharpen, sinkhorn = WKD.DEFAULTS["COST_MATRIX_SHARPEN"], WKD.DEFAULTS["SINKHORN"]
+            cost = prepare_cost_matrix(fc_cost_matrix(distiller.teacher), sharpen).cpu()
+            self._cost = (cost, sinkhorn["LAMBDA"], sinkhorn["ITER"], "1-cos(teacher classifier), sharpen {}".format(sharpen))
         return self._cost[0], self._cost[1], self._cost[2]
 
     # -- the metrics ----------------------------------------------------------
