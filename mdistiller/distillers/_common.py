@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ..losses.crd import l2_normalize
+from ..registry import DataNeeds
 
 
 def _as_size(size):
@@ -30,14 +31,6 @@ def probe_input_size(cfg, fallback=None):
         return size
     size = cfg.DATASET.INPUT_SIZE or fallback or 224
     return _as_size(size)
-
-
-def embedding_dims(block, cfg, student, teacher):
-    """``<block>.FEAT.STUDENT_DIM`` / ``TEACHER_DIM`` of a pair (CRD's and WCoRD's heads): the widths of the
-    models' ``pooled_feat`` at the dataset's input size."""
-    size = probe_input_size(cfg)
-    f_s, f_t = probe_features(student, size), probe_features(teacher, size)
-    return {block + ".FEAT.STUDENT_DIM": f_s["pooled_feat"].shape[1], block + ".FEAT.TEACHER_DIM": f_t["pooled_feat"].shape[1]}
 
 
 @torch.no_grad()
@@ -190,6 +183,29 @@ def stage_vectors(features, stage, key="stage"):
     if feat.dim() == 4:
         feat = torch.nn.functional.adaptive_avg_pool2d(feat, 1)
     return feat.reshape(feat.shape[0], -1)
+
+
+class MemoryBankMethod:
+    """Class-level facts of the methods with CRD's memory bank (CRD, WCoRD), whose config block has ``MODE``,
+    ``NCE.K`` and ``FEAT.{STUDENT_DIM,TEACHER_DIM}``: the train set samples ``NCE.K`` negatives, the constructor
+    takes the training-set size (one bank row per sample), and a pair sets the heads' input widths."""
+
+    @classmethod
+    def data_needs(cls, cfg):
+        block = cfg[cls.registry_name]
+        return DataNeeds(contrastive_k=int(block.NCE.K), contrastive_mode=str(block.MODE), num_data=True)
+
+    @classmethod
+    def variants(cls):
+        return [({}, "K = {}".format(cls.DEFAULTS["NCE"]["K"]))]
+
+    @classmethod
+    def pair_settings(cls, cfg, student, teacher):
+        """``FEAT.STUDENT_DIM`` / ``TEACHER_DIM``: the widths of the models' ``pooled_feat`` at the dataset's input size."""
+        size = probe_input_size(cfg)
+        f_s, f_t = probe_features(student, size), probe_features(teacher, size)
+        key = cls.registry_name + ".FEAT."
+        return {key + "STUDENT_DIM": f_s["pooled_feat"].shape[1], key + "TEACHER_DIM": f_t["pooled_feat"].shape[1]}
 
 
 class Embed(nn.Module):
