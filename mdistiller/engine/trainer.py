@@ -18,7 +18,7 @@ from ..distillers import build_distiller
 from ..registry import data_needs
 from .build import build_student_and_teacher
 from .cfg import show_cfg
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, strip_data_parallel_prefix
 from .data import build_loaders, set_loader_epoch
 from .device import (
     all_reduce_sum,
@@ -32,6 +32,7 @@ from .device import (
     teardown_runtime,
     unwrap,
 )
+from .dot import DOT_TRAINERS
 from .evaluate import as_percentages, evaluation_sums
 from .logging import RunLogger, build_diagnostics, write_run_info
 from .optim import build_optimizer, learning_rate, set_learning_rate
@@ -42,7 +43,7 @@ from .utils import log_msg, seed_everything
 
 # Names of the fields of a training batch, by position (CRD's datasets add the last one).
 BATCH_FIELDS = ("image", "target", "index", "contrastive_index")
-SUPPORTED_TRAINERS = ("base", "crd", "dot")
+SUPPORTED_TRAINERS = ("base", "crd") + DOT_TRAINERS
 REFRESH_INTERVAL = 50  # steps between host reads (progress bar, non-finite check)
 
 
@@ -77,7 +78,7 @@ class Trainer:
             for module in (distiller.student, distiller.teacher):
                 if module is not None:
                     module.compile()  # in place: parameter names (and checkpoints) are unchanged
-        self.dot = cfg.SOLVER.TRAINER == "dot"
+        self.dot = cfg.SOLVER.TRAINER in DOT_TRAINERS
         self.optimizer = build_optimizer(cfg, distiller.get_learnable_parameters())
         self.scaler = grad_scaler(self.device, cfg.SOLVER.AMP)
         if self.runtime.distributed:
@@ -106,7 +107,7 @@ class Trainer:
         """Load ``latest`` (model, optimizer, scaler, RNG, best accuracy); returns the epoch it ended."""
         path = os.path.join(self.log_path, "latest")
         state = load_checkpoint(path, map_location=self.device)
-        unwrap(self.distiller).load_state_dict(state["model"])
+        unwrap(self.distiller).load_state_dict(strip_data_parallel_prefix(state["model"]))
         self.optimizer.load_state_dict(state["optimizer"])
         if "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
@@ -356,5 +357,6 @@ def train(cfg, log_path, resume=False):
     return Trainer(cfg, log_path, resume=resume).train()
 
 
-# mdistiller exposes trainers by SOLVER.TRAINER; all names run the same loop here ("dot": DOT's two-step update).
-trainer_dict = {"base": Trainer, "crd": Trainer, "dot": Trainer}
+# mdistiller exposes trainers by SOLVER.TRAINER; all names run the same loop here ("dot", "crd_dot": DOT's
+# two-step update).
+trainer_dict = {name: Trainer for name in SUPPORTED_TRAINERS}
