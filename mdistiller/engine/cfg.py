@@ -1,14 +1,14 @@
 """The configuration tree (yacs), a superset of mdistiller's.
 
-Every key mdistiller defines keeps its name, default and type, so its yaml files
-merge unchanged; keys added here default to mdistiller's behaviour. This module
-holds the run-level sections (EXPERIMENT, DATASET, DISTILLER, SOLVER, LOG) and is the
-one copy of their defaults; each method's block is declared by its class
-(``DEFAULTS``) and added to ``CFG`` when the class is registered, so a method added
-later (even in a test) merges its yaml. ``CFG`` is a :class:`Config`, whose merges
-rename the old key names of a method (``ALIASES`` of its class) and accept an int
-written for a float key: ``CFG.clone().merge_from_file(path)`` (mdistiller's Python
-API) reads a released mdistiller, WKD or WKL yaml exactly as ``mdistiller-train --cfg`` does.
+Every key mdistiller defines keeps its name, default and type (except KD.TEMPERATURE, a
+float here so fractional temperatures merge), so its yaml files merge unchanged; keys added
+here default to mdistiller's behaviour. This module holds the run-level sections (EXPERIMENT,
+DATASET, DISTILLER, SOLVER, LOG) and is the one copy of their defaults; each method's block is
+declared by its class (``DEFAULTS``) and added to ``CFG`` when the class is registered, so a
+method added later (even in a test) merges its yaml. ``CFG`` is a :class:`Config`, whose merges
+rename the old key names of a method (``ALIASES`` of its class) and accept an int written for a
+float key: ``CFG.clone().merge_from_file(path)`` (mdistiller's Python API) reads a released
+mdistiller, WKD or WKL yaml exactly as ``mdistiller-train --cfg`` does.
 
 Config files: a path that exists (relative to the current directory) is read as is; otherwise a
 name of a config shipped inside the package, ``mdistiller/configs/`` (``digits/kd.yaml``, also

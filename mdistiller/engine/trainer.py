@@ -19,7 +19,7 @@ from ..distillers import build_distiller
 from ..registry import data_needs
 from .build import build_student_and_teacher
 from .cfg import show_cfg
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, strip_data_parallel_prefix
 from .data import batch_inputs, build_loaders, set_loader_epoch
 from .device import (
     all_reduce_sum,
@@ -30,7 +30,7 @@ from .device import (
     teardown_runtime,
     unwrap,
 )
-from .dot import DotStep
+from .dot import DOT_TRAINERS, DotStep
 from .evaluate import EVALUATORS
 from .logging import RunLogger, build_diagnostics, write_run_info
 from .optim import learning_rate, set_learning_rate
@@ -40,8 +40,9 @@ from .meters import NO_BAD_ITERATION, DeviceMeters
 from .step import Step
 from .utils import log_msg, seed_everything
 
-# SOLVER.TRAINER -> the step the loop runs; mdistiller's "base" and "crd" are one (the data follows the distiller).
-STEPS = {"base": Step, "crd": Step, "dot": DotStep}
+# SOLVER.TRAINER -> the step the loop runs; mdistiller's "base" and "crd" are one (the data follows the distiller),
+# as are "dot" and "crd_dot" (DOT's two-step update).
+STEPS = dict({"base": Step, "crd": Step}, **dict.fromkeys(DOT_TRAINERS, DotStep))
 REFRESH_INTERVAL = 50  # steps between host reads (progress bar, non-finite check)
 
 
@@ -105,7 +106,7 @@ class Trainer:
         """Load ``latest`` (model, optimizer, scaler, RNG, best accuracy); returns the epoch it ended."""
         path = os.path.join(self.log_path, "latest")
         state = load_checkpoint(path, map_location=self.device)
-        unwrap(self.distiller).load_state_dict(state["model"])
+        unwrap(self.distiller).load_state_dict(strip_data_parallel_prefix(state["model"]))
         self.step.optimizer.load_state_dict(state["optimizer"])
         if "scaler" in state:
             self.step.scaler.load_state_dict(state["scaler"])
