@@ -1,14 +1,17 @@
-"""Reading a run folder: whether the run is finished, and its record (status, top-1, wall time, error).
+"""Reading a run folder: whether the run is finished, and its record (status, top-1 or AP, wall time, error).
 
 Files read: the trainer's ``metrics.csv`` and ``summary.json``, the runner's
 ``benchmark.json`` (wall time, threads and, for batch jobs, the job id of each attempt) and
 ``error.txt`` (last line of a failed attempt's stderr). The record depends on the run folder
-only, whichever launcher ran it.
+only, whichever launcher ran it. Which ``metrics.csv`` column is the run's score follows its dataset's task
+(:func:`evaluator_of`): ``test_acc`` (top-1) for classification, ``test_ap`` (COCO AP) for detection.
 """
 import json
 import os
 from collections import OrderedDict
 
+from ..dataset.table import DATASETS
+from ..engine.evaluate import EVALUATORS
 from ..engine.records import read_csv
 
 RUN_INFO = "benchmark.json"
@@ -36,6 +39,13 @@ def run_state(run_dir, epochs):
     return "new"
 
 
+def evaluator_of(cfg):
+    """The evaluator class of a run's task (its score column ``test_<METRIC>``, its ``LABEL`` and ``TABLE_EXTRAS``);
+    classification's for a config that did not load or an unknown dataset."""
+    spec = DATASETS.get(str(cfg.DATASET.TYPE).lower()) if cfg is not None else None
+    return EVALUATORS[spec.task if spec is not None else "classification"]
+
+
 def collect_run(run):
     """The run's record, from its own logs: status, last/best top-1, wall time, error."""
     record = OrderedDict(
@@ -55,6 +65,8 @@ def collect_run(run):
         wall_time=None,
         error="",
         run_dir=run.run_dir,
+        metric=evaluator_of(run.cfg).LABEL,
+        extras=OrderedDict(),
         attempts=0,
         job_ids="",
         threads=[],
@@ -63,11 +75,14 @@ def collect_run(run):
     )
     rows = read_csv(os.path.join(run.run_dir, "metrics.csv"))
     if rows:
-        accs = [float(r["test_acc"]) for r in rows]
+        evaluator = evaluator_of(run.cfg)
+        accs = [float(r["test_" + evaluator.METRIC]) for r in rows]
         best = max(range(len(accs)), key=lambda i: accs[i])  # first epoch reaching the max, as the trainer
         record.update(
             epochs=len(rows), last_acc=accs[-1], best_acc=accs[best], best_epoch=int(rows[best]["epoch"])
         )
+        record["extras"] = OrderedDict((label, float(rows[-1]["test_" + metric]))
+                                       for metric, label in evaluator.TABLE_EXTRAS)
     info = read_json(os.path.join(run.run_dir, RUN_INFO))
     if info and info.get("attempts"):
         attempts = info["attempts"]

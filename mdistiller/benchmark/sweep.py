@@ -90,6 +90,11 @@ def run_sweep(configs, seeds=(0,), out="benchmark_runs", name=None, opts=(), job
     return result
 
 
+# A table's score by the records' metric (the evaluator's LABEL).
+METRIC_TEXT = {"top-1": "Top-1 (%)",
+               "AP": "AP = COCO box mAP@[.5:.95] (%, pycocotools; AP50 / AP75 at IoU 0.5 / 0.75)"}
+
+
 def table_notes(records):
     """The notes under the table, from the records alone (so any launcher, or none, writes the same table)."""
     threads = sorted({t for r in records for t in r.get("threads") or []})
@@ -101,11 +106,13 @@ def table_notes(records):
     if launchers - {"local"}:
         how.append("run as batch jobs ({})".format(", ".join(sorted(launchers - {"local"}))))
     detail = "; ".join((["{} thread(s) per run".format("/".join(map(str, threads)))] if threads else []) + how)
+    metrics = sorted({r.get("metric", "top-1") for r in records})
+    what = " and ".join(METRIC_TEXT.get(m, m) for m in metrics)
     return [
-        "Top-1 (%) on the test set, mean ± sample std over seeds (— for one seed); Last = final epoch, "
+        "{} on the test set, mean ± sample std over seeds (— for one seed); Last = final epoch, "
         "Best = best epoch. Wall = mean wall-clock seconds of a run's mdistiller.train process(es), summed over "
         "its attempts{}; every run's benchmark.json records its attempts.".format(
-            " ({})".format(detail) if detail else ""),
+            what, " ({})".format(detail) if detail else ""),
         "Published = the paper's number for the same dataset/pair/method under its full protocol "
         "(mdistiller/reference/published_results.csv).",
     ]

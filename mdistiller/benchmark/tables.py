@@ -1,8 +1,9 @@
 """Aggregating run records over seeds (mean ± sample std) and writing the tables (markdown, CSV).
 
-One row per run name (config): top-1 of the last and of the best epoch, mean and sample standard
-deviation (n - 1) over the seeds that finished ("—" when n = 1), mean wall time, the published
-number, and a status naming every failed seed with its error.
+One row per run name (config): the score — top-1, or a detector's AP — of the last and of the best epoch, mean
+and sample standard deviation (n - 1) over the seeds that finished ("—" when n = 1), the task's other last-epoch
+metrics (a record's ``extras``: AP50 and AP75 of a detector), mean wall time, the published number, and a status
+naming every failed seed with its error.
 
 Paired comparison: when the sweep also trained the student alone (a ``NONE`` run of the same student
 on the same dataset), each other row gets the last-epoch difference to it over the seeds both
@@ -90,6 +91,9 @@ def aggregate(records, published_table=None):
         best_mean, best_std = mean_std([r["best_acc"] for r in ok])
         wall, _ = mean_std([r["wall_time"] for r in ok if r["wall_time"] is not None])
         pub, source = published_top1(first["dataset"], first["teacher"], first["student"], first["method"], published_table)
+        labels = list(OrderedDict.fromkeys(label for r in ok for label in r.get("extras") or {}))
+        extras = OrderedDict((label, mean_std([r["extras"][label] for r in ok if label in (r.get("extras") or {})]))
+                             for label in labels)
         failed = [r for r in recs if r["status"] != "ok"]
         if not failed:
             status = "ok"
@@ -108,8 +112,10 @@ def aggregate(records, published_table=None):
                 teacher=first["teacher"],
                 student=first["student"],
                 pair=pair_text(first["type"], first["method"], first["teacher"], first["student"]),
+                metric=first.get("metric", "top-1"),
                 last_mean=last_mean,
                 last_std=last_std,
+                extras=extras,
                 best_mean=best_mean,
                 best_std=best_std,
                 n=len(ok),
@@ -157,7 +163,7 @@ def _md_cell(text):
 
 
 TABLE_COLUMNS = ("Method", "Run", "Dataset", "Teacher→Student", "Last top-1", "Best top-1", "Seeds", "Wall (s)",
-                 "Published", "Status")
+                 "Published", "Status")  # a classification table's; a detection table says AP and adds AP50, AP75
 PAIRED_COLUMN = "Last − student alone (paired)"
 
 
@@ -179,7 +185,11 @@ def format_markdown(rows, title=None, notes=()):
     if title:
         lines += ["## " + title, ""]
     paired = any(r.get("delta_mean") is not None for r in rows)
-    columns = TABLE_COLUMNS[:5] + ((PAIRED_COLUMN,) if paired else ()) + TABLE_COLUMNS[5:]
+    metrics = list(OrderedDict.fromkeys(r.get("metric", "top-1") for r in rows))
+    metric = metrics[0] if len(metrics) == 1 else "score"
+    extras = list(OrderedDict.fromkeys(label for r in rows for label in r.get("extras") or {}))
+    columns = (TABLE_COLUMNS[:4] + ("Last " + metric,) + ((PAIRED_COLUMN,) if paired else ())
+               + tuple("Last " + label for label in extras) + ("Best " + metric,) + TABLE_COLUMNS[6:])
     lines.append("| " + " | ".join(columns) + " |")
     lines.append("|" + "|".join(["---"] * 4 + ["---:"] * (len(columns) - 5) + ["---"]) + "|")
     for r in rows:
@@ -190,6 +200,8 @@ def format_markdown(rows, title=None, notes=()):
             r["pair"],
             format_mean_std(r["last_mean"], r["last_std"]),
         ] + ([paired_text(r)] if paired else []) + [
+            format_mean_std(*(r.get("extras") or {}).get(label, (None, None))) for label in extras
+        ] + [
             format_mean_std(r["best_mean"], r["best_std"]),
             "{}/{}".format(r["n"], r["runs"]) if r["n"] != r["runs"] else str(r["n"]),
             _fmt(r["wall_time"], 1),
@@ -199,7 +211,7 @@ def format_markdown(rows, title=None, notes=()):
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
     notes = list(notes)
     if paired:
-        notes.append("Last − student alone (paired) = last-epoch top-1 minus that of the student trained alone with "
+        notes.append("Last − student alone (paired) = last-epoch " + metric + " minus that of the student trained alone with "
                      "the same seed, mean ± sample std over the seeds both finished; seeds up = how many differences "
                      "are positive; p = two-sided paired t-test.")
     if notes:
@@ -208,11 +220,11 @@ def format_markdown(rows, title=None, notes=()):
     return "\n".join(lines) + "\n"
 
 
-CSV_FIELDS = ("method", "name", "config", "dataset", "teacher", "student", "pair", "last_mean", "last_std",
+CSV_FIELDS = ("method", "name", "config", "dataset", "teacher", "student", "pair", "metric", "last_mean", "last_std",
               "best_mean", "best_std", "n", "seeds", "runs", "wall_time", "published", "published_source", "status",
               "paired_vs", "delta_mean", "delta_std", "delta_n", "delta_wins", "delta_p")
 
-RUN_FIELDS = ("name", "config", "method", "dataset", "teacher", "student", "seed", "status", "epochs", "last_acc",
+RUN_FIELDS = ("name", "config", "method", "dataset", "teacher", "student", "seed", "status", "epochs", "metric", "last_acc",
               "best_acc", "best_epoch", "wall_time", "error", "run_dir", "attempts", "job_ids")
 
 
@@ -225,9 +237,25 @@ def _csv_value(value):
 
 
 def write_csv(rows, path, fields=CSV_FIELDS):
-    """``rows`` (dicts) as CSV with the columns ``fields``: None as empty, floats at full precision."""
+    """``rows`` (dicts) as CSV with the columns ``fields``: None as empty, floats at full precision. A row's
+    ``extras`` become columns of their own: ``last_<label>_mean`` / ``_std`` for a row of :func:`aggregate`,
+    ``last_<label>`` for a run's record."""
+    rows = [_flat_extras(row) for row in rows]
+    fields = list(fields) + list(OrderedDict.fromkeys(k for row in rows for k in row if k.startswith("last_")
+                                                      and k not in fields and k not in ("last_mean", "last_std")))
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _csv_value(row.get(k)) for k in fields})
+
+
+def _flat_extras(row):
+    flat = OrderedDict((k, v) for k, v in row.items() if k != "extras")
+    for label, value in (row.get("extras") or {}).items():
+        name = "last_" + label.lower()
+        if isinstance(value, tuple):
+            flat[name + "_mean"], flat[name + "_std"] = value
+        else:
+            flat[name] = value
+    return flat

@@ -36,7 +36,7 @@ from .contrastive import ContrastiveSample
 from .digits import Digits
 from .imagefolder import ImageFolderInstance
 from .svhn import SVHN
-from .table import DATASETS, DatasetSpec, dataset_spec, image_size, register_dataset
+from .table import DATASETS, DatasetSpec, dataset_spec, image_size, load_function, register_dataset, task_of
 
 __all__ = [
     "DATASETS",
@@ -45,6 +45,7 @@ __all__ = [
     "register_dataset",
     "build_datasets",
     "image_size",
+    "task_of",
     "get_dataset",
     "wrap_contrastive",
     "resolve_num_classes",
@@ -80,9 +81,14 @@ def build_datasets(cfg, needs=None):
     """Build ``(train_set, val_set, num_classes)`` from ``cfg.DATASET`` and the method's ``needs``."""
     spec = dataset_spec(cfg.DATASET.TYPE)
     options = {"size": image_size(cfg)[0]} if spec.resize else {}
+    if spec.options:
+        options.update(load_function(spec.options)(cfg))
     train_set, val_set, own = spec.build(str(cfg.DATASET.ROOT), bool(cfg.DATASET.DOWNLOAD), **options)
     num_classes = resolve_num_classes(own, cfg.DATASET.NUM_CLASSES, train_set.targets, val_set.targets)
     per_class = int(cfg.DATASET.TRAIN_PER_CLASS or 0)
+    if per_class > 0 and spec.task != "classification":
+        raise ValueError("DATASET.TRAIN_PER_CLASS selects images by class: it applies to classification sets only, "
+                         "not to DATASET.TYPE {} ({})".format(spec.name, spec.task))
     if per_class > 0:
         seed = int(cfg.DATASET.SUBSET_SEED)
         if seed < 0:

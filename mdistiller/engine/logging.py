@@ -11,6 +11,7 @@ plus the run information written once at the start (``config.yaml``, ``env.json`
 validation batch the alignment diagnostics are computed on.
 """
 import json
+import math
 import os
 import sys
 from collections import OrderedDict
@@ -20,7 +21,9 @@ import torch
 from .records import append_csv, truncate_csv
 from .utils import environment_info, log_msg
 
-WORKLOG_KEYS = ("train_acc", "train_loss", "test_acc", "test_acc_top5", "test_loss")
+TRAIN_KEYS = ("train_acc", "train_loss")
+# The evaluation metrics of a classification run (TopKEvaluator "test"); a run passes its evaluators' names.
+CLASSIFICATION_METRICS = ("test_acc", "test_acc_top5", "test_loss")
 
 
 def write_run_info(log_path, cfg, runtime, resumed):
@@ -36,8 +39,11 @@ def write_run_info(log_path, cfg, runtime, resumed):
 
 def build_diagnostics(cfg, model, val_set):
     """``AlignmentDiagnostics`` on the first ``LOG.DIAGNOSTICS_SAMPLES`` (256) validation samples, or None when
-    ``LOG.DIAGNOSTICS`` is off or the method has no teacher."""
-    if not (cfg.LOG.DIAGNOSTICS and getattr(model, "teacher", None) is not None):
+    ``LOG.DIAGNOSTICS`` is off, the method has no teacher or the task is not classification (the diagnostics compare
+    class distributions of whole images)."""
+    from ..dataset.table import task_of
+
+    if not (cfg.LOG.DIAGNOSTICS and getattr(model, "teacher", None) is not None and task_of(cfg) == "classification"):
         return None
     from .diagnostics import AlignmentDiagnostics
 
@@ -66,10 +72,12 @@ class Sink:
 
 
 class WorklogSink(Sink):
-    """``worklog.txt`` in mdistiller's format."""
+    """``worklog.txt`` in mdistiller's format: per epoch the training accuracy and loss and the evaluation
+    ``metrics`` (mdistiller's ``test_acc``, ``test_acc_top5``, ``test_loss`` for classification)."""
 
-    def __init__(self, log_path):
+    def __init__(self, log_path, metrics=CLASSIFICATION_METRICS):
         self.path = os.path.join(log_path, "worklog.txt")
+        self.keys = TRAIN_KEYS + tuple(metrics)
 
     def _write(self, lines):
         with open(self.path, "a") as f:
@@ -80,7 +88,7 @@ class WorklogSink(Sink):
 
     def log_epoch(self, record, diagnostics):
         lines = ["-" * 25, "epoch: {}".format(record["epoch"]), "lr: {:.2f}".format(record["lr"])]
-        lines += ["{}: {:.2f}".format(key, record[key]) for key in WORKLOG_KEYS]
+        lines += ["{}: {:.2f}".format(key, record[key]) for key in self.keys]
         lines.append("-" * 25)
         self._write(lines)
 
@@ -117,7 +125,7 @@ class TensorboardSink(Sink):
     def log_epoch(self, record, diagnostics):
         epoch = record["epoch"]
         for key, value in record.items():
-            if key != "epoch":
+            if key != "epoch" and not math.isnan(value):  # NaN: a metric without data (COCO's APl without large boxes)
                 self.writer.add_scalar(key, value, epoch)
         for key, value in diagnostics.items():
             self.writer.add_scalar("alignment/" + key, value, epoch)
@@ -128,29 +136,40 @@ class TensorboardSink(Sink):
 
 
 class ConsoleSink(Sink):
-    """One line per epoch on stdout."""
+    """One line per epoch on stdout: training loss and accuracy, then the evaluation ``metrics``, the first (which
+    selects the best epoch) with its best value."""
+
+    def __init__(self, metrics=CLASSIFICATION_METRICS):
+        self.metrics = tuple(metrics)
 
     def log_epoch(self, record, diagnostics):
-        print(
-            log_msg(
-                "Epoch {} | lr {:.4f} | train loss {:.4f} acc {:.2f} | test acc {:.2f} (best {:.2f}) top5 {:.2f}".format(
-                    record["epoch"], record["lr"], record["train_loss"], record["train_acc"], record["test_acc"],
-                    record["best_acc"], record["test_acc_top5"],
-                ),
-                "EVAL",
-            )
-        )
+        first, rest = self.metrics[0], self.metrics[1:]
+        evaluation = " ".join(["{} {:.2f} (best {:.2f})".format(first, record[first], record["best_acc"])]
+                              + ["{} {:.2f}".format(key, record[key]) for key in rest])
+        print(log_msg("Epoch {} | lr {:.4f} | train loss {:.4f} acc {:.2f} | {}".format(
+            record["epoch"], record["lr"], record["train_loss"], record["train_acc"], evaluation), "EVAL"))
+
+
+def json_safe(value):
+    """``value`` with every NaN float (a metric without data) as None, so the file is standard JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return type(value)((k, json_safe(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 class SummarySink(Sink):
-    """``summary.json``: the dict ``Trainer.train`` returns."""
+    """``summary.json``: the dict ``Trainer.train`` returns (a NaN metric written as null)."""
 
     def __init__(self, log_path):
         self.path = os.path.join(log_path, "summary.json")
 
     def finish(self, summary):
         with open(self.path, "w") as f:
-            json.dump(summary, f, indent=2)
+            json.dump(json_safe(summary), f, indent=2)
 
 
 class WandbSink(Sink):
@@ -196,11 +215,13 @@ class WandbSink(Sink):
 
 
 class RunLogger:
-    """All sinks of a run (main process only). ``resumed_epoch``: the run continues after that epoch."""
+    """All sinks of a run (main process only). ``resumed_epoch``: the run continues after that epoch; ``metrics``:
+    the names of the evaluation metrics in the records, the best epoch's selector first."""
 
-    def __init__(self, cfg, log_path, resumed_epoch=None):
+    def __init__(self, cfg, log_path, resumed_epoch=None, metrics=CLASSIFICATION_METRICS):
         self.sinks = [
-            TensorboardSink(log_path), CsvSink(log_path), WorklogSink(log_path), ConsoleSink(), SummarySink(log_path)
+            TensorboardSink(log_path), CsvSink(log_path), WorklogSink(log_path, metrics), ConsoleSink(metrics),
+            SummarySink(log_path),
         ]
         if cfg.LOG.WANDB:
             self.sinks.append(WandbSink(cfg, log_path))

@@ -20,7 +20,7 @@ from ..registry import data_needs
 from .build import build_student_and_teacher
 from .cfg import show_cfg
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, strip_data_parallel_prefix
-from .data import batch_inputs, build_loaders, set_loader_epoch
+from .data import batch_inputs, batch_size, build_loaders, set_loader_epoch
 from .device import (
     all_reduce_sum,
     barrier,
@@ -33,10 +33,10 @@ from .device import (
 from .dot import DOT_TRAINERS, DotStep
 from .evaluate import EVALUATORS
 from .logging import RunLogger, build_diagnostics, write_run_info
-from .optim import learning_rate, set_learning_rate
+from .optim import learning_rate, set_learning_rate, warmup_factor
 from .records import read_csv
 from .keys import warn_unused_keys
-from .meters import NO_BAD_ITERATION, DeviceMeters
+from .meters import NO_BAD_ITERATION, TRAIN_ACCURACY, DeviceMeters
 from .step import Step
 from .utils import log_msg, seed_everything
 
@@ -64,13 +64,16 @@ class Trainer:
         seed_everything(cfg.EXPERIMENT.SEED)
         if self.is_main:
             warn_unused_keys(cfg)
+        task = dataset_spec(cfg.DATASET.TYPE).task
         if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # every dataset here has one input size
+            # one input size per classification dataset; detection images vary in size (cuDNN would re-tune each)
+            torch.backends.cudnn.benchmark = task == "classification"
 
         needs = data_needs(cfg)
         train_set, val_set, num_classes = build_datasets(cfg, needs=needs)
         self.num_classes = num_classes
-        student, teacher = build_student_and_teacher(cfg, num_classes, needs_teacher=needs.teacher)
+        student, teacher = build_student_and_teacher(cfg, num_classes, needs_teacher=needs.teacher,
+                                                     category_ids=getattr(train_set, "category_ids", None))
         distiller = build_distiller(cfg, student, teacher, num_data=len(train_set))
         distiller = place_distiller(distiller, self.device, cfg.SOLVER.CHANNELS_LAST)
         if cfg.SOLVER.COMPILE:
@@ -86,8 +89,9 @@ class Trainer:
         self.distiller = distiller
         self.step = STEPS[cfg.SOLVER.TRAINER](cfg, distiller, self.runtime)
         self.train_loader, self.val_loader = build_loaders(cfg, train_set, val_set, self.runtime)
-        evaluator = EVALUATORS[dataset_spec(cfg.DATASET.TYPE).task]
-        self.evaluators = [evaluator("test", self.val_loader, self.runtime, cfg.SOLVER.CHANNELS_LAST, cfg.SOLVER.AMP)]
+        self.train_accuracy = TRAIN_ACCURACY[task]
+        self.evaluators = [EVALUATORS[task]("test", self.val_loader, self.runtime, cfg.SOLVER.CHANNELS_LAST,
+                                            cfg.SOLVER.AMP)]
         self.diagnostics = build_diagnostics(cfg, unwrap(distiller), val_set) if self.is_main else None
 
         self.start_epoch = 1
@@ -99,7 +103,7 @@ class Trainer:
         self.logger = None
         if self.is_main:
             write_run_info(log_path, cfg, self.runtime, resume)
-            self.logger = RunLogger(cfg, log_path, resumed_epoch)
+            self.logger = RunLogger(cfg, log_path, resumed_epoch, [n for e in self.evaluators for n in e.names])
 
     # ------------------------------------------------------------------ resume
     def _resume(self):
@@ -156,7 +160,11 @@ class Trainer:
 
             progress = tqdm(self.train_loader, desc="epoch {}/{}".format(epoch, cfg.SOLVER.EPOCHS), leave=False)
         iteration = -1
+        warmup = int(cfg.SOLVER.WARMUP_ITERS)
+        steps_before = (epoch - 1) * len(self.train_loader)
         for iteration, batch in enumerate(progress):
+            if warmup and steps_before + iteration <= warmup:  # warm-up LR; at step WARMUP_ITERS the epoch's again
+                set_learning_rate(self.step.optimizer, lr * warmup_factor(cfg, steps_before + iteration))
             self.train_step(batch, epoch, iteration, meters)
             if (iteration + 1) % REFRESH_INTERVAL == 0:
                 self._check_finite(meters, epoch)
@@ -211,11 +219,12 @@ class Trainer:
 
     def train_step(self, batch, epoch, iteration, meters):
         inputs = batch_inputs(batch, self.device, self.cfg.SOLVER.CHANNELS_LAST)
-        logits, losses, loss = self.step(inputs, epoch)
-        meters.update(loss, losses, logits, inputs["target"], iteration)
+        output, losses, loss = self.step(inputs, epoch)
+        meters.update(loss, losses, self.train_accuracy(output, inputs["target"]), batch_size(batch), iteration)
 
     def evaluate(self):
-        """The metrics of every evaluator (``test_acc``, ``test_acc_top5``, ``test_loss``), on rank 0's model."""
+        """The metrics of every evaluator (``test_acc``, ``test_acc_top5``, ``test_loss`` of a classifier), on rank
+        0's model."""
         self.distiller.eval()
         model = unwrap(self.distiller)
         broadcast_buffers(model, self.runtime)  # evaluate (and save) one model: rank 0's
@@ -248,7 +257,11 @@ class Trainer:
 
     def _finish(self, last, wall_time):
         history = read_csv(os.path.join(self.log_path, "metrics.csv")) if self.is_main else []
-        last_acc = history[-1]["test_acc"] if history else (last["test_acc"] if last else None)
+        key = self.evaluators[0].key
+        last_row = history[-1] if history else last
+        last_acc = last_row[key] if last_row else None
+        best_row = next((row for row in history if row["epoch"] == self.best_epoch), None)
+        names = self.evaluators[0].names
         summary = OrderedDict(
             method=self.cfg.DISTILLER.TYPE,
             teacher=self.cfg.DISTILLER.TEACHER if self.cfg.DISTILLER.TYPE != "NONE" else None,
@@ -256,9 +269,12 @@ class Trainer:
             dataset=self.cfg.DATASET.TYPE,
             seed=self.cfg.EXPERIMENT.SEED,
             epochs=self.cfg.SOLVER.EPOCHS,
+            metric=key,  # what best_acc / last_acc are: the first evaluator's key (test_acc: top-1 %, test_ap: AP %)
             best_acc=self.best_acc,
             best_epoch=self.best_epoch,
             last_acc=last_acc,
+            best_metrics=OrderedDict((n, best_row[n]) for n in names) if best_row else None,
+            last_metrics=OrderedDict((n, last_row[n]) for n in names) if last_row else None,
             train_time=sum(row["epoch_time"] for row in history),
             wall_time_this_process=wall_time,
             log_path=self.log_path,
