@@ -42,7 +42,7 @@ def test_pyproject_replaces_setup_py(project):
     assert meta["name"] == "mdistiller" and meta["license"] == "MIT" and meta["readme"] == "README.md"
     assert meta["requires-python"] == ">=3.9"
     assert meta["scripts"] == SCRIPTS
-    assert set(meta["optional-dependencies"]) == {"wandb", "plots", "slurm", "test", "all"}
+    assert set(meta["optional-dependencies"]) == {"wandb", "plots", "slurm", "detection", "test", "all"}
     assert any(r.startswith("submitit") for r in meta["optional-dependencies"]["slurm"])
     data = project["tool"]["setuptools"]["package-data"]["mdistiller"]
     assert "reference/*.csv" in data and "download_manifest.json" in data
