@@ -28,14 +28,20 @@ def methods_and_models_text():
     from . import models
     from .distillers import distiller_dict
 
+    from .registry import task_distillers
+
     width = max(len(k) for k in distiller_dict) + 2
     lines = ["methods (DISTILLER.TYPE):"]
     lines += ["  {}{}".format(key.ljust(width), cls.description()) for key, cls in distiller_dict.items()]
+    lines += ["", "methods with a detection variant (DATASET.TYPE coco, shapes):"] + _wrap(task_distillers["detection"])
     zoos = [("CIFAR-style models (DATASET.TYPE cifar100, cifar10, svhn, digits, ...)", models.cifar_model_dict),
             ("ImageNet models (DATASET.TYPE imagenet, or DISTILLER.MODEL_ZOO imagenet)", models.imagenet_model_dict)]
     tiny = getattr(models, "tiny_imagenet_model_dict", None)
     if tiny:
         zoos.append(("Tiny-ImageNet models", tiny))
+    from .models.detection import DETECTION_BACKBONES
+
+    zoos.append(("Faster R-CNN + FPN detectors around (DATASET.TYPE coco, shapes)", DETECTION_BACKBONES))
     for title, zoo in zoos:
         lines += ["", "{} (DISTILLER.STUDENT / DISTILLER.TEACHER):".format(title)]
         lines += _wrap(sorted(zoo))

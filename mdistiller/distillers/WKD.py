@@ -205,22 +205,14 @@ class DetectionWKD(RCNNDistiller, WKD):
     reconstruction (the release has no detection code)."""
 
     def __init__(self, student, teacher, cfg):
-        Distiller.__init__(self, student, teacher, cfg)
-        w = cfg.WKD
-        self.epochs = cfg.SOLVER.EPOCHS
-        self.logit_weight = w.LOSS.WKD_LOGIT_WEIGHT
-        self.feat_weight = w.LOSS.WKD_FEAT_WEIGHT
-        self.decay_epoch = w.LOSS.COSINE_DECAY_EPOCH
-        self.enable_wkdl = self.logit_weight > 0
-        self.enable_wkdf = self.feat_weight > 0
+        super().__init__(student, teacher, cfg)
         self.ROI_LOGITS = self.enable_wkdl
-        if self.enable_wkdl:
-            self._init_logit_part(w, teacher)
-        if self.enable_wkdf:
-            self.mean_cov_ratio = w.MEAN_COV_RATIO
-            self.eps = w.EPS
-            self.spatial_grid = int(w.SPATIAL_GRID)
-            self.projectors = fpn_projectors(student, teacher)
+
+    def _init_feature_part(self, w, cfg, student, teacher):
+        self.mean_cov_ratio = w.MEAN_COV_RATIO
+        self.eps = w.EPS
+        self.spatial_grid = int(w.SPATIAL_GRID)
+        self.projectors = fpn_projectors(student, teacher)
 
     @staticmethod
     def teacher_classifier(teacher):
