@@ -1,11 +1,10 @@
 """Class-to-class cost matrix of WKD-L from a teacher: ``1 − linear CKA`` between class features, or ``1 − cos`` of its classifier.
 
-    python -m mdistiller.cost_matrix --teacher resnet32x4 --dataset cifar100
-    python -m mdistiller.cost_matrix --teacher ResNet34 --dataset imagenet          # logits, as released
-    python -m mdistiller.cost_matrix --teacher wrn_40_2 --dataset cifar100 --method fc
-    python -m mdistiller.cost_matrix --teacher resnet8 --ckpt run/student_best --dataset digits \\
-        --opts DATASET.ROOT data
-    python tools/generate_cost_matrix.py ...                                         # the same, as a script
+    mdistiller-cost-matrix --teacher resnet32x4 --dataset cifar100
+    mdistiller-cost-matrix --teacher ResNet34 --dataset imagenet          # logits, as released
+    mdistiller-cost-matrix --teacher wrn_40_2 --dataset cifar100 --method fc
+    mdistiller-cost-matrix --teacher resnet8 --ckpt run/student_best --dataset digits --opts DATASET.ROOT data
+    python -m mdistiller.cost_matrix ... | python tools/generate_cost_matrix.py ...   # the same
 
 Method ``cka`` (the release's ``tools/generate_class_proto.py`` +
 ``tools/generate_cost_matrix.py``):
@@ -33,15 +32,9 @@ with name ``linear_cka`` (features), ``logit_linear_cka`` (logits) or ``fc``.
 import argparse
 import os
 
-import torch
-from torch.utils.data import DataLoader
+from ._cli import ArgumentParser, add_debug_flag, console_entry, run_main
 
-from ._cli import console_entry
-from .dataset import build_datasets
-from .losses.wkd import fc_cost_matrix
-from .engine.build import load_teacher
-from .engine.cfg import CFG, merge_from_list
-
+PROG = "mdistiller-cost-matrix"
 LOGIT_DATASETS = ("imagenet",)
 # Above this many bytes for the stacked per-class Gram matrices, CKA is computed pair by pair.
 GRAM_BUDGET_BYTES = 1 << 30
@@ -100,6 +93,9 @@ def finalize(dist):
 def collect_class_features(model, dataset, num_classes, feature, device, batch_size=256, workers=0,
                            max_per_class=0):
     """Per-class feature matrices stacked as (C, N, d): see the module docstring."""
+    import torch
+    from torch.utils.data import DataLoader
+
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     per_class = [[] for _ in range(num_classes)]
     counts = [0] * num_classes
@@ -128,7 +124,7 @@ def collect_class_features(model, dataset, num_classes, feature, device, batch_s
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", required=True, help="zoo name of the teacher (DISTILLER.TEACHER)")
     parser.add_argument("--ckpt", default="", help="teacher checkpoint ({'model': state_dict}); default: the zoo's")
     parser.add_argument("--dataset", required=True, help="cifar100 | imagenet | digits | any DATASET.TYPE")
@@ -141,11 +137,23 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides KEY VALUE ... (DATASET.ROOT ...)")
+    add_debug_flag(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    return run_main(_main, parse_args(argv), PROG)
+
+
+def _main(args):
+    import torch
+
+    from .dataset import build_datasets
+    from .engine.build import build_model, load_teacher, model_zoo
+    from .engine.cfg import CFG, merge_from_list
+    from .engine.device import resolve_device
+    from .losses.wkd import fc_cost_matrix
+
     cfg = CFG.clone()
     cfg.DATASET.TYPE = args.dataset
     cfg.DISTILLER.TEACHER = args.teacher
@@ -153,12 +161,12 @@ def main(argv=None):
     if args.opts:
         merge_from_list(cfg, list(args.opts))
     cfg.freeze()
+    if args.teacher not in model_zoo(args.dataset, cfg.DISTILLER.MODEL_ZOO):  # before any data is read
+        build_model(args.teacher, args.dataset, 1, zoo=cfg.DISTILLER.MODEL_ZOO)  # raises the unknown-name error
     feature = args.feature
     if feature == "auto":
         feature = "logit" if args.dataset in LOGIT_DATASETS else "feature"
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
+    device = resolve_device(args.device)
 
     train_set = None
     if args.method == "fc" and args.num_classes > 0:

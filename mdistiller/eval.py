@@ -1,7 +1,7 @@
 """Evaluate a model: top-1, top-5 and cross-entropy on a dataset's validation split.
 
     mdistiller-eval -m resnet32x4                                 # mdistiller's released teacher
-    mdistiller-eval -c output/distill/kd,res32x4,res8x4           # a run folder of mdistiller-train
+    mdistiller-eval -c output/distill/kd,res32x4,res8x4           # a run folder (mdistiller-train prints it)
     mdistiller-eval -m resnet8x4 -c output/.../student_best       # a checkpoint file
     mdistiller-eval -m ResNet34 -d imagenet                       # torchvision weights
     python -m mdistiller.eval ... | python tools/eval.py ...      # the same, mdistiller's command
@@ -11,19 +11,16 @@ else ``student_latest``, else the student of ``latest``). When the run folder (t
 folder) holds the run's ``config.yaml``, the model, dataset, data root and model zoo default to the
 run's; ``-m``/``-d``/``--root`` override them.
 """
-import argparse
 import os
 
-import yaml
-
-from ._cli import UsageError, add_debug_flag, console_entry, run_main
+from ._cli import ArgumentParser, UsageError, add_debug_flag, console_entry, load_yaml_mapping, run_main
 
 PROG = "mdistiller-eval"
 RUN_CHECKPOINTS = ("student_best", "student_latest", "latest")
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog=PROG, description="Evaluate a model checkpoint or a training run folder.")
+    parser = ArgumentParser(prog=PROG, description="Evaluate a model checkpoint or a training run folder.")
     parser.add_argument("-m", "--model", default=None,
                         help="model name (cifar_model_dict / imagenet_model_dict); default: the run's DISTILLER.STUDENT")
     parser.add_argument("-c", "--ckpt", default="pretrain",
@@ -62,16 +59,17 @@ def run_config(run_folder):
     path = os.path.join(run_folder, "config.yaml")
     if not os.path.isfile(path):
         return {}
-    with open(path) as f:
-        return yaml.safe_load(f) or {}
+    return load_yaml_mapping(path, "run's config")
 
 
 def student_state(state):
     """The student's state dict of a checkpoint: ``{"model": ...}`` of a student file, the ``student.``
     entries of a trainer checkpoint (``latest``/``best``), or a bare state dict."""
+    if not isinstance(state, dict):
+        return state  # not weights at all: load_weights says so
     state = state.get("model", state)
     prefix = "student."
-    if any(k.startswith(prefix) for k in state):
+    if isinstance(state, dict) and any(str(k).startswith(prefix) for k in state):
         return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     return state
 
@@ -82,7 +80,7 @@ def _main(args):
     from .dataset import build_datasets
     from .engine.build import DOWNLOAD_HINT, IMAGENET_TYPES, build_model, model_zoo
     from .engine.cfg import get_cfg
-    from .engine.checkpoint import load_checkpoint
+    from .engine.checkpoint import load_checkpoint, load_weights
     from .engine.device import resolve_device
     from .engine.evaluate import as_percentages, evaluation_sums
     from .models import cifar_model_dict
@@ -117,7 +115,8 @@ def _main(args):
             hint = DOWNLOAD_HINT
             if path is None or dataset != "cifar100":
                 raise UsageError("No released checkpoint for {} on {}; pass -c PATH".format(model_name, dataset))
-        model.load_state_dict(student_state(load_checkpoint(path, hint=hint)))
+        asked = "-m {}".format(model_name) if args.model else "the run's DISTILLER.STUDENT {}".format(model_name)
+        load_weights(model, student_state(load_checkpoint(path, hint=hint)), path, asked)
     if run_folder:
         print("run folder {}: {} on {} ({})".format(run_folder, model_name, dataset, os.path.basename(path)))
     model = model.to(device)

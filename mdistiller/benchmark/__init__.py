@@ -19,7 +19,7 @@ Layout of a sweep folder (``<out>/<name>``, or ``<out>`` without a name)::
     <sweep>/slurm/                submitit's job scripts, pickles and job logs (SLURM launcher only)
     <sweep>/runs.csv              one row per (config, seed)
     <sweep>/results.csv, results.md   one row per config: mean ± std over seeds, published number
-    <sweep>/*.png                 alignment diagnostics and test accuracy (mdistiller.plots)
+    <sweep>/*.png                 alignment diagnostics and test accuracy (mdistiller.plot)
 
 Rules:
 
@@ -49,43 +49,28 @@ Modules: :mod:`.plan` (runs, names, labels), :mod:`.execute` (subprocesses, ``jo
 :mod:`.published` (published numbers), :mod:`.suites` (suite files), :mod:`.slurm` (SLURM job arrays
 through submitit), :mod:`.sweep` (all of it).
 """
-from .collect import ERROR_FILE, RUN_INFO, collect_run, read_json, run_state
-from .execute import (
-    RUN_CFG,
-    TRAIN_MODULE,
-    LocalLauncher,
-    cores_available,
-    execute_run,
-    execute_runs,
-    last_error_line,
-    run_config,
-    threads_per_run,
-    train_command,
-)
-from .plan import Run, method_label, plan_runs, run_name, slug
-from .published import REFERENCE_CSV, load_published, published_top1
-from .suites import load_suite
-from .slurm import RunJob, SlurmLauncher, load_slurm_config, slurm_options
-from .sweep import collect_sweep, draw_sweep_plots, pending_runs, run_sweep, sweep_folder
-from .tables import (
-    CSV_FIELDS,
-    DASH,
-    RUN_FIELDS,
-    TABLE_COLUMNS,
-    aggregate,
-    format_markdown,
-    mean_std,
-    pair_text,
-    paired_difference,
-    write_csv,
-)
+# name -> the submodule that defines it; imported on first use (PEP 562), so that `mdistiller-benchmark --help`
+# and a mistake in its arguments answer without importing torch.
+_EXPORTS = {
+    "collect": ("ERROR_FILE", "RUN_INFO", "collect_run", "read_json", "run_state"),
+    "execute": ("RUN_CFG", "TRAIN_MODULE", "LocalLauncher", "cores_available", "execute_run", "execute_runs",
+                "failure_reason", "run_config", "threads_per_run", "train_command"),
+    "plan": ("Run", "method_label", "plan_runs", "run_name", "slug"),
+    "published": ("REFERENCE_CSV", "load_published", "published_top1"),
+    "suites": ("load_suite",),
+    "slurm": ("RunJob", "SlurmLauncher", "load_slurm_config", "slurm_options"),
+    "sweep": ("collect_sweep", "draw_sweep_plots", "pending_runs", "run_sweep", "sweep_folder"),
+    "tables": ("CSV_FIELDS", "DASH", "RUN_FIELDS", "TABLE_COLUMNS", "aggregate", "format_markdown", "mean_std",
+               "pair_text", "paired_difference", "write_csv"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = [
-    "CSV_FIELDS", "DASH", "ERROR_FILE", "REFERENCE_CSV", "RUN_CFG", "RUN_FIELDS", "RUN_INFO", "TABLE_COLUMNS",
-    "TRAIN_MODULE", "LocalLauncher", "Run", "RunJob", "SlurmLauncher", "aggregate", "collect_run", "collect_sweep",
-    "cores_available", "draw_sweep_plots", "execute_run", "execute_runs", "format_markdown", "last_error_line",
-    "load_published", "load_slurm_config", "load_suite", "mean_std", "method_label", "pair_text", "paired_difference",
-    "pending_runs",
-    "plan_runs", "published_top1", "read_json", "run_config", "run_name", "run_state", "run_sweep", "slug",
-    "slurm_options", "sweep_folder", "threads_per_run", "train_command", "write_csv",
-]
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name):
+    if name in _MODULE_OF:
+        import importlib
+
+        return getattr(importlib.import_module("." + _MODULE_OF[name], __name__), name)
+    raise AttributeError("module {!r} has no attribute {!r}".format(__name__, name))

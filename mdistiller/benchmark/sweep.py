@@ -150,7 +150,7 @@ def draw_sweep_plots(records, sweep_dir, echo=print):
     if not groups:
         return []
     try:
-        from ..plots import plot_groups
+        from ..plot import plot_groups
 
         return plot_groups(groups, sweep_dir)
     except ImportError as e:

@@ -1,14 +1,17 @@
 """Build student and teacher from a config: names, checkpoints, clear errors."""
+import os
+
 import torch.nn as nn
 
 from ..models import cifar_model_dict, imagenet_model_dict, tiny_imagenet_model_dict
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, load_weights
 
 IMAGENET_TYPES = ("imagenet",)
 TINY_IMAGENET_TYPES = ("tiny_imagenet",)
 MODEL_ZOOS = ("auto", "cifar", "imagenet")
 IMAGENET_CLASSES = 1000
-DOWNLOAD_HINT = "Run `bash download_ckpts.sh` from the repository root to fetch mdistiller's released CIFAR-100 teachers."
+DOWNLOAD_HINT = ("Fetch mdistiller's released CIFAR-100 teachers with `mdistiller-download teachers` in this folder "
+                 "(MDISTILLER_CKPT_ROOT moves them), or give another checkpoint as DISTILLER.TEACHER_CKPT.")
 
 
 def zoo_kind(dataset_type, zoo="auto"):
@@ -69,6 +72,28 @@ def build_model(name, dataset_type, num_classes, pretrained=False, zoo="auto"):
     return models[name](num_classes=num_classes)
 
 
+def teacher_recipe(cfg):
+    """How to make the teacher ``cfg`` asks for when no file holds it: a shipped config that trains that model alone
+    on the same dataset (``digits/teacher.yaml``) as a command and the path of its ``student_best``; else a
+    generic command."""
+    from ..catalogue import packaged_configs, resolve_config_path
+    from .._cli import load_yaml_mapping
+    from .cfg import get_cfg
+    from .naming import run_dir
+
+    name, dataset = cfg.DISTILLER.TEACHER, cfg.DATASET.TYPE
+    for config in packaged_configs():
+        if not config.startswith(dataset + "/"):
+            continue
+        tree = load_yaml_mapping(resolve_config_path(config))
+        distiller, data = tree.get("DISTILLER") or {}, tree.get("DATASET") or {}
+        if (distiller.get("TYPE"), distiller.get("STUDENT"), data.get("TYPE")) == ("NONE", name, dataset):
+            trained = os.path.join(run_dir(get_cfg(config)), "student_best")
+            return "train it with `mdistiller-train --cfg {}` and pass DISTILLER.TEACHER_CKPT {}".format(config, trained)
+    return ("train it with `mdistiller-train --cfg <config> DISTILLER.TYPE NONE DISTILLER.STUDENT {}` and pass its "
+            "student_best as DISTILLER.TEACHER_CKPT".format(name))
+
+
 def teacher_checkpoint_path(cfg):
     """DISTILLER.TEACHER_CKPT when given, else the zoo's released CIFAR-100 teacher."""
     if cfg.DISTILLER.TEACHER_CKPT:
@@ -79,11 +104,9 @@ def teacher_checkpoint_path(cfg):
             and tiny_imagenet_model_dict.get(name, (None, None))[1]:
         return tiny_imagenet_model_dict[name][1]
     if cfg.DATASET.TYPE != "cifar100" or zoo_kind(cfg.DATASET.TYPE, zoo) != "cifar":
-        raise FileNotFoundError(
-            "No released {} teacher for dataset {!r} (model zoo {!r}): train one first (tools/train.py with "
-            "DISTILLER.TYPE NONE DISTILLER.STUDENT {}) and pass its student_latest or student_best via "
-            "DISTILLER.TEACHER_CKPT".format(name, cfg.DATASET.TYPE, zoo_kind(cfg.DATASET.TYPE, zoo), name)
-        )
+        build_model(name, cfg.DATASET.TYPE, 1, zoo=zoo)  # an unknown name says so first
+        raise FileNotFoundError("No released {} teacher for dataset {!r} (model zoo {!r}): {}".format(
+            name, cfg.DATASET.TYPE, zoo_kind(cfg.DATASET.TYPE, zoo), teacher_recipe(cfg)))
     if name not in cifar_model_dict:
         build_model(name, cfg.DATASET.TYPE, 100)  # raises the unknown-name error
     path = cifar_model_dict[name][1]
@@ -96,21 +119,35 @@ def teacher_checkpoint_path(cfg):
     return path
 
 
+def teacher_source(cfg):
+    """The checkpoint file the configured teacher is read from, or None for torchvision's ImageNet weights (ImageNet
+    zoo on ImageNet without DISTILLER.TEACHER_CKPT). Raises when no teacher can be had (see
+    :func:`teacher_checkpoint_path`)."""
+    zoo = cfg.DISTILLER.get("MODEL_ZOO", "auto")
+    if cfg.DATASET.TYPE in IMAGENET_TYPES and zoo_kind(cfg.DATASET.TYPE, zoo) == "imagenet" \
+            and not cfg.DISTILLER.TEACHER_CKPT:
+        return None
+    return teacher_checkpoint_path(cfg)
+
+
+def missing_teacher_hint(cfg):
+    """What to do when the teacher's checkpoint file is missing: fetch a released one, or make it."""
+    if not cfg.DISTILLER.TEACHER_CKPT:
+        return DOWNLOAD_HINT
+    return "Check DISTILLER.TEACHER_CKPT: it names a teacher's weights; " + teacher_recipe(cfg)
+
+
 def load_teacher(cfg, num_classes):
     """The teacher with its weights (strict load), in eval mode."""
     name = cfg.DISTILLER.TEACHER
     zoo = cfg.DISTILLER.get("MODEL_ZOO", "auto")
-    if cfg.DATASET.TYPE in IMAGENET_TYPES and zoo_kind(cfg.DATASET.TYPE, zoo) == "imagenet" \
-            and not cfg.DISTILLER.TEACHER_CKPT:
-        teacher = build_model(name, cfg.DATASET.TYPE, num_classes, pretrained=True, zoo=zoo)
-    else:
-        teacher = build_model(name, cfg.DATASET.TYPE, num_classes, zoo=zoo)
-        path = teacher_checkpoint_path(cfg)
-        # The download hint is for the zoo's released teachers, not for a DISTILLER.TEACHER_CKPT given by the user.
-        hint = DOWNLOAD_HINT if not cfg.DISTILLER.TEACHER_CKPT else (
-            "Check DISTILLER.TEACHER_CKPT: it names a teacher's weights, e.g. the student_best of a finished run.")
-        state = load_checkpoint(path, hint=hint)
-        teacher.load_state_dict(state["model"] if "model" in state else state)
+    path = teacher_source(cfg)
+    if path is None:
+        return build_model(name, cfg.DATASET.TYPE, num_classes, pretrained=True, zoo=zoo).eval()
+    teacher = build_model(name, cfg.DATASET.TYPE, num_classes, zoo=zoo)
+    state = load_checkpoint(path, hint=missing_teacher_hint(cfg))
+    state = state["model"] if isinstance(state, dict) and "model" in state else state
+    load_weights(teacher, state, path, "DISTILLER.TEACHER {}".format(name))
     return teacher.eval()
 
 

@@ -11,16 +11,16 @@ merge (``ALIASES`` of its class).
 
 Config files: a path that exists (relative to the current directory) is read as is; otherwise a
 name of a config shipped inside the package, ``mdistiller/configs/`` (``digits/kd.yaml``, also
-written ``configs/digits/kd.yaml``), is read from there (:func:`resolve_config_path`), so the
-digits demo configs work from an installed wheel without the repository.
+written ``configs/digits/kd.yaml``), is read from there (:func:`mdistiller.catalogue.resolve_config_path`),
+so every shipped config works from an installed wheel without the repository. An empty file, or one
+whose top level is not a mapping, is an error naming the file.
 """
 import copy
-import os
-from importlib import resources
 
-import yaml
 from yacs.config import CfgNode as CN
 
+from .._cli import load_yaml_mapping
+from ..catalogue import packaged_configs, resolve_config_path  # noqa: F401  (the config names users give)
 from ..distillers._compat import MDISTILLER_BLOCKS
 from ..registry import load_builtin_methods, on_register
 
@@ -158,55 +158,10 @@ def _coerce_numbers(value, default):
     return value
 
 
-def _packaged_root():
-    return resources.files("mdistiller").joinpath("configs")
-
-
-def packaged_configs():
-    """Names of the configs shipped in the package (``digits/kd.yaml``, ...), sorted."""
-    names = []
-
-    def walk(node, prefix):
-        for child in node.iterdir():
-            if child.is_dir():
-                walk(child, prefix + child.name + "/")
-            elif child.name.endswith(".yaml"):
-                names.append(prefix + child.name)
-
-    root = _packaged_root()
-    if root.is_dir():
-        walk(root, "")
-    return sorted(names)
-
-
-def resolve_config_path(path):
-    """``path`` when it exists; else the packaged config of that name (``digits/kd.yaml`` or
-    ``configs/digits/kd.yaml``); else ``FileNotFoundError`` listing the packaged configs."""
-    if not path or os.path.exists(path):
-        return path
-    name = str(path).replace(os.sep, "/")
-    while name.startswith("./"):
-        name = name[2:]
-    for candidate in (name, name[len("configs/"):] if name.startswith("configs/") else None):
-        if candidate and not os.path.isabs(candidate):
-            node = _packaged_root()
-            for part in candidate.split("/"):
-                node = node.joinpath(part)
-            if node.is_file():
-                return str(node)
-    raise FileNotFoundError(
-        "Config file not found: {} (no such file in {}, and no packaged config of that name; packaged configs: {})".format(
-            path, os.getcwd(), ", ".join(packaged_configs()) or "none"
-        )
-    )
-
-
 def merge_from_file(cfg, path):
     """Merge a yaml file into ``cfg`` (``path``: see :func:`resolve_config_path`); unknown keys fail with
     yacs' error naming the key."""
-    path = resolve_config_path(path)
-    with open(path, "r") as f:
-        loaded = yaml.safe_load(f) or {}
+    loaded = load_yaml_mapping(resolve_config_path(path))
     cfg.merge_from_other_cfg(CN(_coerce_numbers(_rename_aliases(loaded), cfg)))
     return cfg
 

@@ -38,7 +38,7 @@ def test_tools_script_is_the_package_cli():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("module", ["mdistiller.benchmark", "mdistiller.plots", "mdistiller.train"])
+@pytest.mark.parametrize("module", ["mdistiller.benchmark", "mdistiller.plot", "mdistiller.train"])
 def test_python_m_entry_points(module, tmp_path):
     """``python -m <module> --help`` works from any folder (no repository checkout assumed)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p))

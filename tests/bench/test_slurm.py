@@ -26,14 +26,15 @@ SEEDS = [1]  # two configs, one seed: two runs (the killed-jobs test interrupts 
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def fake_programs(folder, monkeypatch, squeue_state=""):
-    """``srun`` (makes submitit see a SLURM cluster), ``sbatch`` (keeps the script, prints a job id), ``squeue``."""
+def fake_programs(folder, monkeypatch, squeue_state="", sbatch_error=None):
+    """``srun`` (makes submitit see a SLURM cluster), ``sbatch`` (keeps the script, prints a job id; or refuses the
+    job with ``sbatch_error``), ``squeue``."""
     folder = str(folder)
     os.makedirs(folder, exist_ok=True)
     scripts = {
         "srun": "#!/bin/sh\nexit 0\n",
         "sbatch": '#!/bin/sh\ncp "$1" "{}/sbatch_$(ls {} | wc -l).sh"\necho "Submitted batch job 4242"\n'.format(
-            folder, folder),
+            folder, folder) if sbatch_error is None else "#!/bin/sh\necho '{}' >&2\nexit 1\n".format(sbatch_error),
         "squeue": "#!/bin/sh\necho '{}'\n".format(squeue_state),
     }
     for name, text in scripts.items():
@@ -154,14 +155,33 @@ def test_cli_rejects_mixed_launcher_options(capsys):
     assert "--jobs is for the local launcher" in capsys.readouterr().err
 
 
-def test_without_slurm_the_cli_says_so_in_one_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("PATH", str(tmp_path))  # no srun, no sbatch
+def test_a_refused_submission_is_one_line_that_says_what_to_do_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    """No SLURM here; then a cluster whose partition has no GPUs (sbatch refuses the default gpus_per_job 1)."""
     monkeypatch.chdir(tmp_path)
-    config = write_config(tmp_path, "kd", "KD")
-    assert bench_cli.main(["--configs", config, "--launcher", "slurm", "--no-plots"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: could not submit the job array")
-    assert "--slurm-cluster local" in err[0]
+    config = write_config(tmp_path, "vanilla", "NONE")
+    before = sorted(os.listdir(str(tmp_path)))
+
+    def refused(*extra):
+        with pytest.raises(SystemExit) as exit_info:
+            bench_cli.main(["--configs", config, "--launcher", "slurm", "--no-plots"] + list(extra))
+        assert exit_info.value.code == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith("mdistiller-benchmark: error: could not submit the job array: ")
+        assert sorted(os.listdir(str(tmp_path))) == before  # no sweep folder, no pickles of the refused jobs
+        return line
+
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))  # no srun, no sbatch
+    assert "--slurm-cluster local" in refused()
+    fake_programs(tmp_path / "bin", monkeypatch, sbatch_error="sbatch: error: Batch job submission failed: "
+                                                              "Requested node configuration is not available")
+    before = sorted(os.listdir(str(tmp_path)))
+    line = refused("--slurm-folder", "jobs")
+    assert "Requested node configuration is not available" in line and "--gpus-per-job 0" in line
+    (tmp_path / "jobs").mkdir()  # submitit's folder exists already: only the refused job's files go
+    (tmp_path / "jobs" / "old.out").write_text("")
+    before = sorted(os.listdir(str(tmp_path)))
+    refused("--slurm-folder", "jobs")
+    assert os.listdir(str(tmp_path / "jobs")) == ["old.out"]
 
 
 def test_run_job_checkpoint_resubmits_the_same_run(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 
 from mdistiller import benchmark as bm
 from mdistiller.benchmark import run_sweep
-from mdistiller.plots import plot_run_dirs
+from mdistiller.plot import plot_run_dirs
 from tests.helpers.benchutil import read_rows, write_config
 from tests.helpers.runutil import REPO, random_teacher_ckpt, tiny_opts
 

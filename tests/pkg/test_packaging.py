@@ -16,7 +16,7 @@ SCRIPTS = {
     "mdistiller-train": "mdistiller.train:cli",
     "mdistiller-eval": "mdistiller.eval:cli",
     "mdistiller-benchmark": "mdistiller.benchmark.__main__:main",
-    "mdistiller-plot": "mdistiller.plots:cli",
+    "mdistiller-plot": "mdistiller.plot:cli",
     "mdistiller-cost-matrix": "mdistiller.cost_matrix:cli",
     "mdistiller-download": "mdistiller.download:main",
 }
