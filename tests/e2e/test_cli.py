@@ -80,7 +80,8 @@ def test_help_lists_every_method_and_model(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     for key, cls in distiller_dict.items():
-        assert "  {} ".format(key) in out and cls.description() in out, key
+        if cls.__module__.startswith("mdistiller."):  # the built-in ones (tests register methods of their own)
+            assert "  {} ".format(key) in out and cls.description() in out, key
     zoos = [models.cifar_model_dict, models.imagenet_model_dict, getattr(models, "tiny_imagenet_model_dict", {})]
     for name in (n for zoo in zoos for n in zoo):
         assert name in out, name
