@@ -47,7 +47,9 @@ _OS_HINTS = {
     errno.ENOTDIR: "a part of this path is a file, not a folder",
     errno.ENOSPC: "the disk is full: free some space or choose another folder",
     errno.EISDIR: "give a file, not a folder",
+    errno.EEXIST: "a file of that name is in the way: choose another path",
 }
+_YAML_TYPES = {str: "a plain string", list: "a list", int: "a number", float: "a number", bool: "a boolean"}
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -186,6 +188,18 @@ def first_missing_folder(path):
     return missing
 
 
+def check_writable(path, what):
+    """Raise an ``OSError`` naming ``what`` (e.g. ``"the run folder X (LOG.PREFIX)"``) when the folder ``path``
+    cannot be created or written; creates nothing (a command checks this before its long work)."""
+    folder = os.path.abspath(path)
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise NotADirectoryError(errno.ENOTDIR, "Cannot create {}".format(what), folder)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "Cannot write {}".format(what), folder)
+
+
 def load_yaml_mapping(path, what="config"):
     """The mapping that the yaml file ``path`` holds. A syntax error is yaml's (reported with its line and
     column); an empty file, or one whose top level is not a mapping (a plain string, a list), is a
@@ -195,8 +209,8 @@ def load_yaml_mapping(path, what="config"):
     with open(path) as f:
         data = yaml.safe_load(f)
     if not isinstance(data, dict):
-        found = "empty" if data is None else "a yaml {}, not a mapping".format(type(data).__name__)
-        raise UsageError("{} is {}: a {} file holds KEY: value lines".format(path, found, what))
+        found = "is empty" if data is None else "holds {}".format(_YAML_TYPES.get(type(data), type(data).__name__))
+        raise UsageError("{} {}: a {} file is a mapping of KEY: value lines".format(path, found, what))
     return data
 
 

@@ -32,7 +32,7 @@ with name ``linear_cka`` (features), ``logit_linear_cka`` (logits) or ``fc``.
 import argparse
 import os
 
-from ._cli import ArgumentParser, add_debug_flag, console_entry, run_main
+from ._cli import ArgumentParser, add_debug_flag, check_writable, console_entry, run_main
 
 PROG = "mdistiller-cost-matrix"
 LOGIT_DATASETS = ("imagenet",)
@@ -166,6 +166,8 @@ def _main(args):
     feature = args.feature
     if feature == "auto":
         feature = "logit" if args.dataset in LOGIT_DATASETS else "feature"
+    out = args.out or default_output(args.dataset, args.teacher, args.method, feature)
+    check_writable(os.path.dirname(os.path.abspath(out)), "the output file {} (--out)".format(out))
     device = resolve_device(args.device)
 
     train_set = None
@@ -190,7 +192,6 @@ def _main(args):
             feature, *feats.shape, m))
         dist = 1.0 - linear_cka_matrix(feats.to(device)).cpu()
     dist = finalize(dist)
-    out = args.out or default_output(args.dataset, args.teacher, args.method, feature)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     torch.save(dist, out)
     off = dist[~torch.eye(dist.shape[0], dtype=torch.bool)]

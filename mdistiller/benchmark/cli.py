@@ -167,7 +167,7 @@ def check_configs(configs, opts):
             text = user_error_text(e)
             if text is None:
                 raise
-            raise UsageError("{}: {}".format(config, text)) from e
+            raise UsageError(text if config in text else "{}: {}".format(config, text)) from e
 
 
 def _run(parser, args, overrides):

@@ -88,7 +88,7 @@ def teacher_recipe(cfg):
         tree = load_yaml_mapping(resolve_config_path(config))
         distiller, data = tree.get("DISTILLER") or {}, tree.get("DATASET") or {}
         if (distiller.get("TYPE"), distiller.get("STUDENT"), data.get("TYPE")) == ("NONE", name, dataset):
-            trained = os.path.join(run_dir(get_cfg(config)), "student_best")
+            trained = os.path.normpath(os.path.join(run_dir(get_cfg(config)), "student_best"))
             return "train it with `mdistiller-train --cfg {}` and pass DISTILLER.TEACHER_CKPT {}".format(config, trained)
     return ("train it with `mdistiller-train --cfg <config> DISTILLER.TYPE NONE DISTILLER.STUDENT {}` and pass its "
             "student_best as DISTILLER.TEACHER_CKPT".format(name))

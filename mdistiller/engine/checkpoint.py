@@ -52,22 +52,21 @@ def load_checkpoint(path, map_location="cpu", hint=None):
     try:
         with torch.serialization.safe_globals(_numpy_scalar_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        detail = next((line for line in lines if "nsupported" in line or "WeightsUnpickler" in line),
-                      lines[0] if lines else type(e).__name__)
-        raise CheckpointError(
-            "Refusing to load {}: it is not a plain weights file, so it was not unpickled ({}). Only load "
-            "checkpoints you trust; re-save it as {{'model': state_dict}} with tensors only".format(
-                os.path.abspath(path), detail)) from None
     except (MemoryError, KeyboardInterrupt):
         raise
-    except Exception as e:  # torch raises RuntimeError, OSError, EOFError, KeyError... for a damaged file
-        detail = (str(e).splitlines() or [""])[0].split(". ")[0] or type(e).__name__
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, OSError, EOFError, KeyError...
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        refused = [line for line in lines if "GLOBAL" in line]
+        if isinstance(e, pickle.UnpicklingError) and refused:
+            raise CheckpointError(
+                "Refusing to load {}: it is not a plain weights file ({}; nothing in it was run). Only load "
+                "checkpoints you trust; re-save it as {{'model': state_dict}} with tensors only".format(
+                    os.path.abspath(path), refused[0])) from None
+        detail = next((line for line in lines if line.startswith("Unsupported")), lines[0] if lines else "")
         raise CheckpointError(
-            "Cannot read {} ({} bytes): it is not a complete PyTorch checkpoint, perhaps truncated by an interrupted "
-            "copy or download ({}: {}); copy or download it again".format(
-                os.path.abspath(path), os.path.getsize(path), type(e).__name__, detail)) from None
+            "Cannot read {} ({} bytes): it is not a PyTorch checkpoint, or a damaged one (truncated by an interrupted "
+            "copy or download?) ({}: {}); give the right file, or copy or download it again".format(
+                os.path.abspath(path), os.path.getsize(path), type(e).__name__, detail.split(". ")[0])) from None
 
 
 def _shape(value):

@@ -7,7 +7,6 @@ resumed from ``latest`` continues exactly as an uninterrupted one would. Loaders
 optimizer and LR schedule: ``engine.optim``; run folder naming: ``engine.naming``.
 """
 import contextlib
-import errno
 import os
 import shutil
 import signal
@@ -17,7 +16,7 @@ from collections import OrderedDict
 
 import torch
 
-from .._cli import first_missing_folder
+from .._cli import check_writable, first_missing_folder
 from ..dataset import build_datasets
 from ..distillers import build_distiller
 from ..registry import data_needs
@@ -90,18 +89,6 @@ class StopSignals:
         return False
 
 
-def check_writable(log_path):
-    """Raise an ``OSError`` naming ``LOG.PREFIX``'s folder when the run folder cannot be created or written."""
-    folder = os.path.abspath(log_path)
-    while not os.path.exists(folder):
-        folder = os.path.dirname(folder)
-    if not os.path.isdir(folder):
-        raise NotADirectoryError(errno.ENOTDIR, "Cannot create the run folder {} (LOG.PREFIX)".format(log_path),
-                                 folder)
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PermissionError(errno.EACCES, "Cannot write the run folder {} (LOG.PREFIX)".format(log_path), folder)
-
-
 class Trainer:
     """Builds everything a run needs from ``cfg`` and trains it; ``train()`` returns the summary."""
 
@@ -117,7 +104,7 @@ class Trainer:
             raise FileNotFoundError(
                 "Nothing to resume in {}: it holds no `latest` checkpoint (a run folder is named from the config and "
                 "its KEY VALUE overrides: give the same ones, or drop --resume to start the run)".format(log_path))
-        check_writable(log_path)
+        check_writable(log_path, "the run folder {} (LOG.PREFIX)".format(log_path))
         self.cfg = cfg
         self.log_path = log_path
         self.new_folder = None  # the outermost folder this run created: removed if it fails before its first epoch
