@@ -143,7 +143,7 @@ def snapshot(*folders):
 
 
 def run(command, argv):
-    """``(exit code, stderr lines)`` of one command run in this process."""
+    """The exit code of one command run in this process."""
     try:
         code = MAINS[command](argv)
     except SystemExit as e:
