@@ -61,6 +61,8 @@ def linear_cka_matrix(feats, gram_budget=GRAM_BUDGET_BYTES, chunk=16):
     products pair by pair (in chunks of ``chunk`` classes). Accumulates in
     float64.
     """
+    import torch
+
     feats = _center(feats.double())
     num_classes, n, d = feats.shape
     if n <= d and num_classes * n * n * 8 <= gram_budget:
@@ -149,6 +151,7 @@ def _main(args):
     import torch
 
     from .dataset import build_datasets
+    from .dataset.common import TensorImageDataset
     from .engine.build import build_model, load_teacher, model_zoo
     from .engine.cfg import CFG, merge_from_list
     from .engine.device import resolve_device
@@ -184,9 +187,10 @@ def _main(args):
         dist = fc_cost_matrix(teacher)
         print("fc cost matrix of {}: 1 - cos of the classifier rows".format(args.teacher))
     else:
+        in_memory = isinstance(train_set, TensorImageDataset)  # workers would only cost time
         feats, m = collect_class_features(
             teacher, train_set, num_classes, feature, device, batch_size=args.batch_size,
-            workers=cfg.DATASET.NUM_WORKERS, max_per_class=args.max_per_class,
+            workers=0 if in_memory else cfg.DATASET.NUM_WORKERS, max_per_class=args.max_per_class,
         )
         print("class features ({}): {} classes x {} rows x {} dims ({} images per class)".format(
             feature, *feats.shape, m))

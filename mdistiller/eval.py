@@ -31,7 +31,8 @@ def build_parser():
     parser.add_argument("-bs", "--batch-size", type=int, default=64)
     parser.add_argument("--root", default=None, help="DATASET.ROOT (default: the run's, else data)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2,
+                        help="DataLoader workers for datasets read from files (in-memory ones need none)")
     add_debug_flag(parser)
     return parser
 
@@ -78,6 +79,7 @@ def _main(args):
     from torch.utils.data import DataLoader
 
     from .dataset import build_datasets
+    from .dataset.common import TensorImageDataset
     from .engine.build import DOWNLOAD_HINT, IMAGENET_TYPES, build_model, model_zoo
     from .engine.cfg import get_cfg
     from .engine.checkpoint import load_checkpoint, load_weights
@@ -120,7 +122,8 @@ def _main(args):
     if run_folder:
         print("run folder {}: {} on {} ({})".format(run_folder, model_name, dataset, os.path.basename(path)))
     model = model.to(device)
-    loader = DataLoader(val_set, batch_size=args.batch_size, shuffle=False, num_workers=args.workers)
+    workers = 0 if isinstance(val_set, TensorImageDataset) else args.workers  # in memory: workers only cost time
+    loader = DataLoader(val_set, batch_size=args.batch_size, shuffle=False, num_workers=workers)
     model.eval()
     top1, top5, loss = as_percentages(*evaluation_sums(lambda image: model(image)[0], loader, device))
     print("top-1: {:.2f}  top-5: {:.2f}  loss: {:.4f}".format(top1, top5, loss))
