@@ -13,8 +13,8 @@ Layout of a sweep folder (``<out>/<name>``, or ``<out>`` without a name)::
 
     <sweep>/<run name>/seed<s>/   one run of mdistiller.train: metrics.csv, alignment.csv, summary.json,
                                   latest, ... plus benchmark_cfg.yaml (the exact config it ran),
-                                  benchmark.json (wall time, threads, job id of each attempt), stdout.txt,
-                                  stderr.txt, error.txt (last line of stderr, only when the run failed),
+                                  benchmark.json (wall time, threads, job id and outcome of each attempt),
+                                  stdout.txt, stderr.txt, error.txt (why the run failed, only when it did),
                                   slurm_job.json (the job last submitted for it, SLURM launcher only)
     <sweep>/slurm/                submitit's job scripts, pickles and job logs (SLURM launcher only)
     <sweep>/runs.csv              one row per (config, seed)
@@ -34,8 +34,11 @@ Rules:
 * A run is *finished* when its ``summary.json`` records at least the configured number of
   epochs and ``metrics.csv`` holds them: it is skipped. An unfinished run with a ``latest``
   checkpoint is resumed (``--resume``); otherwise it starts over.
-* A run that fails (non-zero exit, or no summary afterwards) keeps its stderr; the last
-  non-empty line goes to ``error.txt`` and into the tables. Nothing is dropped silently.
+* A run that fails (non-zero exit, or no summary afterwards) keeps its stderr; its reason (the
+  command's one-line error, else the exception that ended the traceback, else how the process
+  ended: :func:`failure_reason`) goes to ``error.txt`` and into the tables. Nothing is dropped
+  silently. A run stopped by SIGTERM/SIGUSR2 (preemption, time limit) is *interrupted*, not
+  failed: it resumes from its ``latest`` on the next attempt.
 * Numbers: top-1 of the last epoch and of the best epoch, read from each run's
   ``metrics.csv``; mean and sample standard deviation (n - 1) over the seeds that finished
   ("—" when n = 1). Wall time = the runner's measurement of the run's subprocesses (all

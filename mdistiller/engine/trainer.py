@@ -204,10 +204,10 @@ class Trainer:
                                                   os.path.join(self.log_path, "latest"))
             finished = True
         finally:
-            if self.is_main:
-                self.logger.close()
             if not finished:
-                self.discard_new_folder()
+                self.discard_new_folder()  # closes the logger first
+            elif self.is_main:
+                self.logger.close()
             barrier(self.runtime)
         summary = self._finish(last, time.time() - started)
         teardown_runtime(self.runtime)
