@@ -7,7 +7,9 @@ from ._base import Distiller
 class KD(Distiller):
     """Knowledge distillation: CE + T²·KL of softened logits (Hinton et al. 2015)."""
 
-    DEFAULTS = {"TEMPERATURE": 4, "LOSS": {"CE_WEIGHT": 0.1, "KD_WEIGHT": 0.9}}
+    # TEMPERATURE is 4 in mdistiller (an int); a float here so that e.g. `KD.TEMPERATURE 3.5` (the logit-
+    # standardization release sets fractional base temperatures) merges; mdistiller's integer values merge as floats.
+    DEFAULTS = {"TEMPERATURE": 4.0, "LOSS": {"CE_WEIGHT": 0.1, "KD_WEIGHT": 0.9}}
 
     LOGIT_STANDARDIZATION = True
 

@@ -1,7 +1,8 @@
 """The configuration tree (yacs), a superset of mdistiller's.
 
-Every key mdistiller defines keeps its name, default and type, so its yaml files
-merge unchanged; keys added here default to mdistiller's behaviour. This module
+Every key mdistiller defines keeps its name, default and type (except KD.TEMPERATURE, a
+float here so fractional temperatures merge), so its yaml files merge unchanged; keys added
+here default to mdistiller's behaviour. This module
 holds the run-level sections (EXPERIMENT, DATASET, DISTILLER, SOLVER, LOG); each
 method's block is declared by its class (``DEFAULTS``) and added to ``CFG`` when
 the class is registered, so a method added later (even in a test) merges its yaml.

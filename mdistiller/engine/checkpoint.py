@@ -146,6 +146,15 @@ def load_weights(model, state, path, expected):
         where, expected, "; ".join(parts)))
 
 
+def strip_data_parallel_prefix(state_dict):
+    """A model state dict without ``nn.DataParallel``'s ``module.`` key prefix (mdistiller's ``latest`` files
+    hold its wrapped distiller); returned unchanged when not every key has it."""
+    prefix = "module."
+    if state_dict and all(key.startswith(prefix) for key in state_dict):
+        return type(state_dict)((key[len(prefix):], value) for key, value in state_dict.items())
+    return state_dict
+
+
 def rng_state():
     """The RNG states of python, numpy and torch as plain tensors/ints (loadable with weights_only)."""
     import random

@@ -15,8 +15,13 @@ parameters that receive only one of the two gradients:
   ``c ← μ·c + (k + wd·θ)``; ``θ ← θ − lr·c``;
 * a buffer's first value is the gradient itself (as ``torch.optim.SGD``), and
   on that first step the distillation side adds no weight decay.
+
+``SOLVER.TRAINER`` names that run it: mdistiller's ``dot`` and ``crd_dot`` (its CRD data variant; here the
+data variant follows the distiller, as for ``base`` / ``crd``).
 """
 import torch
+
+DOT_TRAINERS = ("dot", "crd_dot")
 
 
 class DistillationOrientedSGD(torch.optim.Optimizer):
@@ -38,6 +43,29 @@ class DistillationOrientedSGD(torch.optim.Optimizer):
         if len(self.param_groups) != 1:
             raise ValueError("DistillationOrientedSGD takes one parameter group")
         self._kd_grads = None
+
+    def load_state_dict(self, state_dict):
+        """Load this optimizer's state, or mdistiller's ``DistillationOrientedTrainer`` state (its DOT ``latest``).
+
+        mdistiller's parameter group stores the two momenta, ``momentum`` = μ − Δ and ``momentum_kd`` = μ + Δ,
+        and ``dampening`` (0; any other value is refused: its updates are not this optimizer's); this one
+        stores μ and Δ. The per-parameter buffers (``momentum_buffer``, ``momentum_kd_buffer``) have the same
+        names and meaning in both, so only the groups are converted.
+        """
+        groups = state_dict["param_groups"]
+        if any("momentum_kd" in group for group in groups):
+            converted = []
+            for group in groups:
+                group = dict(group)
+                m_task, m_kd = group.pop("momentum"), group.pop("momentum_kd")
+                dampening = group.pop("dampening", 0)
+                if dampening:
+                    raise ValueError("an mdistiller DOT checkpoint with dampening {} cannot be continued here "
+                                     "(DistillationOrientedSGD has no dampening)".format(dampening))
+                group["momentum"], group["delta"] = (m_task + m_kd) / 2.0, (m_kd - m_task) / 2.0
+                converted.append(group)
+            state_dict = dict(state_dict, param_groups=converted)
+        super().load_state_dict(state_dict)
 
     @torch.no_grad()
     def step_kd(self):

@@ -7,6 +7,7 @@ this run ignores (a key of another scheduler, trainer or pipeline), is named her
 import warnings
 
 from ..registry import data_needs
+from .dot import DOT_TRAINERS
 
 # Run-level integer keys and their smallest meaningful value (0 epochs or an empty batch train nothing).
 MINIMUM_VALUES = (
@@ -56,8 +57,8 @@ def unused_key_notices(cfg, defaults=None):
         notices.append("DATASET.NUM_WORKERS {} is not used by the batched data pipeline (batches are cut on the "
                        "training device); set DATASET.PIPELINE per_sample for DataLoader workers".format(
                            cfg.DATASET.NUM_WORKERS))
-    if changed("SOLVER", "DOT", "DELTA") and cfg.SOLVER.TRAINER != "dot":
-        notices.append("SOLVER.DOT.DELTA is used only with SOLVER.TRAINER dot (this run: {})".format(
+    if changed("SOLVER", "DOT", "DELTA") and cfg.SOLVER.TRAINER not in DOT_TRAINERS:
+        notices.append("SOLVER.DOT.DELTA is used only with SOLVER.TRAINER dot or crd_dot (this run: {})".format(
             cfg.SOLVER.TRAINER))
     if cfg.SOLVER.LR_SCHEDULER == "step" and changed("SOLVER", "LR_MIN"):
         notices.append("SOLVER.LR_MIN is used only with SOLVER.LR_SCHEDULER cosine")

@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from .dot import DistillationOrientedSGD
+from .dot import DOT_TRAINERS, DistillationOrientedSGD
 
 
 def learning_rate(cfg, epoch):
@@ -31,14 +31,15 @@ def set_learning_rate(optimizer, lr):
 def build_optimizer(cfg, params):
     """``SOLVER.TYPE`` SGD with ``SOLVER.LR``, ``MOMENTUM``, ``WEIGHT_DECAY``, ``NESTEROV``.
 
-    ``SOLVER.TRAINER dot``: :class:`~mdistiller.engine.dot.DistillationOrientedSGD` with ``SOLVER.DOT.DELTA``
+    ``SOLVER.TRAINER dot`` (or ``crd_dot``): :class:`~mdistiller.engine.dot.DistillationOrientedSGD` with ``SOLVER.DOT.DELTA``
     (no Nesterov variant: ``SOLVER.NESTEROV True`` is an error).
     """
     if cfg.SOLVER.TYPE != "SGD":
         raise ValueError("Unknown SOLVER.TYPE {!r}; valid: SGD".format(cfg.SOLVER.TYPE))
-    if cfg.SOLVER.TRAINER == "dot":
+    if cfg.SOLVER.TRAINER in DOT_TRAINERS:
         if cfg.SOLVER.NESTEROV:
-            raise ValueError("SOLVER.TRAINER dot has no Nesterov variant; set SOLVER.NESTEROV False")
+            raise ValueError("SOLVER.TRAINER {} has no Nesterov variant; set SOLVER.NESTEROV False".format(
+                cfg.SOLVER.TRAINER))
         return DistillationOrientedSGD(
             params,
             lr=cfg.SOLVER.LR,

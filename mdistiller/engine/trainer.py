@@ -22,7 +22,14 @@ from ..distillers import build_distiller
 from ..registry import data_needs
 from .build import build_student_and_teacher
 from .cfg import show_cfg
-from .checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (
+    load_checkpoint,
+    load_weights,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    strip_data_parallel_prefix,
+)
 from .data import build_loaders, set_loader_epoch
 from .device import (
     all_reduce_sum,
@@ -36,6 +43,7 @@ from .device import (
     teardown_runtime,
     unwrap,
 )
+from .dot import DOT_TRAINERS
 from .evaluate import as_percentages, evaluation_sums
 from .logging import RunLogger, build_diagnostics, write_run_info
 from .optim import build_optimizer, learning_rate, set_learning_rate
@@ -46,7 +54,7 @@ from .utils import log_msg, seed_everything
 
 # Names of the fields of a training batch, by position (CRD's datasets add the last one).
 BATCH_FIELDS = ("image", "target", "index", "contrastive_index")
-SUPPORTED_TRAINERS = ("base", "crd", "dot")
+SUPPORTED_TRAINERS = ("base", "crd") + DOT_TRAINERS
 REFRESH_INTERVAL = 50  # steps between host reads (progress bar, non-finite check)
 # Signals that stop a run cleanly: SLURM sends SIGTERM to every process of a preempted job, and submitit's jobs
 # ask for SIGUSR2 before the time limit (sbatch --signal=USR2@90).
@@ -127,7 +135,7 @@ class Trainer:
             for module in (distiller.student, distiller.teacher):
                 if module is not None:
                     module.compile()  # in place: parameter names (and checkpoints) are unchanged
-        self.dot = cfg.SOLVER.TRAINER == "dot"
+        self.dot = cfg.SOLVER.TRAINER in DOT_TRAINERS
         self.optimizer = build_optimizer(cfg, distiller.get_learnable_parameters())
         self.scaler = grad_scaler(self.device, cfg.SOLVER.AMP)
         if self.runtime.distributed:
@@ -170,7 +178,7 @@ class Trainer:
         """Load ``latest`` (model, optimizer, scaler, RNG, best accuracy); returns the epoch it ended."""
         path = os.path.join(self.log_path, "latest")
         state = load_checkpoint(path, map_location=self.device)
-        load_weights(unwrap(self.distiller), state["model"], path,
+        load_weights(unwrap(self.distiller), strip_data_parallel_prefix(state["model"]), path,
                      "this run's config ({} {} -> {})".format(self.cfg.DISTILLER.TYPE, self.cfg.DISTILLER.TEACHER,
                                                           self.cfg.DISTILLER.STUDENT))
         self.optimizer.load_state_dict(state["optimizer"])
@@ -446,5 +454,6 @@ def train(cfg, log_path, resume=False):
     return Trainer(cfg, log_path, resume=resume).train()
 
 
-# mdistiller exposes trainers by SOLVER.TRAINER; all names run the same loop here ("dot": DOT's two-step update).
-trainer_dict = {"base": Trainer, "crd": Trainer, "dot": Trainer}
+# mdistiller exposes trainers by SOLVER.TRAINER; all names run the same loop here ("dot", "crd_dot": DOT's
+# two-step update).
+trainer_dict = {name: Trainer for name in SUPPORTED_TRAINERS}

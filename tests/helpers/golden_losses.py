@@ -6,7 +6,10 @@ recomputes every case and compares. The fixture was written at commit d268000,
 before the losses layer existed, so it pins the refactored code to the old
 results; the OTKD-* and COMBINE-* cases were recomputed when OTKD followed
 Lohit & Jones (issue 9: four paper stages, Appendix C embeddings, unrolled IPOT
-gradient), every other case keeping its recorded values.
+gradient), and KD2M-cw2 / KD2M-cgw2 when KD2M.CLASS_REDUCTION's default became
+the released code's sum over classes (issue 21; 4 classes in the batch: 4× the
+former mean), each with ``run_case`` of this module, every other case keeping its
+recorded values.
 """
 import json
 import os
