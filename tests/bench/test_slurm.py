@@ -6,7 +6,6 @@ machine; the sbatch script is checked with fake ``srun``/``sbatch``/``squeue`` p
 """
 import os
 import shlex
-import shutil
 import signal
 import stat
 import time
