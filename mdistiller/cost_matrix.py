@@ -35,9 +35,6 @@ import os
 from ._cli import ArgumentParser, add_debug_flag, check_writable, console_entry, run_main
 
 PROG = "mdistiller-cost-matrix"
-LOGIT_DATASETS = ("imagenet",)
-# Above this many bytes for the stacked per-class Gram matrices, CKA is computed pair by pair.
-GRAM_BUDGET_BYTES = 1 << 30
 
 
 def default_output(dataset, teacher, method, feature):
@@ -46,83 +43,6 @@ def default_output(dataset, teacher, method, feature):
     else:
         name = "logit_linear_cka" if feature == "logit" else "linear_cka"
     return os.path.join("wkd_cost_matrix", dataset, teacher, name + ".pth")
-
-
-def _center(feats):
-    return feats - feats.mean(dim=1, keepdim=True)
-
-
-def linear_cka_matrix(feats, gram_budget=GRAM_BUDGET_BYTES, chunk=16):
-    """(C, C) linear CKA between the classes' feature matrices ``feats`` (C, N, d), rows paired by index.
-
-    ``CKA(X, Y) = ‖YᵀX‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F)`` after centring each column.
-    Uses the N×N Grams (``‖YᵀX‖²_F = ⟨XXᵀ, YYᵀ⟩_F``, all pairs in one product)
-    when N ≤ d and they fit in ``gram_budget`` bytes, else the d×d cross
-    products pair by pair (in chunks of ``chunk`` classes). Accumulates in
-    float64.
-    """
-    import torch
-
-    feats = _center(feats.double())
-    num_classes, n, d = feats.shape
-    if n <= d and num_classes * n * n * 8 <= gram_budget:
-        grams = torch.bmm(feats, feats.transpose(1, 2)).reshape(num_classes, -1)
-        hsic = grams @ grams.t()
-        norms = hsic.diagonal().clamp_min(1e-24).sqrt()
-        return hsic / (norms[:, None] * norms[None, :])
-    covs = torch.bmm(feats.transpose(1, 2), feats)  # (C, d, d)
-    norms = covs.flatten(1).norm(dim=1).clamp_min(1e-12)
-    cka = torch.empty(num_classes, num_classes, dtype=torch.float64, device=feats.device)
-    for i in range(num_classes):
-        xi = feats[i]
-        for start in range(i, num_classes, chunk):
-            stop = min(start + chunk, num_classes)
-            cross = torch.matmul(feats[start:stop].transpose(1, 2), xi)  # (k, d, d): X_jᵀ X_i
-            values = cross.flatten(1).pow(2).sum(1) / (norms[i] * norms[start:stop])
-            cka[i, start:stop] = values
-            cka[start:stop, i] = values
-    return cka
-
-
-def finalize(dist):
-    """Symmetrise, zero the diagonal, float32 CPU, contiguous."""
-    dist = dist.detach().double().cpu()
-    dist = 0.5 * (dist + dist.t())
-    dist.fill_diagonal_(0.0)
-    return dist.float().contiguous()
-
-
-def collect_class_features(model, dataset, num_classes, feature, device, batch_size=256, workers=0,
-                           max_per_class=0):
-    """Per-class feature matrices stacked as (C, N, d): see the module docstring."""
-    import torch
-    from torch.utils.data import DataLoader
-
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
-    per_class = [[] for _ in range(num_classes)]
-    counts = [0] * num_classes
-    cap = max_per_class if max_per_class > 0 else None
-    model.eval()
-    with torch.no_grad():
-        for batch in loader:
-            image, target = batch[0].to(device), batch[1]
-            logits, out = model(image)
-            values = logits if feature == "logit" else out["feats"][-1]
-            values = values.float().cpu()
-            for row, label in zip(values, target.tolist()):
-                if cap is not None and counts[label] >= cap:
-                    continue
-                if feature == "logit":
-                    per_class[label].append(row.unsqueeze(0))
-                else:
-                    c = row.shape[0]
-                    per_class[label].append(row.reshape(c, -1).t())  # (h·w, c)
-                counts[label] += 1
-    missing = [k for k, n in enumerate(counts) if n == 0]
-    if missing:
-        raise ValueError("classes without training images: {}".format(missing[:20]))
-    m = min(counts)
-    return torch.stack([torch.cat(rows[:m], dim=0) for rows in per_class]), m
 
 
 def parse_args(argv=None):
@@ -150,25 +70,26 @@ def main(argv=None):
 def _main(args):
     import torch
 
-    from .dataset import build_datasets
+    from .dataset import build_datasets, dataset_spec
     from .dataset.common import TensorImageDataset
     from .engine.build import build_model, load_teacher, model_zoo
-    from .engine.cfg import CFG, merge_from_list
+    from .engine.cfg import CFG
     from .engine.device import resolve_device
-    from .losses.wkd import fc_cost_matrix
+    from .losses.class_cost import collect_class_features, fc_cost_matrix, finalize, linear_cka_matrix
 
     cfg = CFG.clone()
     cfg.DATASET.TYPE = args.dataset
     cfg.DISTILLER.TEACHER = args.teacher
     cfg.DISTILLER.TEACHER_CKPT = args.ckpt
     if args.opts:
-        merge_from_list(cfg, list(args.opts))
+        cfg.merge_from_list(list(args.opts))
     cfg.freeze()
     if args.teacher not in model_zoo(args.dataset, cfg.DISTILLER.MODEL_ZOO):  # before any data is read
         build_model(args.teacher, args.dataset, 1, zoo=cfg.DISTILLER.MODEL_ZOO)  # raises the unknown-name error
     feature = args.feature
     if feature == "auto":
-        feature = "logit" if args.dataset in LOGIT_DATASETS else "feature"
+        # the release's class features: logits for ImageNet (the datasets of the ImageNet zoo), maps otherwise
+        feature = "logit" if dataset_spec(args.dataset).zoo == "imagenet" else "feature"
     out = args.out or default_output(args.dataset, args.teacher, args.method, feature)
     check_writable(os.path.dirname(os.path.abspath(out)), "the output file {} (--out)".format(out))
     device = resolve_device(args.device)

@@ -78,14 +78,13 @@ def student_state(state):
 def _main(args):
     from torch.utils.data import DataLoader
 
-    from .dataset import build_datasets
+    from .dataset import build_datasets, dataset_spec
     from .dataset.common import TensorImageDataset
-    from .engine.build import DOWNLOAD_HINT, IMAGENET_TYPES, build_model, model_zoo
+    from .engine.build import DOWNLOAD_HINT, build_model, model_zoo, released_checkpoint
     from .engine.cfg import get_cfg
     from .engine.checkpoint import load_checkpoint, load_weights
     from .engine.device import resolve_device
     from .engine.evaluate import as_percentages, evaluation_sums
-    from .models import cifar_model_dict
 
     path, run_folder = (args.ckpt, None) if args.ckpt == "pretrain" else resolve_checkpoint(args.ckpt)
     run = run_config(run_folder)
@@ -93,30 +92,32 @@ def _main(args):
     model_name = args.model or run_distiller.get("STUDENT")
     if not model_name:
         raise UsageError("Give the model with -m NAME (no config.yaml of a training run next to {})".format(args.ckpt))
-    dataset = args.dataset or run_dataset.get("TYPE") or "cifar100"
-    root = args.root or run_dataset.get("ROOT") or "data"
-    zoo = run_distiller.get("MODEL_ZOO", "auto") if not args.model else "auto"
-    opts = ["DATASET.TYPE", dataset, "DATASET.ROOT", root, "DATASET.NUM_WORKERS", str(args.workers)]
+    # The run's dataset, data root and model zoo where there is a run (options override them); the defaults else.
+    given = {"DATASET.TYPE": args.dataset or run_dataset.get("TYPE"), "DATASET.ROOT": args.root or run_dataset.get("ROOT"),
+             "DISTILLER.MODEL_ZOO": None if args.model else run_distiller.get("MODEL_ZOO")}
     if not args.dataset:  # the run's own data: its class count and (digits) image size
-        if run_dataset.get("NUM_CLASSES"):
-            opts += ["DATASET.NUM_CLASSES", str(run_dataset["NUM_CLASSES"])]
-        if run_dataset.get("INPUT_SIZE"):
-            opts += ["DATASET.INPUT_SIZE", str(run_dataset["INPUT_SIZE"])]
+        given.update({"DATASET.NUM_CLASSES": run_dataset.get("NUM_CLASSES"), "DATASET.INPUT_SIZE": run_dataset.get("INPUT_SIZE")})
+    opts = ["DATASET.NUM_WORKERS", str(args.workers)]
+    for key, value in given.items():
+        if value:
+            opts += [key, str(value)]
     cfg = get_cfg(opts=opts)
+    dataset, zoo = cfg.DATASET.TYPE, cfg.DISTILLER.MODEL_ZOO
     if model_name not in model_zoo(dataset, zoo):
         build_model(model_name, dataset, 1, zoo=zoo)  # raises the unknown-name error, before any data is read
     device = resolve_device(args.device)
     _, val_set, num_classes = build_datasets(cfg)
-    if dataset in IMAGENET_TYPES and path == "pretrain":
+    if dataset_spec(dataset).teachers == "torchvision" and path == "pretrain":
         model = build_model(model_name, dataset, num_classes, pretrained=True)
     else:
         model = build_model(model_name, dataset, num_classes, zoo=zoo)
         hint = None
         if path == "pretrain":
-            path = cifar_model_dict[model_name][1]
             hint = DOWNLOAD_HINT
-            if path is None or dataset != "cifar100":
-                raise UsageError("No released checkpoint for {} on {}; pass -c PATH".format(model_name, dataset))
+            try:
+                path = released_checkpoint(model_name, dataset, zoo)
+            except FileNotFoundError:
+                raise UsageError("No released checkpoint for {} on {}; pass -c PATH".format(model_name, dataset)) from None
         asked = "-m {}".format(model_name) if args.model else "the run's DISTILLER.STUDENT {}".format(model_name)
         load_weights(model, student_state(load_checkpoint(path, hint=hint)), path, asked)
     if run_folder:

@@ -18,10 +18,7 @@ command (unknown method, model or key, missing file) prints one line and exits w
 """
 import argparse
 import os
-import shutil
 import sys
-import tempfile
-import time
 
 from ._cli import EXIT_REQUEUE, ArgumentParser, add_debug_flag, console_entry, run_main, split_overrides
 
@@ -86,83 +83,6 @@ def build_parser():
     return parser
 
 
-def peak_memory_text(device):
-    """Peak memory of this process: CUDA's max allocated on a GPU, else the peak resident set size."""
-    import torch
-
-    if getattr(device, "type", str(device)) == "cuda":
-        return "{:.1f} MiB peak CUDA memory allocated".format(torch.cuda.max_memory_allocated(device) / 2 ** 20)
-    try:
-        import resource
-
-        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        if sys.platform == "darwin":  # bytes there, kilobytes on Linux
-            kb /= 1024.0
-        return "{:.1f} MiB peak resident memory (process)".format(kb / 1024.0)
-    except ImportError:  # Windows
-        return "peak memory not measured on this platform"
-
-
-def dry_run(cfg, log_path):
-    """Build what ``train`` builds, run one training step and one validation batch; the run folder is not created.
-
-    The trainer writes its run information to a temporary folder, removed afterwards. Returns a dict
-    with the step times (s), the losses of the training step and the peak-memory text.
-    """
-    from collections import OrderedDict
-
-    import torch
-
-    from .engine.device import teardown_runtime, unwrap
-    from .engine.evaluate import evaluation_sums
-    from .engine.data import set_loader_epoch
-    from .engine.meters import DeviceMeters
-    from .engine.trainer import Trainer
-
-    cfg = cfg.clone()
-    cfg.defrost()
-    cfg.LOG.WANDB = False
-    cfg.freeze()
-    scratch = tempfile.mkdtemp(prefix="mdistiller-dry-run-")
-    trainer = None
-    try:
-        started = time.time()
-        trainer = Trainer(cfg, os.path.join(scratch, "run"))
-        build_time = time.time() - started
-        device = trainer.device
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        set_loader_epoch(trainer.train_loader, 1)
-        batch = next(iter(trainer.train_loader))
-        meters = DeviceMeters(device)
-        trainer.distiller.train()
-        t0 = time.time()
-        trainer.train_step(batch, 1, 0, meters)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        train_step = time.time() - t0
-        val_batch = next(iter(trainer.val_loader))
-        trainer.distiller.eval()
-        model = unwrap(trainer.distiller)
-        t0 = time.time()
-        evaluation_sums(lambda image: model(image=image), [val_batch], device, cfg.SOLVER.CHANNELS_LAST, cfg.SOLVER.AMP)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        val_step = time.time() - t0
-        return OrderedDict(
-            build_s=build_time, train_step_s=train_step, val_step_s=val_step,
-            train_batch=int(batch[1].size(0)), val_batch=int(val_batch[1].size(0)),
-            losses=OrderedDict(zip(meters.term_names, meters.averages(*meters.term_names))),
-            memory=peak_memory_text(device),
-        )
-    finally:
-        if trainer is not None:
-            if trainer.logger is not None:
-                trainer.logger.close()
-            teardown_runtime(trainer.runtime)
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
 def _main(args):
     from .engine.cfg import get_cfg, show_cfg
     from .engine.naming import run_dir
@@ -174,7 +94,9 @@ def _main(args):
         print(show_cfg(cfg), end="")
         return None
     if args.dry_run:
-        report = dry_run(cfg, log_path)
+        from .engine.dry_run import dry_run
+
+        report = dry_run(cfg)
         print("dry run of {} ({} -> {}, {}): built in {:.2f} s; train step {:.3f} s (batch {}), "
               "validation step {:.3f} s (batch {}); {}; losses {}; nothing written (the run folder would be {})".format(
                   cfg.DISTILLER.TYPE, cfg.DISTILLER.TEACHER, cfg.DISTILLER.STUDENT, cfg.DATASET.TYPE,

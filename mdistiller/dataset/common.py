@@ -173,15 +173,3 @@ def ensure_files(name, folder, files, download, download_fn, hint):
     if cause is not None:
         raise err from cause
     raise err
-
-
-def config_value(node, dotted, default):
-    """``node.A.B`` for ``dotted = "A.B"`` on a yacs node or nested dicts, or ``default`` when a level is missing."""
-    for part in dotted.split("."):
-        if node is None:
-            return default
-        try:
-            node = node[part] if isinstance(node, dict) else getattr(node, part)
-        except (KeyError, AttributeError):
-            return default
-    return default if node is None else node

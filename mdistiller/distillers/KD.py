@@ -18,8 +18,7 @@ class KD(Distiller):
         return float(cfg.KD.TEMPERATURE), "KD.TEMPERATURE"
 
     def __init__(self, student, teacher, cfg):
-        super().__init__(student, teacher)
-        self.logit_stand = bool(cfg.EXPERIMENT.LOGIT_STAND)
+        super().__init__(student, teacher, cfg)
         self.temperature = cfg.KD.TEMPERATURE
         self.ce_weight = cfg.KD.LOSS.CE_WEIGHT
         self.kd_loss_weight = cfg.KD.LOSS.KD_WEIGHT

@@ -152,6 +152,10 @@ class OTKD(Distiller):
             return name
         return "{} (stage{} {})".format(name, "s" if len(stages) > 1 else "", " ".join(stages))
 
+    @classmethod
+    def variants(cls):
+        return [({}, "4 stages, {} iterations".format(cls.DEFAULTS["ITER"])), ({"OTKD.SOLVER": "remd"}, "4 stages")]
+
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher)
         c = cfg.OTKD

@@ -6,6 +6,7 @@ this run ignores (a key of another scheduler, trainer or pipeline), is named her
 """
 import warnings
 
+from ..dataset.table import DATASETS
 from ..registry import data_needs
 from .dot import DOT_TRAINERS
 
@@ -42,6 +43,7 @@ def unused_key_notices(cfg, defaults=None):
     from .data import pipeline_of
 
     defaults = CFG if defaults is None else defaults
+    dataset = DATASETS.get(str(cfg.DATASET.TYPE).lower())  # None: an unknown name, reported when the data is built
     notices = []
 
     def changed(section, *path):
@@ -53,7 +55,7 @@ def unused_key_notices(cfg, defaults=None):
     if changed("LOG", "TENSORBOARD_FREQ"):
         notices.append("LOG.TENSORBOARD_FREQ {} is not supported: TensorBoard (and wandb) get one record per "
                        "epoch here".format(cfg.LOG.TENSORBOARD_FREQ))
-    if changed("DATASET", "NUM_WORKERS") and pipeline_of(cfg) == "batched":
+    if changed("DATASET", "NUM_WORKERS") and dataset is not None and pipeline_of(cfg) == "batched":
         notices.append("DATASET.NUM_WORKERS {} is not used by the batched data pipeline (batches are cut on the "
                        "training device); set DATASET.PIPELINE per_sample for DataLoader workers".format(
                            cfg.DATASET.NUM_WORKERS))
@@ -70,7 +72,7 @@ def unused_key_notices(cfg, defaults=None):
         notices.append("LOG.DIAGNOSTICS_SAMPLES is used only with LOG.DIAGNOSTICS True")
     if cfg.DISTILLER.TEACHER_CKPT and not data_needs(cfg).teacher:
         notices.append("DISTILLER.TEACHER_CKPT is not used: {} has no teacher".format(cfg.DISTILLER.TYPE))
-    if cfg.DATASET.INPUT_SIZE is not None and cfg.DATASET.TYPE != "digits":
+    if cfg.DATASET.INPUT_SIZE is not None and not (dataset is not None and dataset.resize):
         notices.append("DATASET.INPUT_SIZE does not resize the images (each dataset has its own size, only digits "
                        "is resized); it is only the probe size of methods that size projectors from the models' features")
     if cfg.DATASET.TRAIN_PER_CLASS <= 0 and changed("DATASET", "SUBSET_SEED"):

@@ -17,7 +17,7 @@ import os
 import torch
 
 from mdistiller.distillers import build_distiller
-from mdistiller.engine.cfg import CFG, merge_from_dict
+from mdistiller.engine.cfg import CFG
 from tests.helpers.distill_inputs import contrastive_batch, zoo_pair
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "golden_losses.json")
@@ -64,7 +64,7 @@ def case_cfg(kind, overrides):
     for block in (cfg.CRD.FEAT, cfg.WCORD.FEAT):
         block.DIM, block.STUDENT_DIM, block.TEACHER_DIM = 8, 64, 256
     cfg.WCORD.SINKHORN.ITER = 20
-    return merge_from_dict(cfg, overrides)
+    return cfg.merge_from_dict(overrides)
 
 
 def batch():

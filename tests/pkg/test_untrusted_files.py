@@ -156,7 +156,7 @@ def test_damaged_file_error_names_the_file(tmp_path):
 
 
 def test_crafted_cost_matrix_is_refused_and_nothing_runs(tmp_path):
-    from mdistiller.losses.wkd import load_cost_matrix
+    from mdistiller.losses.class_cost import load_cost_matrix
 
     marker = tmp_path / "pwned"
     path = tmp_path / "linear_cka.pth"
