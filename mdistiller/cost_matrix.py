@@ -1,13 +1,12 @@
 """Class-to-class cost matrix of WKD-L from a teacher: ``1 − linear CKA`` between class features, or ``1 − cos`` of its classifier.
 
-    python -m mdistiller.cost_matrix --teacher resnet32x4 --dataset cifar100
-    python -m mdistiller.cost_matrix --teacher ResNet34 --dataset imagenet          # logits, as released
-    python -m mdistiller.cost_matrix --teacher wrn_40_2 --dataset cifar100 --method fc
-    python -m mdistiller.cost_matrix --teacher resnet8 --ckpt run/student_best --dataset digits \\
-        --opts DATASET.ROOT data
-    python -m mdistiller.cost_matrix --cfg configs/coco/vanilla/r101.yaml --teacher ResNet101 \
+    mdistiller-cost-matrix --teacher resnet32x4 --dataset cifar100
+    mdistiller-cost-matrix --teacher ResNet34 --dataset imagenet          # logits, as released
+    mdistiller-cost-matrix --teacher wrn_40_2 --dataset cifar100 --method fc
+    mdistiller-cost-matrix --teacher resnet8 --ckpt run/student_best --dataset digits --opts DATASET.ROOT data
+    mdistiller-cost-matrix --cfg configs/coco/vanilla/r101.yaml --teacher ResNet101 \
         --ckpt output/coco_baselines/teacher,r101/student_best --max-per-class 500   # detection (see below)
-    python tools/generate_cost_matrix.py ...                                         # the same, as a script
+    python -m mdistiller.cost_matrix ... | python tools/generate_cost_matrix.py ...   # the same
 
 Method ``cka`` (the release's ``tools/generate_class_proto.py`` +
 ``tools/generate_cost_matrix.py``):
@@ -30,7 +29,7 @@ detector's box-head features (``--feature auto`` → ``feature``; ``logit``: its
 the training images sampled as in training — its RPN's proposals and the ground-truth boxes, IoU ≥ 0.5 with a
 box → that box's class, below → background (:func:`~mdistiller.losses.class_cost.collect_roi_features`); then
 the same CKA. This is this project's reading (WKD released no detection code); names ``box_linear_cka`` /
-``box_logit_linear_cka``.
+``box_logit_linear_cka``. ``--cfg`` reads a run's config (its ``DETECTION`` settings build the same detector).
 
 Method ``fc``: ``D_ij = 1 − cos(w_i, w_j)`` of the teacher's classifier rows (a detector's: its box predictor's
 class rows, background last) — what ``WKD.COST_MATRIX fc`` computes at run time.
@@ -43,20 +42,9 @@ with name ``linear_cka`` (features), ``logit_linear_cka`` (logits) or ``fc``.
 import argparse
 import os
 
-import torch
+from ._cli import ArgumentParser, UsageError, add_debug_flag, check_writable, console_entry, run_main
 
-from ._cli import UsageError, console_entry
-from .dataset import build_datasets, dataset_spec
-from .losses.class_cost import (
-    collect_class_features,
-    collect_roi_features,
-    cosine_cost,
-    fc_cost_matrix,
-    finalize,
-    linear_cka_matrix,
-)
-from .engine.build import load_detection_teacher, load_teacher
-from .engine.cfg import CFG
+PROG = "mdistiller-cost-matrix"
 
 
 def default_output(dataset, teacher, method, feature, detection=False):
@@ -68,7 +56,7 @@ def default_output(dataset, teacher, method, feature, detection=False):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cfg", default="", help="a run's config (yaml) whose DATASET / DETECTION keys apply")
     parser.add_argument("--teacher", required=True, help="zoo name of the teacher (DISTILLER.TEACHER)")
     parser.add_argument("--ckpt", default="", help="teacher checkpoint ({'model': state_dict}); default: the zoo's")
@@ -85,16 +73,27 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=0, help="images per batch (default 256; detection 8)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides KEY VALUE ... (DATASET.ROOT ...)")
+    add_debug_flag(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    return run_main(_main, parse_args(argv), PROG)
+
+
+def _main(args):
+    from .dataset import build_datasets, dataset_spec
+    from .dataset.common import TensorImageDataset
+    from .engine.build import build_model, load_teacher, model_zoo
+    from .engine.cfg import CFG
+    from .engine.device import resolve_device
+    from .losses.class_cost import collect_class_features, fc_cost_matrix, linear_cka_matrix
+
     cfg = CFG.clone()
     if args.cfg:
         cfg.merge_from_file(args.cfg)
     if not (args.dataset or args.cfg):
-        raise UsageError("give the dataset: --dataset NAME (or a config with --cfg)")
+        raise UsageError("give the dataset: --dataset NAME (or a run's config with --cfg)")
     args.dataset = args.dataset or cfg.DATASET.TYPE
     cfg.DATASET.TYPE = args.dataset
     cfg.DISTILLER.TEACHER = args.teacher
@@ -102,15 +101,18 @@ def main(argv=None):
     if args.opts:
         cfg.merge_from_list(list(args.opts))
     cfg.freeze()
+    if args.teacher not in model_zoo(args.dataset, cfg.DISTILLER.MODEL_ZOO):  # before any data is read
+        build_model(args.teacher, args.dataset, 1, zoo=cfg.DISTILLER.MODEL_ZOO)  # raises the unknown-name error
     feature = args.feature
     if feature == "auto":
         # the release's class features: logits for ImageNet (the datasets of the ImageNet zoo), maps otherwise
         feature = "logit" if dataset_spec(args.dataset).zoo == "imagenet" else "feature"
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
-    if dataset_spec(args.dataset).task == "detection":
-        return detection_main(args, cfg, feature, device)
+    detection = dataset_spec(args.dataset).task == "detection"
+    out = args.out or default_output(args.dataset, args.teacher, args.method, feature, detection)
+    check_writable(os.path.dirname(os.path.abspath(out)), "the output file {} (--out)".format(out))
+    device = resolve_device(args.device)
+    if detection:
+        return save(detection_cost(args, cfg, feature, device), out)
 
     train_set = None
     if args.method == "fc" and args.num_classes > 0:
@@ -126,34 +128,42 @@ def main(argv=None):
         dist = fc_cost_matrix(teacher)
         print("fc cost matrix of {}: 1 - cos of the classifier rows".format(args.teacher))
     else:
+        in_memory = isinstance(train_set, TensorImageDataset)  # workers would only cost time
         feats, m = collect_class_features(
             teacher, train_set, num_classes, feature, device, batch_size=args.batch_size or 256,
-            workers=cfg.DATASET.NUM_WORKERS, max_per_class=args.max_per_class,
+            workers=0 if in_memory else cfg.DATASET.NUM_WORKERS, max_per_class=args.max_per_class,
         )
         print("class features ({}): {} classes x {} rows x {} dims ({} images per class)".format(
             feature, *feats.shape, m))
         dist = 1.0 - linear_cka_matrix(feats.to(device)).cpu()
-    return save(dist, args.out or default_output(args.dataset, args.teacher, args.method, feature))
+    return save(dist, out)
 
 
-def detection_main(args, cfg, feature, device):
-    """The cost matrix of a detection teacher: K classes + background (see the module docstring)."""
+def detection_cost(args, cfg, feature, device):
+    """The (K + 1) × (K + 1) cost of a detection teacher, background last (see the module docstring)."""
+    from .dataset import build_datasets
+    from .engine.build import load_detection_teacher
+    from .losses.class_cost import collect_roi_features, cosine_cost, linear_cka_matrix
+
     train_set, val_set, _ = build_datasets(cfg)
     train_set.transform = val_set.transform  # test-time sizes, no flips
     teacher = load_detection_teacher(cfg, train_set.category_ids).to(device).eval()
     if args.method == "fc":
-        dist = cosine_cost(teacher.roi_heads.box_predictor.cls_score.weight[teacher.distill_columns])
         print("fc cost matrix of {}: 1 - cos of the box predictor's class rows (background last)".format(args.teacher))
-    else:
-        feats, m = collect_roi_features(teacher, train_set, device, feature, batch_size=args.batch_size or 8,
-                                        workers=cfg.DATASET.NUM_WORKERS, max_per_class=args.max_per_class)
-        print("RoI features ({}): {} classes (background last) x {} RoIs x {} dims".format(feature, *feats.shape))
-        dist = 1.0 - linear_cka_matrix(feats.to(device)).cpu()
-    return save(dist, args.out or default_output(args.dataset, args.teacher, args.method, feature, detection=True))
+        return cosine_cost(teacher.roi_heads.box_predictor.cls_score.weight[teacher.distill_columns])
+    feats, m = collect_roi_features(teacher, train_set, device, feature, batch_size=args.batch_size or 8,
+                                    workers=cfg.DATASET.NUM_WORKERS, max_per_class=args.max_per_class)
+    print("RoI features ({}): {} classes (background last) x {} RoIs x {} dims".format(feature, *feats.shape))
+    return 1.0 - linear_cka_matrix(feats.to(device)).cpu()
 
 
 def save(dist, out):
-    """Symmetrise, zero the diagonal (:func:`finalize`), ``torch.save`` to ``out``; returns ``out``."""
+    """Symmetrise, zero the diagonal (:func:`~mdistiller.losses.class_cost.finalize`), ``torch.save`` to ``out``;
+    returns ``out``."""
+    import torch
+
+    from .losses.class_cost import finalize
+
     dist = finalize(dist)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     torch.save(dist, out)

@@ -1,4 +1,5 @@
-"""Run-level config keys that a given run does not use: each gets a start-up warning saying so.
+"""Run-level config keys that a given run does not use (each gets a start-up warning saying so), and values
+that no run can use (an error naming the key).
 
 Every key of EXPERIMENT/DATASET/DISTILLER/SOLVER/LOG either changes a run or, when set to a value that
 this run ignores (a key of another scheduler, trainer or pipeline), is named here.
@@ -10,6 +11,28 @@ from ..dataset.table import DATASETS
 COCO_OPTIONS = "mdistiller.dataset.coco:coco_options"  # the DatasetSpec.options that read DATASET.COCO
 from ..registry import data_needs
 from .dot import DOT_TRAINERS
+
+# Run-level integer keys and their smallest meaningful value (0 epochs or an empty batch train nothing).
+MINIMUM_VALUES = (
+    ("SOLVER.EPOCHS", 1),
+    ("SOLVER.BATCH_SIZE", 1),
+    ("DATASET.TEST.BATCH_SIZE", 1),
+    ("DATASET.NUM_WORKERS", 0),
+    ("DATASET.TRAIN_PER_CLASS", 0),
+    ("LOG.SAVE_CHECKPOINT_FREQ", 0),
+    ("LOG.DIAGNOSTICS_SAMPLES", 1),
+)
+
+
+def check_values(cfg):
+    """Raise ``ValueError`` naming the key and its value when a run-level key is below its minimum
+    (:data:`MINIMUM_VALUES`), e.g. ``SOLVER.EPOCHS 0``."""
+    for key, minimum in MINIMUM_VALUES:
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        if node < minimum:
+            raise ValueError("{} is {}; it must be at least {}".format(key, node, minimum))
 
 
 class UnusedKeyWarning(UserWarning):
