@@ -198,9 +198,9 @@ def format_markdown(rows, title=None, notes=()):
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
     notes = list(notes)
     if paired:
-        notes.append("Last − student alone (paired) = last-epoch " + metric + " minus that of the student trained alone with "
-                     "the same seed, mean ± sample std over the seeds both finished; seeds up = how many differences "
-                     "are positive; p = two-sided paired t-test.")
+        notes.append("Last − student alone (paired) = last-epoch " + metric + " minus that of the student trained alone "
+                     "with the same seed, mean ± sample std over the seeds both finished; seeds up = how many "
+                     "differences are positive; p = two-sided paired t-test.")
     if notes:
         lines.append("")
         lines += notes
@@ -211,7 +211,8 @@ CSV_FIELDS = ("method", "name", "config", "dataset", "teacher", "student", "pair
               "best_mean", "best_std", "n", "seeds", "runs", "wall_time", "published", "published_source", "status",
               "paired_vs", "delta_mean", "delta_std", "delta_n", "delta_wins", "delta_p")
 
-RUN_FIELDS = ("name", "config", "method", "dataset", "teacher", "student", "seed", "status", "epochs", "metric", "last_acc",
+RUN_FIELDS = ("name", "config", "method", "dataset", "teacher", "student", "seed", "status", "epochs", "metric",
+              "last_acc",
               "best_acc", "best_epoch", "wall_time", "error", "run_dir", "attempts", "job_ids")
 
 

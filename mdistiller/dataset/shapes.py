@@ -13,8 +13,9 @@ Layout (a COCO-format set, read by :mod:`mdistiller.dataset.coco`)::
 Each image (``size`` × ``size``, RGB) has a background texture — a smooth random colour field plus stripes of
 random angle, period and contrast — and 1 to ``max_objects`` filled shapes of :data:`CATEGORIES` (category ids with
 gaps, as COCO's), each in one random saturated colour, 10–45 % of the side, placed so that two boxes intersect by at
-most 20 % of the smaller one (no shape hides another). A box is the shape's pixel extent ``[x, y, w, h]`` (COCO's bbox), its ``area`` the count of the
-shape's pixels. Everything follows from ``seed``: the same arguments write the same files.
+most 20 % of the smaller one (no shape hides another). A box is the shape's pixel extent ``[x, y, w, h]`` (COCO's
+bbox), its ``area`` the count of the shape's pixels. Everything follows from ``seed``: the same arguments write the
+same files.
 """
 import argparse
 import json

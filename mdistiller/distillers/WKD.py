@@ -225,8 +225,8 @@ class DetectionWKD(RCNNDistiller, WKD):
             coarsest = teacher.feats["fpn"][-1].shape[-2:]
             if min(smallest_window(n, self.spatial_grid) for n in coarsest) < 2:
                 # Windows of one pixel have no (unbiased) variance: the loss would be NaN.
-                raise ValueError("WKD.SPATIAL_GRID {} is too fine for this batch's {}x{} P6 maps: lower it, or train on "
-                                 "larger images".format(self.spatial_grid, coarsest[0], coarsest[1]))
+                raise ValueError("WKD.SPATIAL_GRID {} is too fine for this batch's {}x{} P6 maps: lower it, or train "
+                                 "on larger images".format(self.spatial_grid, coarsest[0], coarsest[1]))
             loss = sum(wkd_feature_loss(projector(f_s), f_t, eps=self.eps, grid=self.spatial_grid,
                                         mean_cov_ratio=self.mean_cov_ratio)
                        for projector, f_s, f_t in zip(self.projectors, student.feats["fpn"], teacher.feats["fpn"]))

@@ -12,7 +12,8 @@ detector's losses. What a method sees, in the :data:`~mdistiller.distillers._bas
   torchvision COCO teacher's 91 map to the same K + 1);
 * ``feats["fpn"]``: the FPN maps P2–P6, shallowest first;
 * both at least in fp32 (autocast's fp16/bf16 maps converted; float64 models stay float64);
-* ``target``: the sampled RoIs' labels in that order (class k → k − 1, background → K; mdistiller's ``gt_classes``).
+* ``target``: the sampled RoIs' labels in that order (class k → k − 1, background → K; mdistiller's
+  ``gt_classes``).
 
 The step's first output is ``(class_logits, labels)`` of the student's sampled RoIs (the training RoI accuracy).
 """

@@ -224,7 +224,8 @@ def load_detection_teacher(cfg, category_ids):
 
 
 def build_detectors(cfg, category_ids, needs_teacher=True):
-    """Student detector (``DISTILLER.STUDENT_PRETRAINED``: backbone from ImageNet weights) and, if needed, the teacher."""
+    """The student detector (``DISTILLER.STUDENT_PRETRAINED``: its backbone from ImageNet weights) and, if needed,
+    the teacher."""
     student = build_detector_model(cfg, cfg.DISTILLER.STUDENT, category_ids,
                                    pretrained=bool(cfg.DISTILLER.STUDENT_PRETRAINED))
     teacher = load_detection_teacher(cfg, category_ids) if needs_teacher else None

@@ -259,7 +259,8 @@ def _is_detection(cfg):
 def show_cfg(cfg):
     """The config sections that matter for a run, as yaml text (mdistiller prints the same)."""
     dump_cfg = Config()
-    for section in ("EXPERIMENT", "DATASET", "DISTILLER", "SOLVER", "LOG") + (("DETECTION",) if _is_detection(cfg) else ()):
+    sections = ("EXPERIMENT", "DATASET", "DISTILLER", "SOLVER", "LOG") + (("DETECTION",) if _is_detection(cfg) else ())
+    for section in sections:
         dump_cfg[section] = cfg[section]
     if cfg.DISTILLER.TYPE in cfg:
         dump_cfg[cfg.DISTILLER.TYPE] = cfg[cfg.DISTILLER.TYPE]

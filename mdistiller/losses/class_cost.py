@@ -212,7 +212,7 @@ def collect_class_features(model, dataset, num_classes, feature, device, batch_s
 
 def collect_roi_features(detector, dataset, device, feature="feature", batch_size=8, workers=0, max_per_class=0,
                          seed=0):
-    """Per-class sets of a detector's RoI features, the K classes then the background, stacked (K + 1, m, d): ``(feats, m)``.
+    """Per-class sets of a detector's RoI features, the K classes then the background: ``(feats, m)``, feats (K + 1, m, d).
 
     The detector (eval mode) runs on ``dataset`` in order (give it the test-time transform): its RPN's proposals plus
     the ground-truth boxes are matched to the ground truth and sampled as in training (``select_training_samples``:

@@ -122,7 +122,8 @@ class Detector(FasterRCNN):
 
     ``forward(images, targets=None)`` as torchvision's detectors: a list of (3, H, W) images in [0, 1]
     (RGB) and, in training, their targets (``boxes`` xyxy, ``labels`` = output columns); returns the losses in
-    training, detections (:meth:`detect`: ``labels`` are category ids) in eval mode. Buffers (not in the state dict): ``pixel_mean``/``pixel_std`` (3, 1, 1), ``categories``
+    training, detections (:meth:`detect`: ``labels`` are category ids) in eval mode. Buffers (not in the state
+    dict): ``pixel_mean``/``pixel_std`` (3, 1, 1), ``categories``
     (the dataset category id of each output column, 0 background, -1 none) and ``distill_columns`` (the
     columns of the dataset's K classes in order, then the background's: the class order of distillation,
     mdistiller's background-last one).

@@ -117,7 +117,8 @@ def test_torchrun_two_processes_evaluate_the_whole_validation_set(shapes_root, t
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "mdistiller.train", "--cfg", os.path.join(REPO, "configs", "shapes", "wkd_lf.yaml"),
-           "WKD.COST_MATRIX", "fc", "DISTILLER.TEACHER", "ResNet18"] + _opts(shapes_root, teachers["ResNet18"], tmp_path, 1)
+           "WKD.COST_MATRIX", "fc", "DISTILLER.TEACHER", "ResNet18"]
+    cmd += _opts(shapes_root, teachers["ResNet18"], tmp_path, 1)
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     run = next(tmp_path.glob("*/run*"))

@@ -83,7 +83,7 @@ def step(shapes_root, teachers, monkeypatch_module):
     calls = {}
     for module, name in (("KD", "kd_loss"), ("DKD", "dkd_loss"), ("FITNET", "hint_loss"), ("REVIEWKD", "hcl_loss"),
                          ("WKD", "wkd_nontarget_distance"), ("WKD", "wkd_feature_loss")):
-        module = importlib.import_module("mdistiller.distillers." + module)  # the module (its package exports the class)
+        module = importlib.import_module("mdistiller.distillers." + module)  # the module: the package exports the class
         function = getattr(module, name)
 
         def spy(*args, _function=function, _name=name, **kwargs):
