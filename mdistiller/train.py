@@ -85,6 +85,19 @@ def _wants_help(argv):
     return "-h" in words or "--help" in words
 
 
+def summary_line(summary, log_path):
+    """The line printed after a run: best and last test top-1, and with a validation split the test top-1 at the
+    epoch of best validation accuracy."""
+    parts = []
+    if "test_top1_at_val_best" in summary:
+        parts.append("test_top1_at_val_best {:.2f} (val_best epoch {}, val {:.2f})".format(
+            summary["test_top1_at_val_best"], summary["val_best_epoch"], summary["val_best_acc"]))
+    if summary["best_acc"] is not None:
+        parts.append("best_acc {:.2f} (epoch {})".format(summary["best_acc"], summary["best_epoch"]))
+    parts.append("last_acc {:.2f}".format(summary["last_acc"]))
+    return "{}  -> {}".format("  ".join(parts), log_path)
+
+
 def _main(args):
     from .engine.cfg import get_cfg, show_cfg
     from .engine.naming import run_dir
@@ -112,8 +125,7 @@ def _main(args):
 
     summary = train(cfg, log_path, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
-        print("best_acc {:.2f} (epoch {})  last_acc {:.2f}  -> {}".format(
-            summary["best_acc"], summary["best_epoch"], summary["last_acc"], log_path))
+        print(summary_line(summary, log_path))
     return summary
 
 

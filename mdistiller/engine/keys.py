@@ -54,6 +54,8 @@ def unused_key_notices(cfg, defaults=None):
                        "is resized); it is only the probe size of methods that size projectors from the models' features")
     if cfg.DATASET.TRAIN_PER_CLASS <= 0 and changed("DATASET", "SUBSET_SEED"):
         notices.append("DATASET.SUBSET_SEED is used only with DATASET.TRAIN_PER_CLASS > 0")
+    if not cfg.DATASET.VAL_SPLIT and changed("DATASET", "SPLIT_SEED"):
+        notices.append("DATASET.SPLIT_SEED is used only with DATASET.VAL_SPLIT > 0")
     return notices
 
 
