@@ -85,6 +85,38 @@ def collect_command(configs, seeds, out, name, opts, plots=True, python=None):
     return " ".join(shlex.quote(str(c)) for c in cmd)
 
 
+def add_slurm_arguments(parser, wait=True):
+    """The SLURM options group (``--slurm-config``, one flag per :data:`SLURM_FLAGS`, ``--sbatch``, ``--setup``,
+    ``--slurm-cluster``, ``--poll``, and ``--wait`` unless the command always waits)."""
+    def help_of(key):
+        return OPTIONS[key][1].replace("%", "%%")
+
+    slurm = parser.add_argument_group("SLURM (--launcher slurm)")
+    slurm.add_argument("--slurm-config", default=None, metavar="YAML",
+                       help="yaml of SLURM options (keys: {}); flags override it".format(", ".join(OPTIONS)))
+    for flag, key, kind, metavar in SLURM_FLAGS:
+        slurm.add_argument(flag, dest="slurm_" + key, type=kind, default=None, metavar=metavar, help=help_of(key))
+    slurm.add_argument("--sbatch", dest="slurm_sbatch", action="append", type=sbatch_option, default=None,
+                       metavar="KEY[=VALUE]", help="extra sbatch option (repeatable), e.g. --sbatch mail-type=END")
+    slurm.add_argument("--setup", dest="slurm_setup", action="append", default=None, metavar="LINE",
+                       help=help_of("setup") + " (repeatable)")
+    slurm.add_argument("--slurm-cluster", dest="slurm_cluster", choices=("slurm", "local"), default=None,
+                       help=help_of("cluster"))
+    if wait:
+        slurm.add_argument("--wait", action="store_true", help="wait for the jobs, then write the tables")
+    slurm.add_argument("--poll", type=float, default=None, help="seconds between job status checks while waiting")
+    return slurm
+
+
+def slurm_flags_given(args):
+    """The SLURM options given on the command line (flag names)."""
+    given = [flag for flag, key, _, _ in SLURM_FLAGS if getattr(args, "slurm_" + key) is not None]
+    given += [f for f, v in (("--slurm-config", args.slurm_config), ("--sbatch", args.slurm_sbatch),
+                             ("--setup", args.slurm_setup), ("--slurm-cluster", args.slurm_cluster),
+                             ("--wait", getattr(args, "wait", False) or None), ("--poll", args.poll)) if v is not None]
+    return given
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="mdistiller-benchmark",
@@ -107,28 +139,14 @@ def build_parser():
                         help="local: subprocesses on this machine (default); slurm: one SLURM job array")
     parser.add_argument("--collect-only", action="store_true",
                         help="run nothing: build results.md/results.csv from the run folders")
-    def help_of(key):
-        return OPTIONS[key][1].replace("%", "%%")
-
-    slurm = parser.add_argument_group("SLURM (--launcher slurm)")
-    slurm.add_argument("--slurm-config", default=None, metavar="YAML",
-                       help="yaml of SLURM options (keys: {}); flags override it".format(", ".join(OPTIONS)))
-    for flag, key, kind, metavar in SLURM_FLAGS:
-        slurm.add_argument(flag, dest="slurm_" + key, type=kind, default=None, metavar=metavar, help=help_of(key))
-    slurm.add_argument("--sbatch", dest="slurm_sbatch", action="append", type=sbatch_option, default=None,
-                       metavar="KEY[=VALUE]", help="extra sbatch option (repeatable), e.g. --sbatch mail-type=END")
-    slurm.add_argument("--setup", dest="slurm_setup", action="append", default=None, metavar="LINE",
-                       help=help_of("setup") + " (repeatable)")
-    slurm.add_argument("--slurm-cluster", dest="slurm_cluster", choices=("slurm", "local"), default=None,
-                       help=help_of("cluster"))
-    slurm.add_argument("--wait", action="store_true", help="wait for the jobs, then write the tables")
-    slurm.add_argument("--poll", type=float, default=None, help="seconds between job status checks with --wait")
+    add_slurm_arguments(parser)
     add_debug_flag(parser)
     return parser
 
 
-def slurm_launcher_from_args(args):
-    """The :class:`.slurm.SlurmLauncher` of parsed arguments: ``--slurm-config`` yaml, then the flags."""
+def slurm_launcher_from_args(args, wait=None):
+    """The :class:`.slurm.SlurmLauncher` of parsed arguments: ``--slurm-config`` yaml, then the flags (``wait``: a
+    command that always waits for its jobs)."""
     from .slurm import SlurmLauncher, load_slurm_config, slurm_options
 
     config = load_slurm_config(args.slurm_config) if args.slurm_config else {}
@@ -136,7 +154,8 @@ def slurm_launcher_from_args(args):
     flags["sbatch"] = dict(args.slurm_sbatch) if args.slurm_sbatch else None
     flags["setup"] = args.slurm_setup
     flags["cluster"] = args.slurm_cluster
-    return SlurmLauncher(slurm_options(config, **flags), wait=args.wait, threads=args.threads, poll_s=args.poll)
+    wait = args.wait if wait is None else wait
+    return SlurmLauncher(slurm_options(config, **flags), wait=wait, threads=args.threads, poll_s=args.poll)
 
 
 def main(argv=None):
@@ -157,10 +176,7 @@ def _run(parser, args, overrides):
 
     if len(overrides) % 2:
         parser.error("overrides must be KEY VALUE pairs, got {}".format(overrides))
-    slurm_given = [flag for flag, key, _, _ in SLURM_FLAGS if getattr(args, "slurm_" + key) is not None]
-    slurm_given += [f for f, v in (("--slurm-config", args.slurm_config), ("--sbatch", args.slurm_sbatch),
-                                   ("--setup", args.slurm_setup), ("--slurm-cluster", args.slurm_cluster),
-                                   ("--wait", args.wait or None), ("--poll", args.poll)) if v is not None]
+    slurm_given = slurm_flags_given(args)
     if args.launcher == "local" and slurm_given and not args.collect_only:
         parser.error("{} only apply to --launcher slurm".format(", ".join(slurm_given)))
     if args.launcher == "slurm" and args.jobs is not None:

@@ -53,7 +53,7 @@ def accuracy_text(record):
 
 
 def run_sweep(configs, seeds=(0,), out="benchmark_runs", name=None, opts=(), jobs=1, threads=None, python=None,
-              plots=True, echo=print, title=None, launcher=None, collect_only=False):
+              plots=True, echo=print, title=None, launcher=None, collect_only=False, extra_markdown=""):
     """Run every (config, seed) not finished yet, then write and return the tables.
 
     ``launcher``: how the unfinished runs are executed; default ``LocalLauncher(jobs, threads,
@@ -64,7 +64,8 @@ def run_sweep(configs, seeds=(0,), out="benchmark_runs", name=None, opts=(), job
 
     Returns a dict: ``sweep_dir``, ``runs`` (the planned runs), ``submission`` (what the launcher
     returned: None locally, the submitted jobs for SLURM), ``records`` (one per run), ``rows``
-    (one per config), ``markdown``, ``paths`` (results.md, results.csv, runs.csv, plots).
+    (one per config), ``markdown``, ``paths`` (results.md, results.csv, runs.csv, plots). ``extra_markdown`` is
+    appended to results.md.
     """
     echo = echo or (lambda *a, **k: None)
     sweep_dir = sweep_folder(out, name)
@@ -97,7 +98,7 @@ def run_sweep(configs, seeds=(0,), out="benchmark_runs", name=None, opts=(), job
         if not launcher.waits:
             return dict(sweep_dir=sweep_dir, runs=runs, submission=submission, records=None, rows=None,
                         markdown=None, paths=OrderedDict())
-    result = collect_sweep(runs, sweep_dir, plots=plots, echo=echo, title=title)
+    result = collect_sweep(runs, sweep_dir, plots=plots, echo=echo, title=title, extra_markdown=extra_markdown)
     result["submission"] = submission
     return result
 

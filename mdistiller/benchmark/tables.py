@@ -170,7 +170,7 @@ def format_mean_std(mean, std):
     return "{} ± {}".format(_fmt(mean), _fmt(std))
 
 
-def _md_cell(text):
+def md_cell(text):
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
@@ -233,7 +233,7 @@ def format_markdown(rows, title=None, notes=()):
     lines.append("| " + " | ".join(name for name, _ in columns) + " |")
     lines.append("|" + "|".join("---:" if right else "---" for _, right in columns) + "|")
     for row_cells in cells:
-        lines.append("| " + " | ".join(_md_cell(c) for c in row_cells) + " |")
+        lines.append("| " + " | ".join(md_cell(c) for c in row_cells) + " |")
     notes = list(notes)
     if any(r.get("delta_mean") is not None for r in rows):
         if any("at_val_best_mean" in r for r in rows):
