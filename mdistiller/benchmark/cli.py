@@ -144,6 +144,41 @@ def build_parser():
     return parser
 
 
+def sweep_from_args(parser, args, overrides, default_out, collect_only=False):
+    """The sweep a command line describes, ``dict(configs, seeds, opts, jobs, out, name, suite)``: ``--suite``'s
+    values where the flags give none (``opts``: the suite's, then the command line's KEY VALUE pairs). An odd KEY VALUE
+    list, SLURM flags without ``--launcher slurm`` (unless only collecting), ``--jobs`` with it, or no config is a
+    usage error."""
+    if len(overrides) % 2:
+        parser.error("overrides must be KEY VALUE pairs, got {}".format(overrides))
+    slurm_given = slurm_flags_given(args)
+    if args.launcher == "local" and slurm_given and not collect_only:
+        parser.error("{} only apply to --launcher slurm".format(", ".join(slurm_given)))
+    if args.launcher == "slurm" and args.jobs is not None:
+        parser.error("--jobs is for the local launcher; with SLURM, every run is a job (see --array-parallelism)")
+    suite = load_suite(args.suite) if args.suite else {}
+    configs = suite.get("configs", []) + list(args.configs)
+    if not configs:
+        parser.error("give --configs and/or --suite")
+    name = args.name
+    if name is None and args.suite:
+        name = suite.get("name", os.path.splitext(os.path.basename(args.suite))[0])
+    return dict(configs=configs, seeds=args.seeds if args.seeds is not None else suite.get("seeds", [0]),
+                opts=list(suite.get("opts", [])) + list(overrides),
+                jobs=args.jobs if args.jobs is not None else suite.get("jobs"),
+                out=args.out if args.out is not None else suite.get("out") or default_out, name=name, suite=suite)
+
+
+def slurm_launcher_or_usage_error(parser, args, wait=None):
+    """:func:`slurm_launcher_from_args`, its errors (a bad option, no submitit) as the parser's usage errors."""
+    try:
+        return slurm_launcher_from_args(args, wait)
+    except (OSError, ValueError) as e:
+        parser.error(str(e))
+    except ImportError as e:
+        parser.error("--launcher slurm needs submitit (pip install 'mdistiller[slurm]'): {}".format(e))
+
+
 def slurm_launcher_from_args(args, wait=None):
     """The :class:`.slurm.SlurmLauncher` of parsed arguments: ``--slurm-config`` yaml, then the flags (``wait``: a
     command that always waits for its jobs)."""
@@ -174,38 +209,14 @@ def main(argv=None):
 def _run(parser, args, overrides):
     from ..engine.cfg import get_cfg
 
-    if len(overrides) % 2:
-        parser.error("overrides must be KEY VALUE pairs, got {}".format(overrides))
-    slurm_given = slurm_flags_given(args)
-    if args.launcher == "local" and slurm_given and not args.collect_only:
-        parser.error("{} only apply to --launcher slurm".format(", ".join(slurm_given)))
-    if args.launcher == "slurm" and args.jobs is not None:
-        parser.error("--jobs is for the local launcher; with SLURM, every run is a job (see --array-parallelism)")
-
-    configs, seeds, opts, jobs, out, name = list(args.configs), args.seeds, [], args.jobs, args.out, args.name
-    if args.suite:
-        suite = load_suite(args.suite)
-        configs = suite["configs"] + configs
-        seeds = seeds if seeds is not None else suite["seeds"]
-        opts = suite["opts"]
-        jobs = jobs if jobs is not None else suite.get("jobs")
-        out = out if out is not None else suite.get("out")
-        name = name if name is not None else suite.get("name", os.path.splitext(os.path.basename(args.suite))[0])
-    if not configs:
-        parser.error("give --configs and/or --suite")
-    seeds = seeds if seeds is not None else [0]
-    out = out or "benchmark_runs"
+    sweep = sweep_from_args(parser, args, overrides, "benchmark_runs", collect_only=args.collect_only)
+    configs, seeds, opts, jobs, out, name = (sweep[k] for k in ("configs", "seeds", "opts", "jobs", "out", "name"))
     launcher = None
     if args.launcher == "slurm" and not args.collect_only:
-        try:
-            launcher = slurm_launcher_from_args(args)
-        except (OSError, ValueError) as e:
-            parser.error(str(e))
-        except ImportError as e:
-            parser.error("--launcher slurm needs submitit (pip install 'mdistiller[slurm]'): {}".format(e))
+        launcher = slurm_launcher_or_usage_error(parser, args)
     for config in configs:  # a missing file or a bad key/value stops here, before any run starts
         try:
-            get_cfg(config, list(opts) + list(overrides))
+            get_cfg(config, list(opts))
         except USER_ERRORS as e:
             raise UsageError("{}: {}".format(config, one_line(e))) from e
     try:
@@ -214,7 +225,7 @@ def _run(parser, args, overrides):
             seeds=seeds,
             out=out,
             name=name,
-            opts=opts + overrides,
+            opts=opts,
             jobs=(jobs or 1) if launcher is None else 1,
             threads=args.threads,
             plots=not args.no_plots,
@@ -227,7 +238,7 @@ def _run(parser, args, overrides):
     if result["records"] is None:  # submitted, not waited for
         print("")
         print("When the jobs have ended, write the tables (from this folder) with:")
-        print("  " + collect_command(configs, seeds, out, name, opts + overrides, plots=not args.no_plots))
+        print("  " + collect_command(configs, seeds, out, name, opts, plots=not args.no_plots))
         print("Running this command again submits only the runs that are neither finished nor queued; "
               "interrupted ones resume from their latest checkpoint.")
         return 0

@@ -77,53 +77,30 @@ def main(argv=None):
 
 
 def _run(parser, args, overrides):
-    from ..benchmark.cli import slurm_flags_given, slurm_launcher_from_args
+    from ..benchmark.cli import slurm_launcher_or_usage_error, sweep_from_args
 
-    if len(overrides) % 2:
-        parser.error("overrides must be KEY VALUE pairs, got {}".format(overrides))
-    if args.launcher == "local" and slurm_flags_given(args):
-        parser.error("{} only apply to --launcher slurm".format(", ".join(slurm_flags_given(args))))
-    if args.launcher == "slurm" and args.jobs is not None:
-        parser.error("--jobs is for the local launcher; with SLURM, every run is a job (see --array-parallelism)")
+    sweep = sweep_from_args(parser, args, overrides, "tune_runs")
     require_optuna()
-    from ..benchmark.suites import load_suite
-
-    configs, seeds, opts, jobs, out, name, block = list(args.configs), args.seeds, [], args.jobs, args.out, args.name, {}
-    if args.suite:
-        suite = load_suite(args.suite)
-        configs = suite["configs"] + configs
-        seeds = seeds if seeds is not None else suite["seeds"]
-        opts = suite["opts"]
-        jobs = jobs if jobs is not None else suite.get("jobs")
-        out = out if out is not None else suite.get("out")
-        name = name if name is not None else suite.get("name", os.path.splitext(os.path.basename(args.suite))[0])
-        block = dict(suite.get("tune") or {})
-    if not configs:
-        parser.error("give --suite and/or --configs")
+    configs, seeds, opts, jobs, out, name = (sweep[k] for k in ("configs", "seeds", "opts", "jobs", "out", "name"))
+    block = dict(sweep["suite"].get("tune") or {})
     for key, value in (("trials", args.trials), ("trials_per_round", args.trials_per_round)):
         if value is not None:
             block[key] = value
-    seeds = seeds if seeds is not None else [0]
-    out = out or "tune_runs"
-    from .study import plan_studies, tune, tune_settings
+    from .study import tune, tune_settings
 
     try:
         settings = tune_settings(block)
     except ValueError as e:
         raise UsageError("{}: {}".format(args.suite or "tune", one_line(e))) from e
-    opts = list(opts) + list(overrides)
     if args.dry_run:
         return dry_run(configs, seeds, out, name, opts, settings)
-    launcher = None
-    if args.launcher == "slurm":
-        try:
-            launcher = slurm_launcher_from_args(args, wait=True)
-        except (OSError, ValueError) as e:
-            parser.error(str(e))
-        except ImportError as e:
-            parser.error("--launcher slurm needs submitit (pip install 'mdistiller[slurm]'): {}".format(e))
-    result = tune(configs, seeds, out=out, name=name, opts=opts, settings=settings, launcher=launcher,
-                  jobs=jobs or 1, threads=args.threads, plots=not args.no_plots)
+    launcher = slurm_launcher_or_usage_error(parser, args, wait=True) if args.launcher == "slurm" else None
+    try:
+        result = tune(configs, seeds, out=out, name=name, opts=opts, settings=settings, launcher=launcher,
+                      jobs=jobs or 1, threads=args.threads, plots=not args.no_plots)
+    except RuntimeError as e:  # a run that failed for another reason than its values (its folder says why)
+        print("{}: {}".format(PROG, one_line(e)), file=sys.stderr)
+        return 1
     failed = sum(r["status"] != "ok" for r in result["records"])
     return 1 if failed else 0
 

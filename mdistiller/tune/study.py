@@ -44,7 +44,7 @@ import numpy as np
 import yaml
 
 from ..benchmark.collect import ERROR_FILE, read_json, run_state
-from ..benchmark.execute import LocalLauncher, RUN_CFG
+from ..benchmark.execute import LocalLauncher, retire_run_folder
 from ..benchmark.plan import Run, plan_runs
 from ..benchmark.sweep import run_sweep
 from .space import apply_point, describe, distributions, search_space
@@ -209,15 +209,24 @@ class MethodStudy:
         return Run(self.config, self.trial_seed, self.name, os.path.join(self.sweep_dir, TRIALS_DIR), cfg,
                    folder="trial{}".format(number), module=TRIAL_MODULE)
 
-    def prepare(self, run, number):
-        """Write the trial's ``optuna_trial.json`` (how its process finds its study) before it is launched."""
+    def prepare(self, run, number, echo=None):
+        """Write the trial's ``optuna_trial.json`` (how its process finds its study) before it is launched. A folder
+        left by another trial of that number (a study started anew beside old folders) is renamed
+        ``<folder>.replaced-<k>`` first, so no trial reads another's run."""
         trial_id = self.storage.get_trial_id_from_study_id_trial_number(
             self.storage.get_study_id_from_name(self.name), number)
-        os.makedirs(run.run_dir, exist_ok=True)
         info = {"journal": os.path.abspath(os.path.join(self.sweep_dir, JOURNAL)), "study": self.name,
                 "trial_id": trial_id, "number": number, "pruner": self.settings["pruner"],
                 "pruner_options": self.settings["pruner_options"], "params": run_params(run, self.space)}
-        with open(os.path.join(run.run_dir, TRIAL_FILE), "w") as f:
+        path = os.path.join(run.run_dir, TRIAL_FILE)
+        if os.path.isdir(run.run_dir):
+            found = read_json(path) or {}
+            if json.loads(json.dumps(info)) != found:
+                moved = retire_run_folder(run)
+                if echo:
+                    echo("{}: left by another trial; moved to {}".format(run.run_dir, moved))
+        os.makedirs(run.run_dir, exist_ok=True)
+        with open(path, "w") as f:
             json.dump(info, f, indent=2)
 
     def tell(self, run, number):
@@ -343,7 +352,7 @@ def run_studies(studies, launcher, settings, echo, poll_s=1.0):
             if study.remaining() > 0:
                 for number, params in study.next_trials(min(per_round, study.remaining())):
                     run = study.trial_run(number, params)
-                    study.prepare(run, number)
+                    study.prepare(run, number, echo)
                     batch.append((study, number, run))
         by_run = {id(run): (study, number) for study, number, run in batch}
         remaining_before = {study: study.remaining() for study in studies}
