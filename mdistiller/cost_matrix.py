@@ -1,11 +1,10 @@
 """Class-to-class cost matrix of WKD-L from a teacher: ``1 − linear CKA`` between class features, or ``1 − cos`` of its classifier.
 
-    python -m mdistiller.cost_matrix --teacher resnet32x4 --dataset cifar100
-    python -m mdistiller.cost_matrix --teacher ResNet34 --dataset imagenet          # logits, as released
-    python -m mdistiller.cost_matrix --teacher wrn_40_2 --dataset cifar100 --method fc
-    python -m mdistiller.cost_matrix --teacher resnet8 --ckpt run/student_best --dataset digits \\
-        --opts DATASET.ROOT data
-    python tools/generate_cost_matrix.py ...                                         # the same, as a script
+    mdistiller-cost-matrix --teacher resnet32x4 --dataset cifar100
+    mdistiller-cost-matrix --teacher ResNet34 --dataset imagenet          # logits, as released
+    mdistiller-cost-matrix --teacher wrn_40_2 --dataset cifar100 --method fc
+    mdistiller-cost-matrix --teacher resnet8 --ckpt run/student_best --dataset digits --opts DATASET.ROOT data
+    python -m mdistiller.cost_matrix ... | python tools/generate_cost_matrix.py ...   # the same
 
 Method ``cka`` (the release's ``tools/generate_class_proto.py`` +
 ``tools/generate_cost_matrix.py``):
@@ -33,13 +32,9 @@ with name ``linear_cka`` (features), ``logit_linear_cka`` (logits) or ``fc``.
 import argparse
 import os
 
-import torch
+from ._cli import ArgumentParser, add_debug_flag, check_writable, console_entry, run_main
 
-from ._cli import console_entry
-from .dataset import build_datasets, dataset_spec
-from .losses.class_cost import collect_class_features, fc_cost_matrix, finalize, linear_cka_matrix
-from .engine.build import load_teacher
-from .engine.cfg import CFG
+PROG = "mdistiller-cost-matrix"
 
 
 def default_output(dataset, teacher, method, feature):
@@ -51,7 +46,7 @@ def default_output(dataset, teacher, method, feature):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", required=True, help="zoo name of the teacher (DISTILLER.TEACHER)")
     parser.add_argument("--ckpt", default="", help="teacher checkpoint ({'model': state_dict}); default: the zoo's")
     parser.add_argument("--dataset", required=True, help="cifar100 | imagenet | digits | any DATASET.TYPE")
@@ -64,11 +59,24 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides KEY VALUE ... (DATASET.ROOT ...)")
+    add_debug_flag(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    return run_main(_main, parse_args(argv), PROG)
+
+
+def _main(args):
+    import torch
+
+    from .dataset import build_datasets, dataset_spec
+    from .dataset.common import TensorImageDataset
+    from .engine.build import build_model, load_teacher, model_zoo
+    from .engine.cfg import CFG
+    from .engine.device import resolve_device
+    from .losses.class_cost import collect_class_features, fc_cost_matrix, finalize, linear_cka_matrix
+
     cfg = CFG.clone()
     cfg.DATASET.TYPE = args.dataset
     cfg.DISTILLER.TEACHER = args.teacher
@@ -76,13 +84,15 @@ def main(argv=None):
     if args.opts:
         cfg.merge_from_list(list(args.opts))
     cfg.freeze()
+    if args.teacher not in model_zoo(args.dataset, cfg.DISTILLER.MODEL_ZOO):  # before any data is read
+        build_model(args.teacher, args.dataset, 1, zoo=cfg.DISTILLER.MODEL_ZOO)  # raises the unknown-name error
     feature = args.feature
     if feature == "auto":
         # the release's class features: logits for ImageNet (the datasets of the ImageNet zoo), maps otherwise
         feature = "logit" if dataset_spec(args.dataset).zoo == "imagenet" else "feature"
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
+    out = args.out or default_output(args.dataset, args.teacher, args.method, feature)
+    check_writable(os.path.dirname(os.path.abspath(out)), "the output file {} (--out)".format(out))
+    device = resolve_device(args.device)
 
     train_set = None
     if args.method == "fc" and args.num_classes > 0:
@@ -98,15 +108,15 @@ def main(argv=None):
         dist = fc_cost_matrix(teacher)
         print("fc cost matrix of {}: 1 - cos of the classifier rows".format(args.teacher))
     else:
+        in_memory = isinstance(train_set, TensorImageDataset)  # workers would only cost time
         feats, m = collect_class_features(
             teacher, train_set, num_classes, feature, device, batch_size=args.batch_size,
-            workers=cfg.DATASET.NUM_WORKERS, max_per_class=args.max_per_class,
+            workers=0 if in_memory else cfg.DATASET.NUM_WORKERS, max_per_class=args.max_per_class,
         )
         print("class features ({}): {} classes x {} rows x {} dims ({} images per class)".format(
             feature, *feats.shape, m))
         dist = 1.0 - linear_cka_matrix(feats.to(device)).cpu()
     dist = finalize(dist)
-    out = args.out or default_output(args.dataset, args.teacher, args.method, feature)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     torch.save(dist, out)
     off = dist[~torch.eye(dist.shape[0], dtype=torch.bool)]

@@ -1,30 +1,12 @@
 """Suite files: a yaml naming a sweep's configs, seeds and overrides (and, for ``mdistiller-tune``, its ``tune``
 block: :data:`mdistiller.tune.study.SETTINGS`). Suites shipped with the package (``mdistiller/suites/``) are found by
-name from any folder: ``tune_digits.yaml``."""
+name from any folder: ``tune_digits.yaml`` (:func:`mdistiller.catalogue.resolve_suite_path`)."""
 import os
-from importlib import resources
+
+from .._cli import load_yaml_mapping
+from ..catalogue import resolve_suite_path
 
 SUITE_KEYS = ("configs", "seeds", "opts", "jobs", "name", "out", "tune")
-
-
-def packaged_suites():
-    """Names of the suites shipped in the package, sorted."""
-    root = resources.files("mdistiller").joinpath("suites")
-    return sorted(p.name for p in root.iterdir() if p.name.endswith(".yaml")) if root.is_dir() else []
-
-
-def resolve_suite_path(path):
-    """``path`` when it exists, else the packaged suite of that name (``tune_digits.yaml``, ``suites/tune_digits``);
-    else ``FileNotFoundError`` listing the packaged suites."""
-    if os.path.exists(path):
-        return path
-    name = os.path.basename(str(path))
-    name = name if name.endswith(".yaml") else name + ".yaml"
-    candidate = resources.files("mdistiller").joinpath("suites", name)
-    if candidate.is_file():
-        return str(candidate)
-    raise FileNotFoundError("Suite file not found: {} (no such file in {}, and no packaged suite of that name; packaged "
-                            "suites: {})".format(path, os.getcwd(), ", ".join(packaged_suites()) or "none"))
 
 
 def load_suite(path):
@@ -34,11 +16,8 @@ def load_suite(path):
     Config paths are taken relative to the working directory, else to the suite file's folder (else they name
     packaged configs, ``digits/kd.yaml``).
     """
-    import yaml
-
     path = resolve_suite_path(path)
-    with open(path) as f:
-        suite = yaml.safe_load(f) or {}
+    suite = load_yaml_mapping(path, "suite")
     unknown = set(suite) - set(SUITE_KEYS)
     if unknown:
         raise ValueError("Unknown keys in suite {}: {}".format(path, ", ".join(sorted(unknown))))

@@ -1,14 +1,17 @@
 """Build student and teacher from a config: names, checkpoints, clear errors. Which zoo a dataset's models
 come from and where its teachers come from is the dataset table's (:mod:`mdistiller.dataset.table`)."""
+import os
+
 import torch.nn as nn
 
 from ..dataset.table import dataset_spec
 from ..models import RELEASE_TITLES, RELEASED_MODEL_DICTS, cifar_model_dict, imagenet_model_dict
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, load_weights
 
 MODEL_ZOOS = ("auto", "cifar", "imagenet")
 IMAGENET_CLASSES = 1000
-DOWNLOAD_HINT = "Run `bash download_ckpts.sh` from the repository root to fetch mdistiller's released CIFAR-100 teachers."
+DOWNLOAD_HINT = ("Fetch mdistiller's released CIFAR-100 teachers with `mdistiller-download teachers` in this folder "
+                 "(MDISTILLER_CKPT_ROOT moves them), or give another checkpoint as DISTILLER.TEACHER_CKPT.")
 
 
 def zoo_kind(dataset_type, zoo="auto"):
@@ -72,17 +75,36 @@ def build_model(name, dataset_type, num_classes, pretrained=False, zoo="auto"):
     return models[name](num_classes=num_classes)
 
 
+def teacher_recipe(name, dataset_type):
+    """How to make teacher ``name`` for ``dataset_type`` when no file holds it: a shipped config that trains that model
+    alone on that dataset (``digits/teacher.yaml``) as a command and the path of its ``student_best``; else a
+    generic command."""
+    from .._cli import load_yaml_mapping
+    from ..catalogue import packaged_configs, resolve_config_path
+    from .cfg import get_cfg
+    from .naming import run_dir
+
+    for config in packaged_configs():
+        if not config.startswith(dataset_type + "/"):
+            continue
+        tree = load_yaml_mapping(resolve_config_path(config))
+        distiller, data = tree.get("DISTILLER") or {}, tree.get("DATASET") or {}
+        if (distiller.get("TYPE"), distiller.get("STUDENT"), data.get("TYPE")) == ("NONE", name, dataset_type):
+            trained = os.path.normpath(os.path.join(run_dir(get_cfg(config)), "student_best"))
+            return "train it with `mdistiller-train --cfg {}` and pass DISTILLER.TEACHER_CKPT {}".format(config, trained)
+    return ("train it with `mdistiller-train --cfg <config> DISTILLER.TYPE NONE DISTILLER.STUDENT {}` and pass its "
+            "student_best as DISTILLER.TEACHER_CKPT".format(name))
+
+
 def released_checkpoint(name, dataset_type, zoo="auto"):
     """The path of mdistiller's released checkpoint of model ``name`` for ``dataset_type``'s CIFAR-layout zoo
     (``DatasetSpec.teachers``); ``FileNotFoundError`` saying what to do when there is none."""
     kind = zoo_kind(dataset_type, zoo)
     released = released_model_dict(dataset_type) if kind == "cifar" else {}
     if not released:
-        raise FileNotFoundError(
-            "No released {} teacher for dataset {!r} (model zoo {!r}): train one first (tools/train.py with "
-            "DISTILLER.TYPE NONE DISTILLER.STUDENT {}) and pass its student_latest or student_best via "
-            "DISTILLER.TEACHER_CKPT".format(name, dataset_type, kind, name)
-        )
+        build_model(name, dataset_type, 1, zoo=kind)  # an unknown name says so first
+        raise FileNotFoundError("No released {} teacher for dataset {!r} (model zoo {!r}): {}".format(
+            name, dataset_type, kind, teacher_recipe(name, dataset_type)))
     if name not in cifar_zoo_dict(dataset_type):
         build_model(name, dataset_type, 1, zoo=kind)  # raises the unknown-name error
     path = released.get(name, (None, None))[1]
@@ -103,22 +125,37 @@ def teacher_checkpoint_path(cfg):
     return released_checkpoint(cfg.DISTILLER.TEACHER, cfg.DATASET.TYPE, cfg.DISTILLER.MODEL_ZOO)
 
 
+def teacher_source(cfg):
+    """The checkpoint file the configured teacher is read from, or None for torchvision's pretrained weights (a
+    dataset whose teachers come from torchvision, ImageNet zoo, no DISTILLER.TEACHER_CKPT). Raises when no teacher
+    can be had (:func:`released_checkpoint`)."""
+    if dataset_spec(cfg.DATASET.TYPE).teachers == "torchvision" \
+            and zoo_kind(cfg.DATASET.TYPE, cfg.DISTILLER.MODEL_ZOO) == "imagenet" and not cfg.DISTILLER.TEACHER_CKPT:
+        return None
+    return teacher_checkpoint_path(cfg)
+
+
+def missing_teacher_hint(cfg):
+    """What to do when the teacher's checkpoint file is missing: fetch a released one (the download hint is for the
+    zoo's released teachers), or make the one DISTILLER.TEACHER_CKPT names."""
+    if not cfg.DISTILLER.TEACHER_CKPT:
+        return DOWNLOAD_HINT
+    return "Check DISTILLER.TEACHER_CKPT: it names a teacher's weights; " + teacher_recipe(
+        cfg.DISTILLER.TEACHER, cfg.DATASET.TYPE)
+
+
 def load_teacher(cfg, num_classes):
-    """The teacher with its weights (strict load), in eval mode: torchvision's pretrained weights for a dataset
-    whose teachers come from torchvision (ImageNet zoo, no DISTILLER.TEACHER_CKPT), else a checkpoint."""
+    """The teacher with its weights (strict load; a file of another model or class count says which), in eval
+    mode: torchvision's pretrained weights when :func:`teacher_source` says so, else a checkpoint."""
     name = cfg.DISTILLER.TEACHER
     zoo = cfg.DISTILLER.MODEL_ZOO
-    if dataset_spec(cfg.DATASET.TYPE).teachers == "torchvision" and zoo_kind(cfg.DATASET.TYPE, zoo) == "imagenet" \
-            and not cfg.DISTILLER.TEACHER_CKPT:
-        teacher = build_model(name, cfg.DATASET.TYPE, num_classes, pretrained=True, zoo=zoo)
-    else:
-        teacher = build_model(name, cfg.DATASET.TYPE, num_classes, zoo=zoo)
-        path = teacher_checkpoint_path(cfg)
-        # The download hint is for the zoo's released teachers, not for a DISTILLER.TEACHER_CKPT given by the user.
-        hint = DOWNLOAD_HINT if not cfg.DISTILLER.TEACHER_CKPT else (
-            "Check DISTILLER.TEACHER_CKPT: it names a teacher's weights, e.g. the student_best of a finished run.")
-        state = load_checkpoint(path, hint=hint)
-        teacher.load_state_dict(state["model"] if "model" in state else state)
+    path = teacher_source(cfg)
+    if path is None:
+        return build_model(name, cfg.DATASET.TYPE, num_classes, pretrained=True, zoo=zoo).eval()
+    teacher = build_model(name, cfg.DATASET.TYPE, num_classes, zoo=zoo)
+    state = load_checkpoint(path, hint=missing_teacher_hint(cfg))
+    state = state["model"] if isinstance(state, dict) and "model" in state else state
+    load_weights(teacher, state, path, "DISTILLER.TEACHER {}".format(name))
     return teacher.eval()
 
 

@@ -12,17 +12,17 @@ mdistiller, WKD or WKL yaml exactly as ``mdistiller-train --cfg`` does.
 
 Config files: a path that exists (relative to the current directory) is read as is; otherwise a
 name of a config shipped inside the package, ``mdistiller/configs/`` (``digits/kd.yaml``, also
-written ``configs/digits/kd.yaml``), is read from there (:func:`resolve_config_path`), so the
-digits demo configs work from an installed wheel without the repository.
+written ``configs/digits/kd.yaml``), is read from there (:func:`mdistiller.catalogue.resolve_config_path`),
+so every shipped config works from an installed wheel without the repository. An empty file, or one
+whose top level is not a mapping, is an error naming the file.
 """
 import copy
-import os
-from importlib import resources
 
-import yaml
 from yacs.config import CfgNode as CN
 
 from .. import distillers  # noqa: F401  (the built-in methods register themselves)
+from .._cli import load_yaml_mapping
+from ..catalogue import packaged_configs, resolve_config_path  # noqa: F401  (the config names users give)
 from ..registry import on_register
 
 KEY_ALIASES = {}  # "OLD.DOTTED.KEY" -> "NEW.DOTTED.KEY", from every registered class's ALIASES
@@ -35,11 +35,9 @@ class Config(CN):
     with its ``ValueError``. Each merge returns the config."""
 
     def merge_from_file(self, cfg_filename):
-        """Merge a yaml file (``cfg_filename``: see :func:`resolve_config_path`)."""
-        path = resolve_config_path(cfg_filename)
-        with open(path, "r") as f:
-            loaded = yaml.safe_load(f) or {}
-        return self._merge_tree(loaded)
+        """Merge a yaml file (``cfg_filename``: see :func:`resolve_config_path`); an empty file or one whose top
+        level is not a mapping is an error naming the file."""
+        return self._merge_tree(load_yaml_mapping(resolve_config_path(cfg_filename)))
 
     def merge_from_dict(self, overrides):
         """Merge ``{"A.B.C": value}`` as :meth:`merge_from_list` merges ``A.B.C VALUE``."""
@@ -193,49 +191,6 @@ def _coerce_numbers(value, default):
         if all(isinstance(d, float) for d in default):
             return type(value)(float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value)
     return value
-
-
-def _packaged_root():
-    return resources.files("mdistiller").joinpath("configs")
-
-
-def packaged_configs():
-    """Names of the configs shipped in the package (``digits/kd.yaml``, ...), sorted."""
-    names = []
-
-    def walk(node, prefix):
-        for child in node.iterdir():
-            if child.is_dir():
-                walk(child, prefix + child.name + "/")
-            elif child.name.endswith(".yaml"):
-                names.append(prefix + child.name)
-
-    root = _packaged_root()
-    if root.is_dir():
-        walk(root, "")
-    return sorted(names)
-
-
-def resolve_config_path(path):
-    """``path`` when it exists; else the packaged config of that name (``digits/kd.yaml`` or
-    ``configs/digits/kd.yaml``); else ``FileNotFoundError`` listing the packaged configs."""
-    if not path or os.path.exists(path):
-        return path
-    name = str(path).replace(os.sep, "/")
-    while name.startswith("./"):
-        name = name[2:]
-    for candidate in (name, name[len("configs/"):] if name.startswith("configs/") else None):
-        if candidate and not os.path.isabs(candidate):
-            node = _packaged_root()
-            for part in candidate.split("/"):
-                node = node.joinpath(part)
-            if node.is_file():
-                return str(node)
-    raise FileNotFoundError(
-        "Config file not found: {} (no such file in {}, and no packaged config of that name; packaged configs: {})".format(
-            path, os.getcwd(), ", ".join(packaged_configs()) or "none"
-        )
-    )
 
 
 def get_cfg(cfg_file=None, opts=()):

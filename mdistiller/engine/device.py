@@ -37,9 +37,14 @@ def resolve_device(name="auto", local_rank=0):
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         name = "cuda:{}".format(local_rank)
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError("device {!r} (EXPERIMENT.DEVICE, --device) is not a device: use auto, cpu, cuda or "
+                         "cuda:N".format(name)) from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("EXPERIMENT.DEVICE is {!r} but CUDA is not available; use 'cpu' or 'auto'".format(name))
+        raise ValueError("device {!r} (EXPERIMENT.DEVICE, --device): CUDA is not available here; use cpu or "
+                         "auto".format(name))
     if device.type == "cuda":
         torch.cuda.set_device(device)
     return device

@@ -1,13 +1,40 @@
-"""Run-level config keys that a given run does not use: each gets a start-up warning saying so.
+"""Run-level config keys that a given run does not use (each gets a start-up warning saying so), and values
+that no run can use (an error naming the key).
 
 Every key of EXPERIMENT/DATASET/DISTILLER/SOLVER/LOG either changes a run or, when set to a value that
 this run ignores (a key of another scheduler, trainer or pipeline), is named here.
 """
 import warnings
 
+from ..dataset.split import check_val_split
 from ..dataset.table import DATASETS
 from ..registry import data_needs
 from .dot import DOT_TRAINERS
+
+# Run-level integer keys and their smallest meaningful value (0 epochs or an empty batch train nothing).
+MINIMUM_VALUES = (
+    ("SOLVER.EPOCHS", 1),
+    ("SOLVER.BATCH_SIZE", 1),
+    ("DATASET.TEST.BATCH_SIZE", 1),
+    ("DATASET.NUM_WORKERS", 0),
+    ("DATASET.TRAIN_PER_CLASS", 0),
+    ("LOG.SAVE_CHECKPOINT_FREQ", 0),
+    ("LOG.DIAGNOSTICS_SAMPLES", 1),
+)
+
+
+def check_values(cfg):
+    """Raise ``ValueError`` naming the key and its value when a run-level key is below its minimum
+    (:data:`MINIMUM_VALUES`), e.g. ``SOLVER.EPOCHS 0``, or the validation-split keys do not fit together."""
+    for key, minimum in MINIMUM_VALUES:
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        if node < minimum:
+            raise ValueError("{} is {}; it must be at least {}".format(key, node, minimum))
+    if not check_val_split(cfg.DATASET.VAL_SPLIT) and cfg.DATASET.TEST_AT_END_ONLY:
+        raise ValueError("DATASET.TEST_AT_END_ONLY needs a validation split to select the epoch on: set "
+                         "DATASET.VAL_SPLIT (images per class, or a fraction of each class)")
 
 
 class UnusedKeyWarning(UserWarning):

@@ -11,18 +11,29 @@ evaluation set is the evaluator's (``engine.evaluate``); loaders and the batch: 
 schedule: ``engine.optim``; run folder naming: ``engine.naming``.
 """
 import os
+import shutil
+import signal
+import threading
 import time
 from collections import OrderedDict
 
 import torch
 
+from .._cli import check_writable, first_missing_folder
 from ..dataset import build_data, dataset_spec
 from ..dataset.split import check_split, write_split
 from ..distillers import build_distiller
 from ..registry import data_needs
 from .build import build_student_and_teacher
 from .cfg import show_cfg
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, strip_data_parallel_prefix
+from .checkpoint import (
+    load_checkpoint,
+    load_weights,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    strip_data_parallel_prefix,
+)
 from .data import batch_inputs, build_loaders, set_loader_epoch
 from .device import (
     all_reduce_sum,
@@ -38,7 +49,7 @@ from .evaluate import EVALUATORS
 from .logging import RunLogger, build_diagnostics, write_run_info
 from .optim import learning_rate, set_learning_rate
 from .records import read_csv
-from .keys import warn_unused_keys
+from .keys import check_values, warn_unused_keys
 from .meters import NO_BAD_ITERATION, DeviceMeters
 from .step import Step
 from .utils import log_msg, seed_everything
@@ -47,6 +58,45 @@ from .utils import log_msg, seed_everything
 # as are "dot" and "crd_dot" (DOT's two-step update).
 STEPS = dict({"base": Step, "crd": Step}, **dict.fromkeys(DOT_TRAINERS, DotStep))
 REFRESH_INTERVAL = 50  # steps between host reads (progress bar, non-finite check)
+# Signals that stop a run cleanly: SLURM sends SIGTERM to every process of a preempted job, and submitit's jobs
+# ask for SIGUSR2 before the time limit (sbatch --signal=USR2@90).
+STOP_SIGNALS = ("SIGTERM", "SIGUSR2")
+
+
+class TrainingInterrupted(Exception):
+    """The run stopped on a signal (preemption, time limit) with its ``latest`` intact; ``--resume`` continues it."""
+
+    def __init__(self, signal_name, epoch, latest):
+        self.signal_name, self.epoch, self.latest = signal_name, epoch, latest
+        kept = ("its latest checkpoint {} (end of epoch {}) is intact; --resume continues from there".format(
+            latest, epoch - 1) if epoch > 1 else "no epoch had finished, nothing was kept: run it again to start it")
+        super().__init__("stopped by {} during epoch {}: {}".format(signal_name, epoch, kept))
+
+
+class StopSignals:
+    """While installed (main thread only), SIGTERM / SIGUSR2 set :attr:`received` instead of killing the process;
+    the trainer polls it between steps. The previous handlers are restored on exit."""
+
+    def __init__(self):
+        self.received = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for name in STOP_SIGNALS:
+                number = getattr(signal, name, None)  # SIGUSR2 does not exist on Windows
+                if number is not None:
+                    self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, number, frame):
+        self.received = signal.Signals(number).name
+
+    def __exit__(self, *exc):
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous.clear()
+        return False
 
 
 class Trainer:
@@ -61,8 +111,15 @@ class Trainer:
                     cfg.SOLVER.TRAINER, ", ".join(STEPS)
                 )
             )
+        check_values(cfg)
+        if resume and not os.path.isfile(os.path.join(log_path, "latest")):
+            raise FileNotFoundError(
+                "Nothing to resume in {}: it holds no `latest` checkpoint (a run folder is named from the config and "
+                "its KEY VALUE overrides: give the same ones, or drop --resume to start the run)".format(log_path))
+        check_writable(log_path, "the run folder {} (LOG.PREFIX)".format(log_path))
         self.cfg = cfg
         self.log_path = log_path
+        self.new_folder = None  # the outermost folder this run created: removed if it fails before its first epoch
         self.runtime = setup_runtime(cfg.EXPERIMENT.DEVICE)
         self.device = self.runtime.device
         self.is_main = self.runtime.is_main
@@ -75,10 +132,7 @@ class Trainer:
         needs = data_needs(cfg)
         data = build_data(cfg, needs=needs)
         self.split = data.split
-        self.test_at_end_only = bool(cfg.DATASET.TEST_AT_END_ONLY)
-        if self.test_at_end_only and self.split is None:
-            raise ValueError("DATASET.TEST_AT_END_ONLY needs a validation split to select the epoch on: set "
-                             "DATASET.VAL_SPLIT (images per class, or a fraction of each class)")
+        self.test_at_end_only = bool(cfg.DATASET.TEST_AT_END_ONLY)  # with a split (check_values)
         self.num_classes = data.num_classes
         student, teacher = build_student_and_teacher(cfg, data.num_classes, needs_teacher=needs.teacher)
         distiller = build_distiller(cfg, student, teacher, num_data=len(data.train))
@@ -108,15 +162,20 @@ class Trainer:
         self.diagnostics = build_diagnostics(cfg, unwrap(distiller), probe_set) if self.is_main else None
 
         self.start_epoch = 1
-        if self.is_main:
-            os.makedirs(log_path, exist_ok=True)
-        resumed_epoch = self._resume() if resume else None
         self.logger = None
         if self.is_main:
-            write_run_info(log_path, cfg, self.runtime, resume)
-            if self.split is not None:
-                write_split(log_path, self.split, cfg)
-            self.logger = RunLogger(cfg, log_path, resumed_epoch, extra_sinks=sinks)
+            self.new_folder = first_missing_folder(log_path)
+            os.makedirs(log_path, exist_ok=True)
+        try:
+            resumed_epoch = self._resume() if resume else None
+            if self.is_main:
+                write_run_info(log_path, cfg, self.runtime, resume)
+                if self.split is not None:
+                    write_split(log_path, self.split, cfg)
+                self.logger = RunLogger(cfg, log_path, resumed_epoch, extra_sinks=sinks)
+        except BaseException:
+            self.discard_new_folder()
+            raise
 
     @property
     def best_acc(self):
@@ -127,6 +186,15 @@ class Trainer:
     def best_epoch(self):
         return self.best.get("test", (None, None))[1]
 
+    def discard_new_folder(self):
+        """Remove the folders this run created when it has no checkpoint yet: a run that fails before its first
+        epoch ends leaves nothing behind (a run with a ``latest`` keeps everything, to be resumed)."""
+        if self.logger is not None:
+            self.logger.close()
+            self.logger = None
+        if self.new_folder and not os.path.exists(os.path.join(self.log_path, "latest")):
+            shutil.rmtree(self.new_folder, ignore_errors=True)
+
     # ------------------------------------------------------------------ resume
     def _resume(self):
         """Load ``latest`` (model, optimizer, scaler, RNG, best accuracies); returns the epoch it ended. The
@@ -134,7 +202,9 @@ class Trainer:
         check_split(self.log_path, self.split)
         path = os.path.join(self.log_path, "latest")
         state = load_checkpoint(path, map_location=self.device)
-        unwrap(self.distiller).load_state_dict(strip_data_parallel_prefix(state["model"]))
+        load_weights(unwrap(self.distiller), strip_data_parallel_prefix(state["model"]), path,
+                     "this run's config ({} {} -> {})".format(self.cfg.DISTILLER.TYPE, self.cfg.DISTILLER.TEACHER,
+                                                          self.cfg.DISTILLER.STUDENT))
         self.step.optimizer.load_state_dict(state["optimizer"])
         if "scaler" in state:
             self.step.scaler.load_state_dict(state["scaler"])
@@ -157,18 +227,37 @@ class Trainer:
             print(log_msg("Extra parameters of {}: {}".format(cfg.DISTILLER.TYPE, extra), "INFO"))
         started = time.time()
         last = None
+        finished = False
         try:
-            for epoch in range(self.start_epoch, cfg.SOLVER.EPOCHS + 1):
-                last = self.train_epoch(epoch)
+            with StopSignals() as stop:
+                for epoch in range(self.start_epoch, cfg.SOLVER.EPOCHS + 1):
+                    last = self.train_epoch(epoch, stop)
+                    if self._stop_requested(stop) and epoch < cfg.SOLVER.EPOCHS:
+                        raise TrainingInterrupted(stop.received or "a signal on another process", epoch + 1,
+                                                  os.path.join(self.log_path, "latest"))
+            finished = True
         finally:
-            if self.is_main:
+            if not finished:
+                self.discard_new_folder()  # closes the logger first
+            elif self.is_main:
                 self.logger.close()
             barrier(self.runtime)
         summary = self._finish(last, time.time() - started)
         teardown_runtime(self.runtime)
         return summary
 
-    def train_epoch(self, epoch):
+    def _stop_requested(self, stop):
+        """Whether a stop signal arrived (on any process: every rank must stop at the same step)."""
+        if not self.runtime.distributed:
+            return stop.received is not None
+        flag = torch.tensor([float(stop.received is not None)], device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def train_epoch(self, epoch, stop=None):
+        """Train and evaluate one epoch, log it, checkpoint it. ``stop`` (:class:`StopSignals`): after a stop signal
+        the epoch is abandoned after its current step (:class:`TrainingInterrupted`); ``latest`` stays the end of
+        the previous epoch."""
         cfg, rt = self.cfg, self.runtime
         # Every epoch's randomness (shuffling, augmentation, workers) depends on (seed, epoch, rank) only.
         seed_everything(cfg.EXPERIMENT.SEED + 1000003 * epoch + 7919 * rt.rank)
@@ -187,6 +276,11 @@ class Trainer:
         iteration = -1
         for iteration, batch in enumerate(progress):
             self.train_step(batch, epoch, iteration, meters)
+            # one process polls a flag every step; DDP ranks agree at the host reads (an all-reduce each)
+            if stop is not None and (not rt.distributed or (iteration + 1) % REFRESH_INTERVAL == 0) \
+                    and self._stop_requested(stop):
+                raise TrainingInterrupted(stop.received or "a signal on another process", epoch,
+                                          os.path.join(self.log_path, "latest"))
             if (iteration + 1) % REFRESH_INTERVAL == 0:
                 self._check_finite(meters, epoch)
                 if progress is not self.train_loader:

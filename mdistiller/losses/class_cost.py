@@ -35,8 +35,8 @@ __all__ = [
 # The release clips the ground cost with relu(D) + this constant.
 COST_FLOOR = 1e-8
 COST_MATRIX_HINT = (
-    "Fetch the released matrices with `bash download_ckpts.sh` (they go to wkd_cost_matrix/...), or compute one "
-    "with `python tools/generate_cost_matrix.py --teacher NAME --dataset cifar100|imagenet`, or use "
+    "Fetch the released matrices with `mdistiller-download cost-matrices` (they go to wkd_cost_matrix/...), or "
+    "compute one with `mdistiller-cost-matrix --teacher NAME --dataset cifar100|imagenet`, or use "
     "`WKD.COST_MATRIX fc` (1 - cos of the teacher's classifier weights, no file needed)."
 )
 # Above this many bytes for the stacked per-class Gram matrices, CKA is computed pair by pair.
@@ -90,10 +90,15 @@ def load_cost_matrix(path):
     try:
         matrix = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise RuntimeError(
+        raise ValueError(
             "Refusing to load {}: it is not a plain tensor file (it asks to run code while unpickling), so nothing "
             "in it was run. {}\nDetails: {}".format(path, COST_MATRIX_HINT, str(e).splitlines()[0] if str(e) else e)
         ) from None
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # torch raises RuntimeError, OSError, EOFError... for a damaged file
+        raise ValueError("Cannot read {}: it is not a complete PyTorch file, perhaps truncated ({}: {}). {}".format(
+            path, type(e).__name__, (str(e).splitlines() or [""])[0].split(". ")[0], COST_MATRIX_HINT)) from None
     if isinstance(matrix, dict):
         tensors = [v for v in matrix.values() if torch.is_tensor(v)]
         if len(tensors) != 1:

@@ -50,7 +50,7 @@ def tuning_markdown(studies, settings, figures=None):
 def study_plots(studies, sweep_dir, echo=print):
     """``tune_<name>.png`` for each study -> ``{name: path}`` (none without matplotlib)."""
     try:
-        from ..plots import _pyplot
+        from ..plot import _pyplot
 
         plt = _pyplot()
     except ImportError as e:

@@ -290,6 +290,7 @@ def plan_studies(configs, seeds, sweep_dir, opts, settings):
     """Check every config and search space; returns ``(studies, teacher run or None)``. Raises ValueError (one line)
     on the first mistake, before anything runs."""
     from ..engine.cfg import get_cfg
+    from ..engine.keys import check_values
 
     teacher = None
     extra = ["DATASET.TEST_AT_END_ONLY", "True"]
@@ -310,6 +311,7 @@ def plan_studies(configs, seeds, sweep_dir, opts, settings):
     for run in runs:
         if run.load_error:
             raise ValueError("{}: {}".format(run.config, run.load_error))
+        check_values(run.cfg)
         if not run.cfg.DATASET.VAL_SPLIT:
             raise ValueError("{}: tuning selects on a validation split: set DATASET.VAL_SPLIT (images per class, or a "
                              "fraction) in the suite's opts".format(run.config))

@@ -62,7 +62,7 @@ def test_missing_cost_file_says_where_and_how(tmp_path):
         load_cost_matrix(str(tmp_path / "nope" / "linear_cka.pth"))
     message = str(info.value)
     assert str(tmp_path / "nope" / "linear_cka.pth") in message
-    assert "download_ckpts.sh" in message and "generate_cost_matrix.py" in message
+    assert "mdistiller-download cost-matrices" in message and "mdistiller-cost-matrix --teacher" in message
 
 
 def test_relative_cost_path_resolves_against_the_current_directory(tmp_path, monkeypatch):
@@ -76,4 +76,4 @@ def test_relative_cost_path_resolves_against_the_current_directory(tmp_path, mon
         load_cost_matrix(os.path.join("wkd_cost_matrix", "m.pth"))
     message = str(info.value)
     assert os.path.join(str(tmp_path), "wkd_cost_matrix", "wkd_cost_matrix", "m.pth") in message
-    assert "current directory" in message and "download_ckpts.sh" in message
+    assert "current directory" in message and "mdistiller-download" in message

@@ -12,7 +12,7 @@ import mdistiller
 PACKAGE_DIR = os.path.dirname(os.path.abspath(mdistiller.__file__))
 # Lower layers never import these.
 LOWER_LAYERS = ("dataset", "models", "ot", "ops", "losses", "registry")
-UPPER_LAYERS = ("distillers", "engine", "benchmark", "tune", "train", "eval", "plots", "cost_matrix")
+UPPER_LAYERS = ("distillers", "engine", "benchmark", "tune", "train", "eval", "plot", "cost_matrix")
 
 
 def module_name(path):
@@ -129,9 +129,9 @@ def test_lower_layers_import_no_upper_layer():
 
 def test_the_checker_sees_relative_and_function_level_imports(tmp_path):
     source = ("from ..engine import cfg\n\ndef f():\n    from mdistiller.distillers import KD\n"
-              "    importlib.import_module('mdistiller.plots')\n")
+              "    importlib.import_module('mdistiller.plot')\n")
     path = tmp_path / "x.py"
     path.write_text(source)
     modules = package_modules()
     found = imports_of("mdistiller.ot.x", str(path), modules)
-    assert {"mdistiller.engine.cfg", "mdistiller.distillers.KD", "mdistiller.plots"} <= found
+    assert {"mdistiller.engine.cfg", "mdistiller.distillers.KD", "mdistiller.plot"} <= found

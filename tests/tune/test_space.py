@@ -119,7 +119,7 @@ def test_without_optuna_the_command_names_the_extra(tmp_path, capsys, monkeypatc
         tune_cli.main(["--suite", suite(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 2 and err == [
-        "mdistiller-tune: error: mdistiller-tune needs Optuna, which is not installed: pip install 'mdistiller[tune]'"]
+        "mdistiller-tune: error: this needs the optional package optuna (pip install 'mdistiller[tune]')"]
 
 
 def test_the_trial_reporter_reports_each_epoch_and_prunes_below_the_median(tmp_path):

@@ -68,11 +68,11 @@ def test_a_study_killed_mid_trial_resumes_with_no_trial_lost_or_repeated(tmp_pat
     train_epoch = Trainer.train_epoch
     killed = []
 
-    def killed_in_trial_1(trainer, epoch):
+    def killed_in_trial_1(trainer, epoch, *args, **kwargs):
         if trainer.log_path.endswith("trial1") and epoch == 2 and not killed:
             killed.append(epoch)
             raise KeyboardInterrupt  # as if the process died between the trial's epochs
-        return train_epoch(trainer, epoch)
+        return train_epoch(trainer, epoch, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "train_epoch", killed_in_trial_1)
     with pytest.raises(KeyboardInterrupt):

@@ -12,19 +12,17 @@ seed mean, the band ± one sample std where there are two seeds or more):
 Runs without a teacher have no ``alignment.csv``; they appear in ``accuracy.png`` only.
 A figure with no data at all is not written. matplotlib runs on the Agg backend (no display).
 
-    python -m mdistiller.plots RUN_DIR [RUN_DIR ...] [--out DIR]
+    mdistiller-plot RUN_DIR [RUN_DIR ...] [--out DIR]       # = python -m mdistiller.plot
 
 This module reads run folders only (:mod:`mdistiller.engine.records`, ``config.yaml``) and names
-methods through the registry; it does not import the benchmark runner (the runner imports it).
+methods through the registry; it does not import the benchmark runner (the runner imports it). The
+engine and matplotlib are imported when a figure is drawn, not to parse the command line.
 """
-import argparse
 import math
 import os
 from collections import OrderedDict
 
-from ._cli import console_entry
-from .engine.records import read_csv
-from .registry import get_distiller_class
+from ._cli import ArgumentParser, add_debug_flag, console_entry, run_main
 
 ALIGNMENT_LOSSES = ("kl", "tc", "nc", "w")
 ALIGNMENT_GRADIENTS = tuple("grad_top{}".format(i) for i in range(1, 7))
@@ -43,6 +41,8 @@ for _i in range(1, 7):
 
 def read_table(path):
     """A CSV of per-epoch numbers as ``{column: {epoch: float}}`` (empty when the file is missing)."""
+    from .engine.records import read_csv
+
     out = {}
     for row in read_csv(path):
         for key, value in row.items():
@@ -184,6 +184,8 @@ def run_label(run_dir):
         import yaml
         from yacs.config import CfgNode
 
+        from .registry import get_distiller_class
+
         with open(os.path.join(run_dir, "config.yaml")) as f:
             cfg = CfgNode(yaml.safe_load(f))  # the run's full config, as the trainer dumped it
         return "{} [{}]".format(get_distiller_class(cfg.DISTILLER.TYPE).label(cfg), name)
@@ -195,9 +197,12 @@ def plot_run_dirs(paths, out_dir):
     """CLI helper: a run folder is one line; a folder of runs (e.g. a config's seeds) is one seed-mean line."""
     groups = OrderedDict()
     for path in paths:
+        if not os.path.isdir(path):
+            raise FileNotFoundError("Run folder not found: {} (give the folder mdistiller-train printed, or a sweep "
+                                    "folder of mdistiller-benchmark)".format(path))
         runs = find_runs(path)
         if not runs:
-            raise FileNotFoundError("No metrics.csv in {} or below".format(path))
+            raise FileNotFoundError("No metrics.csv in {} or below: no epoch of a run has finished there".format(path))
         if len(runs) == 1 and os.path.normpath(runs[0]) == os.path.normpath(path):
             label = run_label(path)
         else:
@@ -209,11 +214,17 @@ def plot_run_dirs(paths, out_dir):
 
 
 def main(argv=None):
-    """CLI: ``python -m mdistiller.plots RUN_DIR [RUN_DIR ...] [--out DIR]``; returns the paths written."""
-    parser = argparse.ArgumentParser(description="Alignment diagnostics and accuracy curves of runs (PNG).")
+    """CLI: ``mdistiller-plot RUN_DIR [RUN_DIR ...] [--out DIR]``; returns the paths written."""
+    parser = ArgumentParser(prog="mdistiller-plot",
+                            description="Alignment diagnostics and accuracy curves of runs (PNG).")
     parser.add_argument("runs", nargs="+", help="run folders (or folders of runs)")
     parser.add_argument("--out", default=".", help="output folder (default: current folder)")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
+    return run_main(_main, args, parser.prog)
+
+
+def _main(args):
     paths = plot_run_dirs(args.runs, args.out)
     for path in paths:
         print(path)
