@@ -86,8 +86,8 @@ def main(argv=None):
     print("|---|---:|---:|---:|")
     plain = statistics.median(times["plain"][0])
     for kind, (walls, loops) in times.items():
-        print("| {} | {:.2f} s | {:.2f} s | {:+.2f} s |".format(kind, statistics.median(walls), statistics.median(loops),
-                                                            statistics.median(walls) - plain))
+        wall = statistics.median(walls)
+        print("| {} | {:.2f} s | {:.2f} s | {:+.2f} s |".format(kind, wall, statistics.median(loops), wall - plain))
     expected = args.epochs * val_pass - (args.epochs - 1) * test_pass
     print("validation passes minus the test passes a split run skips: {:+.2f} s".format(expected))
 

@@ -59,7 +59,8 @@ def stratified_split(keys, val_split, seed):
         held.append(positions[order[:k]])
         train.append(positions[order[k:]])
     if not held or sum(len(h) for h in held) == 0:
-        raise ValueError("DATASET.VAL_SPLIT {:g} holds out no item of the {} training items".format(val_split, len(keys)))
+        raise ValueError("DATASET.VAL_SPLIT {:g} holds out no item of the {} training items".format(
+            val_split, len(keys)))
     return torch.sort(torch.cat(train)).values.tolist(), torch.sort(torch.cat(held)).values.tolist()
 
 

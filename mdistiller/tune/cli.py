@@ -3,7 +3,7 @@
     mdistiller-tune --suite tune_digits.yaml [--jobs 2]                  # a suite shipped in the package
     mdistiller-tune --suite my_suite.yaml --trials 16 [KEY VALUE ...]
     mdistiller-tune --suite my_suite.yaml --launcher slurm --partition gpu --time 4:00:00
-    mdistiller-tune --suite my_suite.yaml --dry-run                     # check the suite, print the studies, run nothing
+    mdistiller-tune --suite my_suite.yaml --dry-run             # check the suite, print the studies, run nothing
 
 A suite is a benchmark suite (``configs``, ``seeds``, ``opts``, ``jobs``, ``name``, ``out``) with a ``tune`` block
 (:data:`mdistiller.tune.study.SETTINGS`). Every config gets the same number of trials on the validation split
@@ -33,11 +33,13 @@ def build_parser():
     )
     parser.add_argument("--suite", default=None, help="suite yaml with a tune block: a path, or a packaged suite name")
     parser.add_argument("--configs", nargs="+", default=[], help="configs added to the suite's (or alone)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="retrain seeds (default: the suite's, else 0)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None,
+                        help="retrain seeds (default: the suite's, else 0)")
     parser.add_argument("--trials", type=int, default=None, help="trials per method (overrides tune.trials)")
     parser.add_argument("--trials-per-round", type=int, default=None,
                         help="trials of each study launched together (overrides tune.trials_per_round)")
-    parser.add_argument("--jobs", type=int, default=None, help="runs at once, local launcher (default: the suite's, else 1)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="runs at once, local launcher (default: the suite's, else 1)")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads per run (default: cores // jobs locally, the job's CPUs on SLURM)")
     parser.add_argument("--out", default=None, help="output root (default: the suite's, else tune_runs)")

@@ -59,7 +59,8 @@ def parse_param(key, spec, cfg, where):
         raise ValueError("{}: {} belongs to the run's protocol ({} sections), not to a method's search space".format(
             where, key, "/".join(PROTOCOL_SECTIONS)))
     if not isinstance(spec, dict) or not spec:
-        raise ValueError("{}: {}: give {{low, high[, log]}}, {{factor}} or {{choices}}, got {!r}".format(where, key, spec))
+        raise ValueError("{}: {}: give {{low, high[, log]}}, {{factor}} or {{choices}}, got {!r}".format(
+            where, key, spec))
     unknown = set(spec) - SPEC_FIELDS
     if unknown:
         raise ValueError("{}: {}: unknown field(s) {} (valid: {})".format(where, key, ", ".join(sorted(unknown)),
@@ -94,7 +95,8 @@ def parse_param(key, spec, cfg, where):
         high = _number(spec["high"], "{}: {}: high".format(where, key))
         log = bool(spec.get("log", False))
         if kind == "int" and (low != int(low) or high != int(high)):
-            raise ValueError("{}: {} is an integer key; give integer bounds, got [{}, {}]".format(where, key, low, high))
+            raise ValueError("{}: {} is an integer key; give integer bounds, got [{}, {}]".format(
+                where, key, low, high))
         if log and low <= 0:
             raise ValueError("{}: {}: a log range needs low > 0, got {}".format(where, key, low))
     if kind == "int":

@@ -83,7 +83,8 @@ def tune_settings(block):
     block = dict(block or {})
     unknown = set(block) - set(SETTINGS)
     if unknown:
-        raise ValueError("unknown tune setting(s) {}; valid: {}".format(", ".join(sorted(unknown)), ", ".join(SETTINGS)))
+        raise ValueError("unknown tune setting(s) {}; valid: {}".format(", ".join(sorted(unknown)),
+                                                                       ", ".join(SETTINGS)))
     settings = OrderedDict((k, block.get(k, d) if block.get(k) is not None else d) for k, (d, _) in SETTINGS.items())
     for key in ("trials", "seed", "startup_trials"):
         settings[key] = int(settings[key])
@@ -195,7 +196,8 @@ class MethodStudy:
 
         running = sorted(self.trials(TrialState.RUNNING), key=lambda t: t.number)
         todo = [(t.number, dict(t.params)) for t in running[:count]]
-        while len(todo) < count and len(self.finished()) + len(self.trials(TrialState.RUNNING)) < self.settings["trials"]:
+        budget = self.settings["trials"]
+        while len(todo) < count and len(self.finished()) + len(self.trials(TrialState.RUNNING)) < budget:
             number = len(self.trials())
             self.study.sampler = optuna.samplers.TPESampler(
                 seed=draw_seed(self.settings["seed"], number), n_startup_trials=self.settings["startup_trials"])

@@ -20,7 +20,7 @@ class TrialPruned(Exception):
 
 
 def make_reporter(info, log_path):
-    """The sink reporting to the trial of ``info`` (an ``optuna_trial.json``), as a :class:`~mdistiller.engine.logging.Sink`."""
+    """The :class:`~mdistiller.engine.logging.Sink` reporting to the trial of ``info`` (an ``optuna_trial.json``)."""
     import optuna
 
     from ..engine.logging import Sink

@@ -76,6 +76,9 @@ def test_every_declared_space_builds_a_valid_config_at_a_sampled_point(key, cfg,
 
 def suite(tmp_path, tune=None, opts=("DATASET.VAL_SPLIT", "2"), configs=None):
     configs = configs or [write_config(tmp_path, "kd", "KD"), write_config(tmp_path, "vanilla", "NONE", teacher="resnet20")]
+    teacher = tmp_path / "teacher.pth"  # checked to exist before anything runs; never read by these tests
+    teacher.write_bytes(b"")
+    opts = list(opts) + ["DISTILLER.TEACHER_CKPT", str(teacher)]
     path = tmp_path / "suite.yaml"
     with open(path, "w") as f:
         json.dump({"configs": configs, "seeds": [0], "opts": list(opts), "tune": tune or {}}, f)  # JSON is YAML
