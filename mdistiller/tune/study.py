@@ -31,7 +31,8 @@ Everything lives in the sweep folder::
 
 An interrupted command resumes where it stopped: finished trials are never rerun, a trial that was running resumes
 from its run folder (same trial number, same values), finished retrains are skipped. Trials are sampled by TPE
-seeded from ``(tune.seed, trial number)``, so a resumed study asks what an uninterrupted one would have asked.
+seeded from ``(tune.seed, study name, trial number)``, so a resumed study asks what an uninterrupted one would
+have asked, and no two studies share their draws.
 """
 import hashlib
 import json
@@ -125,9 +126,11 @@ def journal_storage(path):
     return JournalStorage(JournalFileBackend(path))
 
 
-def draw_seed(seed, number):
-    """The TPE seed of trial ``number`` of a study seeded ``seed``: independent of how many processes asked before."""
-    return int(np.random.SeedSequence([int(seed), int(number)]).generate_state(1)[0])
+def draw_seed(seed, study, number):
+    """The TPE seed of trial ``number`` of study ``study`` (its name) under ``tune.seed`` ``seed``: independent of how
+    many processes asked before, and of the other studies' draws."""
+    name = int.from_bytes(hashlib.sha256(study.encode("utf-8")).digest()[:8], "little")
+    return int(np.random.SeedSequence([int(seed), name, int(number)]).generate_state(1)[0])
 
 
 def protocol_digest(cfg, space):
@@ -200,7 +203,8 @@ class MethodStudy:
         while len(todo) < count and len(self.finished()) + len(self.trials(TrialState.RUNNING)) < budget:
             number = len(self.trials())
             self.study.sampler = optuna.samplers.TPESampler(
-                seed=draw_seed(self.settings["seed"], number), n_startup_trials=self.settings["startup_trials"])
+                seed=draw_seed(self.settings["seed"], self.name, number),
+                n_startup_trials=self.settings["startup_trials"])
             trial = self.study.ask(distributions(self.space))
             todo.append((trial.number, dict(trial.params)))
         return todo
