@@ -117,12 +117,18 @@ def _main(args):
                   report["val_batch"], report["memory"],
                   ", ".join("{} {:.4f}".format(k, v) for k, v in report["losses"].items()), log_path))
         return report
+    return train_and_report(cfg, log_path, resume=args.resume)
+
+
+def train_and_report(cfg, log_path, resume=False, sinks=(), prog=PROG):
+    """Train, print the summary line (rank 0) and return the summary; a run stopped by SIGTERM/SIGUSR2 (preemption,
+    time limit) says so on stderr and exits with ``EXIT_REQUEUE``, the runner's "resume me" (not a failure)."""
     from .engine.trainer import TrainingInterrupted, train
 
     try:
-        summary = train(cfg, log_path, resume=args.resume)
-    except TrainingInterrupted as e:  # preemption or time limit: not a failure, the run resumes
-        print("{}: {}".format(PROG, e), file=sys.stderr)
+        summary = train(cfg, log_path, resume=resume, sinks=sinks)
+    except TrainingInterrupted as e:
+        print("{}: {}".format(prog, e), file=sys.stderr)
         raise SystemExit(EXIT_REQUEUE) from None
     if int(os.environ.get("RANK", "0")) == 0:
         print(summary_line(summary, log_path))

@@ -5,14 +5,13 @@ validation top-1 to the trial's study (the run folder's ``optuna_trial.json`` na
 trial) and stops the run when the study's pruner says so: it then writes ``pruned.json`` and ends with a line
 saying so (exit code 0; the tuner reads the file).
 """
-import argparse
 import json
 import os
 import sys
 
-from .._cli import add_debug_flag, run_main
+from .._cli import ArgumentParser, add_debug_flag, run_main
 
-PROG = "mdistiller.tune.trial"
+PROG = "mdistiller-tune"  # its one-line errors are the tuner's (and the runner reads them as the reason)
 
 
 class TrialPruned(Exception):
@@ -51,8 +50,7 @@ def make_reporter(info, log_path):
 def _main(args):
     from ..engine.cfg import get_cfg
     from ..engine.naming import run_dir
-    from ..engine.trainer import train
-    from ..train import summary_line
+    from ..train import train_and_report
     from .study import TRIAL_FILE
 
     cfg = get_cfg(args.cfg)
@@ -63,16 +61,14 @@ def _main(args):
     with open(path) as f:
         info = json.load(f)
     try:
-        summary = train(cfg, log_path, resume=args.resume, sinks=[make_reporter(info, log_path)])
+        return train_and_report(cfg, log_path, resume=args.resume, sinks=[make_reporter(info, log_path)], prog=PROG)
     except TrialPruned as e:
-        print(e, file=sys.stderr)
+        print("{}: {}".format(PROG, e), file=sys.stderr)
         return None
-    print(summary_line(summary, log_path))
-    return summary
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog=PROG, description="One trial of an mdistiller-tune study (launched by it).")
+    parser = ArgumentParser(prog=PROG, description="One trial of an mdistiller-tune study (launched by it).")
     parser.add_argument("--cfg", required=True, help="the trial's benchmark_cfg.yaml")
     parser.add_argument("--resume", action="store_true", help="continue the trial from its folder's latest")
     add_debug_flag(parser)

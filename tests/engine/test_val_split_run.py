@@ -155,14 +155,16 @@ def test_resume_continues_like_the_uninterrupted_run_and_checks_the_split(end_on
 
 
 def test_with_the_test_set_every_epoch_the_val_best_epoch_reads_its_row(tmp_path):
+    """(on the per-sample pipeline: DataLoaders over the held-out images too)"""
     run_dir = str(tmp_path / "run")
-    summary = train(split_cfg(tmp_path, epochs=2), run_dir)
+    summary = train(split_cfg(tmp_path, epochs=2, DATASET__PIPELINE="per_sample"), run_dir)
     rows = read_metrics(run_dir)
     assert list(rows[0])[4:10] == ["val_acc", "val_acc_top5", "val_loss", "test_acc", "test_acc_top5", "test_loss"]
     row = rows[summary["val_best_epoch"] - 1]
     assert summary["test_top1_at_val_best"] == float(row["test_acc"])
     assert summary["best_acc"] == max(float(r["test_acc"]) for r in rows)
     assert os.path.exists(os.path.join(run_dir, "best")) and os.path.exists(os.path.join(run_dir, "val_best"))
+    assert evaluate(os.path.join(run_dir, "student_val_best")) == summary["test_top1_at_val_best"]
     with pytest.raises(ValueError, match="DATASET.TEST_AT_END_ONLY needs a validation split"):
         Trainer(tiny_cfg(tmp_path, DATASET__TEST_AT_END_ONLY=True), str(tmp_path / "no"))
 
