@@ -351,9 +351,8 @@ def prepare_teacher(teacher, sweep_dir, launcher, echo):
 
 
 def run_studies(studies, launcher, settings, echo, poll_s=1.0):
-    """Rounds of trials until every study has its budget; returns the number of trials run by this call."""
+    """Rounds of trials until every study has its budget."""
     per_round = trials_per_round(settings, launcher, studies)
-    ran = 0
     while any(s.remaining() > 0 for s in studies):
         batch = []
         for study in studies:
@@ -374,8 +373,8 @@ def run_studies(studies, launcher, settings, echo, poll_s=1.0):
                 faults.append("{} trial {}: {}".format(study.name, number, error))
                 echo("[{} trial {}] FAILED: {}".format(study.name, number, error))
                 return
-            text = {"complete": "val top-1 {:.2f}".format(value) if value is not None else "",
-                    "pruned": error, "diverged": "diverged ({})".format(error)}[state]
+            text = {"complete": "val top-1 {:.2f}".format(value or 0.0), "pruned": error,
+                    "diverged": "diverged ({})".format(error)}[state]
             echo("[{} trial {}] {}; best so far {} ({:.0f} s)".format(
                 study.name, number, text, "{:.2f} (trial {})".format(best[0], best[1]) if best else "—",
                 time.time() - started))
@@ -388,8 +387,6 @@ def run_studies(studies, launcher, settings, echo, poll_s=1.0):
                                    len(faults), "; ".join(faults)))
         if not any(s.remaining() < before for s, before in remaining_before.items()):
             time.sleep(poll_s)  # every trial's job was still queued or running (SLURM): wait before asking again
-        ran += len(batch)
-    return ran
 
 
 def write_tuned_config(study, sweep_dir):
@@ -421,6 +418,8 @@ def tune(configs, seeds, out="tune_runs", name=None, opts=(), settings=None, lau
     sweep_dir = sweep_folder(out, name)
     studies, teacher = plan_studies(list(configs), list(seeds), sweep_dir, opts, settings)
     launcher = launcher or LocalLauncher(jobs, threads)
+    if not launcher.waits:
+        raise ValueError("the tuner needs a launcher that waits for its runs (SlurmLauncher(..., wait=True))")
     os.makedirs(sweep_dir, exist_ok=True)
     import optuna
 
