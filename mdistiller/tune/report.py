@@ -78,6 +78,7 @@ def plot_study(plt, study, path):
     if pruned:
         history.plot([t.number for t in pruned], [t.intermediate_values[max(t.intermediate_values)] for t in pruned],
                      "x", color="grey", label="pruned (last reported)")
+    history.xaxis.get_major_locator().set_params(integer=True)  # trial numbers
     history.set_xlabel("trial")
     history.set_ylabel("best validation top-1 (%)")
     history.set_title("{}: history".format(study.label), fontsize=10)
