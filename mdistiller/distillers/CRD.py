@@ -4,7 +4,7 @@ import torch
 from ..losses.crd import crd_loss
 from ..registry import DataNeeds, register_distiller
 from ._base import Distiller
-from ._common import ContrastMemory, Embed
+from ._common import ContrastMemory, Embed, at_least_fp32
 
 
 @register_distiller("CRD")
@@ -59,7 +59,7 @@ class CRD(Distiller):
     def distill_losses(self, student, teacher, target, epoch, index=None, contrastive_index=None, **batch):
         if index is None or contrastive_index is None:
             raise ValueError("CRD needs the batch's index and contrastive_index (contrastive train set)")
-        f_s, f_t = student.feats["pooled_feat"].float(), teacher.feats["pooled_feat"].float()
+        f_s, f_t = at_least_fp32(student.feats["pooled_feat"]), at_least_fp32(teacher.feats["pooled_feat"])
         self._check_dim(f_s, self.embed_s, "STUDENT_DIM")
         self._check_dim(f_t, self.embed_t, "TEACHER_DIM")
         device = self.contrast.memory_v1.device
