@@ -16,7 +16,6 @@ fixture was rewritten in float64 (issue 18). The float64 draws of the random
 initialisations differ from the float32 ones, so the two fixtures hold different
 numbers for the same code.
 """
-import contextlib
 import json
 import os
 
@@ -24,7 +23,7 @@ import torch
 
 from mdistiller.distillers import build_distiller
 from mdistiller.engine.cfg import CFG, merge_from_dict
-from tests.helpers.distill_inputs import contrastive_batch, zoo_pair
+from tests.helpers.distill_inputs import contrastive_batch, default_dtype, zoo_pair
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "golden_losses.json")
 NUM_DATA, K, BATCH, SIZE, CLASSES = 40, 8, 6, 32, 10
@@ -84,16 +83,6 @@ def projections(named_grads):
     g = torch.Generator().manual_seed(7)
     basis = torch.randn(3, flat.numel(), generator=g, dtype=torch.float64)
     return [float(v) for v in basis @ flat] + [float(flat @ flat)]
-
-
-@contextlib.contextmanager
-def default_dtype(dtype):
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def run_case(kind, overrides):

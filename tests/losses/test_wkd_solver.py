@@ -1,6 +1,7 @@
 """WKD-L's non-target Sinkhorn solver (``mdistiller.losses.wkd``) against POT and the release's per-sample layout."""
 import warnings
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -40,6 +41,7 @@ def test_nontarget_transport_matches_pot():
         assert abs(float(stabilised[b]) - pot_w) <= 1e-4 * abs(pot_w)
 
 
+@pytest.mark.numerics
 def test_shared_and_per_sample_cost_modes_agree():
     g = torch.Generator().manual_seed(3)
     B, n = 4, 6
