@@ -96,11 +96,11 @@ def test_per_sample_is_the_dataloader_path_and_unchanged(tmp_path):
     assert first["projection"] == pytest.approx(FIRST_BATCH["projection"], abs=1e-6 * math.sqrt(FIRST_BATCH["norm2"]))
 
 
-def test_batched_same_seed_is_identical_and_differs_from_per_sample(tmp_path):
+def test_digits_default_to_batched_which_is_reproducible_and_differs_from_per_sample(tmp_path):
     teacher = random_teacher_ckpt(tmp_path / "t.pth")
     runs = []
-    for name in ("a", "b"):
-        loader, run = _run(_kd_cfg(tmp_path / name, teacher, DATASET__PIPELINE="batched"), tmp_path / name / "r")
+    for name, pipeline in (("a", "auto"), ("b", "batched")):  # auto: digits hold their images in memory
+        loader, run = _run(_kd_cfg(tmp_path / name, teacher, DATASET__PIPELINE=pipeline), tmp_path / name / "r")
         assert isinstance(loader, BatchedLoader)
         runs.append(run)
     assert read_metrics(runs[0]) == read_metrics(runs[1])
@@ -110,11 +110,7 @@ def test_batched_same_seed_is_identical_and_differs_from_per_sample(tmp_path):
     assert first["projection"] != pytest.approx(FIRST_BATCH["projection"], abs=1e-2 * math.sqrt(FIRST_BATCH["norm2"]))
 
 
-def test_digits_and_generated_cifar_default_to_the_batched_path(tmp_path):
-    teacher = random_teacher_ckpt(tmp_path / "t.pth")
-    loader, run = _run(_kd_cfg(tmp_path / "digits", teacher), tmp_path / "digits" / "r")
-    assert isinstance(loader, BatchedLoader) and len(read_metrics(run)) == 1
-
+def test_generated_cifar_defaults_to_the_batched_path(tmp_path):
     make_cifar100_folder(tmp_path / "data", n_train=12, n_test=6)
     cfg = get_cfg(None, ["DATASET.TYPE", "cifar100", "DATASET.ROOT", str(tmp_path / "data"), "DATASET.DOWNLOAD",
                          "False", "DATASET.NUM_WORKERS", "0", "SOLVER.EPOCHS", "1", "SOLVER.BATCH_SIZE", "6",
