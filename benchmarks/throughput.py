@@ -6,7 +6,8 @@ step — ``forward_train`` (student forward, teacher forward under no_grad, the
 losses) + ``backward`` + an SGD step (momentum 0.9, Nesterov, weight decay
 5e-4) — of the student alone (Vanilla) and of every method in
 ``mdistiller.registry.distiller_dict``, each built from the default config
-with ``DISTILLER.TYPE <key>`` and the few overrides this pair needs (see
+with ``DISTILLER.TYPE <key>``, once per configuration its class lists
+(``variants()``) with the settings this pair needs (``pair_settings``; see
 :func:`method_specs`; a method that cannot be built or stepped is listed as
 skipped with the reason). Every method has its own student (same
 initialisation); the teacher is shared; both are placed as the trainer places
@@ -42,11 +43,8 @@ import traceback
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-import mdistiller.distillers  # noqa: F401  (registers the built-in methods)
 from mdistiller.distillers import build_distiller
-from mdistiller.distillers._common import probe_features
-from mdistiller.distillers.REVIEWKD import matching_levels
-from mdistiller.engine.cfg import CFG, merge_from_dict
+from mdistiller.engine.cfg import CFG
 from mdistiller.engine.device import move_to, place_distiller, reuse_host_memory
 from mdistiller.models import cifar_model_dict
 from mdistiller.registry import distiller_dict, get_distiller_class
@@ -59,53 +57,14 @@ except ImportError:  # python -m benchmarks.throughput
 REFERENCE = "KD"
 
 
-COMBINATION = ["OTKD", "CRD", "KD"]  # the one COMBINE row: Lohit & Jones' IPOT+CRD+KD
-
-
-def _embedding_dims(key, student, teacher):
-    """CRD/WCORD's ``FEAT.STUDENT_DIM`` / ``FEAT.TEACHER_DIM``: the widths of the models' ``pooled_feat``."""
-    f_s, f_t = probe_features(student, (32, 32)), probe_features(teacher, (32, 32))
-    return {
-        key + ".FEAT.STUDENT_DIM": f_s["pooled_feat"].shape[1],
-        key + ".FEAT.TEACHER_DIM": f_t["pooled_feat"].shape[1],
-    }
-
-
-def _review_levels(student, teacher):
-    """REVIEWKD's level keys that differ from the defaults for this pair (its student and teacher levels)."""
-    wanted = matching_levels(student, teacher, (32, 32), len(CFG.REVIEWKD.IN_CHANNELS))
-    return {"REVIEWKD." + k: v for k, v in wanted.items() if v != list(CFG.REVIEWKD[k])}
-
-
-def method_specs(key, student, teacher):
-    """``[(overrides, note)]``: the configurations of method ``key`` timed on this pair.
-
-    ``overrides`` is a dict of dotted config keys; one method may give several
-    rows (WKD: its logit and its feature part; OTKD: IPOT and REMD).
-    """
-    if key in ("CRD", "WCORD"):
-        return [(_embedding_dims(key, student, teacher), "K = {}".format(CFG[key].NCE.K))]
-    if key == "OTKD":
-        return [({}, "4 stages, {} iterations".format(CFG.OTKD.ITER)), ({"OTKD.SOLVER": "remd"}, "4 stages")]
-    if key == "WKD":
-        return [
-            ({"WKD.LOSS.WKD_FEAT_WEIGHT": 0.0, "WKD.COST_MATRIX": "fc"}, "fc cost"),
-            # The release's CIFAR-100 WKD-F (configs/cifar100/wkd_f/res32x4_res8x4.yaml): the defaults'
-            # HINT_LAYER 4 / bottleneck / grid 4 are its ImageNet setting.
-            ({"WKD.LOSS.WKD_LOGIT_WEIGHT": 0.0, "WKD.HINT_LAYER": -1, "WKD.PROJECTOR": "conv1x1",
-              "WKD.SPATIAL_GRID": 1, "WKD.MEAN_COV_RATIO": 4.0}, "release CIFAR config"),
-        ]
-    if key == "REVIEWKD":
-        return [(_review_levels(student, teacher), "")]
-    if key == "WKL":
-        return [({"WKD.COST_MATRIX": "fc", "WKD.LOSS.WKD_FEAT_WEIGHT": 0.0}, "fc cost")]
-    if key == "COMBINE":
-        overrides = {"COMBINE.METHODS": list(COMBINATION)}
-        for part in COMBINATION:
-            if part in ("CRD", "WCORD"):
-                overrides.update(_embedding_dims(part, student, teacher))
-        return [(overrides, "one representative combination")]
-    return [({}, "")]
+def method_specs(key, student, teacher, args):
+    """``[(overrides, note)]``: the configurations of method ``key`` timed on this pair: each of its class's
+    ``variants()`` plus the ``pair_settings`` the pair needs (the widths of CRD's heads, ReviewKD's levels, ...)."""
+    cls = get_distiller_class(key)
+    specs = []
+    for overrides, note in cls.variants():
+        specs.append((dict(overrides, **cls.pair_settings(make_cfg(key, overrides, args), student, teacher)), note))
+    return specs
 
 
 def make_cfg(key, overrides, args):
@@ -116,7 +75,7 @@ def make_cfg(key, overrides, args):
     cfg.DISTILLER.TEACHER = args.teacher
     cfg.DATASET.TYPE = "cifar100"
     cfg.SOLVER.CHANNELS_LAST = bool(args.channels_last)
-    return merge_from_dict(cfg, overrides)
+    return cfg.merge_from_dict(overrides)
 
 
 def _fmt_overrides(overrides):
@@ -203,7 +162,7 @@ def build_methods(args, device, teacher):
     keys = ["NONE"] + [k for k in distiller_dict if k != "NONE"]
     for key in keys:
         try:
-            specs = method_specs(key, student_probe, teacher)
+            specs = method_specs(key, student_probe, teacher, args)
         except Exception as e:  # noqa: BLE001
             skipped.append((key, "no configuration for this pair: {}".format(_first_line(e))))
             continue

@@ -102,7 +102,8 @@ def current_rss_kb():
 
 
 def run_variant(variant, batch, classes, repeats, out_path):
-    from mdistiller.losses.wkd import prepare_cost_matrix, wkd_logit_parts
+    from mdistiller.losses.class_cost import prepare_cost_matrix
+    from mdistiller.losses.wkd import wkd_logit_parts
     from mdistiller.ot import sinkhorn_kernel
 
     logits_student, logits_teacher, target, raw = make_inputs(batch, classes)

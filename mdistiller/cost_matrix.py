@@ -1,11 +1,10 @@
 """Class-to-class cost matrix of WKD-L from a teacher: ``1 − linear CKA`` between class features, or ``1 − cos`` of its classifier.
 
-    python -m mdistiller.cost_matrix --teacher resnet32x4 --dataset cifar100
-    python -m mdistiller.cost_matrix --teacher ResNet34 --dataset imagenet          # logits, as released
-    python -m mdistiller.cost_matrix --teacher wrn_40_2 --dataset cifar100 --method fc
-    python -m mdistiller.cost_matrix --teacher resnet8 --ckpt run/student_best --dataset digits \\
-        --opts DATASET.ROOT data
-    python tools/generate_cost_matrix.py ...                                         # the same, as a script
+    mdistiller-cost-matrix --teacher resnet32x4 --dataset cifar100
+    mdistiller-cost-matrix --teacher ResNet34 --dataset imagenet          # logits, as released
+    mdistiller-cost-matrix --teacher wrn_40_2 --dataset cifar100 --method fc
+    mdistiller-cost-matrix --teacher resnet8 --ckpt run/student_best --dataset digits --opts DATASET.ROOT data
+    python -m mdistiller.cost_matrix ... | python tools/generate_cost_matrix.py ...   # the same
 
 Method ``cka`` (the release's ``tools/generate_class_proto.py`` +
 ``tools/generate_cost_matrix.py``):
@@ -33,18 +32,9 @@ with name ``linear_cka`` (features), ``logit_linear_cka`` (logits) or ``fc``.
 import argparse
 import os
 
-import torch
-from torch.utils.data import DataLoader
+from ._cli import ArgumentParser, add_debug_flag, check_writable, console_entry, run_main
 
-from ._cli import console_entry
-from .dataset import build_datasets
-from .losses.wkd import fc_cost_matrix
-from .engine.build import load_teacher
-from .engine.cfg import CFG, merge_from_list
-
-LOGIT_DATASETS = ("imagenet",)
-# Above this many bytes for the stacked per-class Gram matrices, CKA is computed pair by pair.
-GRAM_BUDGET_BYTES = 1 << 30
+PROG = "mdistiller-cost-matrix"
 
 
 def default_output(dataset, teacher, method, feature):
@@ -55,80 +45,8 @@ def default_output(dataset, teacher, method, feature):
     return os.path.join("wkd_cost_matrix", dataset, teacher, name + ".pth")
 
 
-def _center(feats):
-    return feats - feats.mean(dim=1, keepdim=True)
-
-
-def linear_cka_matrix(feats, gram_budget=GRAM_BUDGET_BYTES, chunk=16):
-    """(C, C) linear CKA between the classes' feature matrices ``feats`` (C, N, d), rows paired by index.
-
-    ``CKA(X, Y) = ‖YᵀX‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F)`` after centring each column.
-    Uses the N×N Grams (``‖YᵀX‖²_F = ⟨XXᵀ, YYᵀ⟩_F``, all pairs in one product)
-    when N ≤ d and they fit in ``gram_budget`` bytes, else the d×d cross
-    products pair by pair (in chunks of ``chunk`` classes). Accumulates in
-    float64.
-    """
-    feats = _center(feats.double())
-    num_classes, n, d = feats.shape
-    if n <= d and num_classes * n * n * 8 <= gram_budget:
-        grams = torch.bmm(feats, feats.transpose(1, 2)).reshape(num_classes, -1)
-        hsic = grams @ grams.t()
-        norms = hsic.diagonal().clamp_min(1e-24).sqrt()
-        return hsic / (norms[:, None] * norms[None, :])
-    covs = torch.bmm(feats.transpose(1, 2), feats)  # (C, d, d)
-    norms = covs.flatten(1).norm(dim=1).clamp_min(1e-12)
-    cka = torch.empty(num_classes, num_classes, dtype=torch.float64, device=feats.device)
-    for i in range(num_classes):
-        xi = feats[i]
-        for start in range(i, num_classes, chunk):
-            stop = min(start + chunk, num_classes)
-            cross = torch.matmul(feats[start:stop].transpose(1, 2), xi)  # (k, d, d): X_jᵀ X_i
-            values = cross.flatten(1).pow(2).sum(1) / (norms[i] * norms[start:stop])
-            cka[i, start:stop] = values
-            cka[start:stop, i] = values
-    return cka
-
-
-def finalize(dist):
-    """Symmetrise, zero the diagonal, float32 CPU, contiguous."""
-    dist = dist.detach().double().cpu()
-    dist = 0.5 * (dist + dist.t())
-    dist.fill_diagonal_(0.0)
-    return dist.float().contiguous()
-
-
-def collect_class_features(model, dataset, num_classes, feature, device, batch_size=256, workers=0,
-                           max_per_class=0):
-    """Per-class feature matrices stacked as (C, N, d): see the module docstring."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
-    per_class = [[] for _ in range(num_classes)]
-    counts = [0] * num_classes
-    cap = max_per_class if max_per_class > 0 else None
-    model.eval()
-    with torch.no_grad():
-        for batch in loader:
-            image, target = batch[0].to(device), batch[1]
-            logits, out = model(image)
-            values = logits if feature == "logit" else out["feats"][-1]
-            values = values.float().cpu()
-            for row, label in zip(values, target.tolist()):
-                if cap is not None and counts[label] >= cap:
-                    continue
-                if feature == "logit":
-                    per_class[label].append(row.unsqueeze(0))
-                else:
-                    c = row.shape[0]
-                    per_class[label].append(row.reshape(c, -1).t())  # (h·w, c)
-                counts[label] += 1
-    missing = [k for k, n in enumerate(counts) if n == 0]
-    if missing:
-        raise ValueError("classes without training images: {}".format(missing[:20]))
-    m = min(counts)
-    return torch.stack([torch.cat(rows[:m], dim=0) for rows in per_class]), m
-
-
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", required=True, help="zoo name of the teacher (DISTILLER.TEACHER)")
     parser.add_argument("--ckpt", default="", help="teacher checkpoint ({'model': state_dict}); default: the zoo's")
     parser.add_argument("--dataset", required=True, help="cifar100 | imagenet | digits | any DATASET.TYPE")
@@ -141,24 +59,40 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides KEY VALUE ... (DATASET.ROOT ...)")
+    add_debug_flag(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    return run_main(_main, parse_args(argv), PROG)
+
+
+def _main(args):
+    import torch
+
+    from .dataset import build_datasets, dataset_spec
+    from .dataset.common import TensorImageDataset
+    from .engine.build import build_model, load_teacher, model_zoo
+    from .engine.cfg import CFG
+    from .engine.device import resolve_device
+    from .losses.class_cost import collect_class_features, fc_cost_matrix, finalize, linear_cka_matrix
+
     cfg = CFG.clone()
     cfg.DATASET.TYPE = args.dataset
     cfg.DISTILLER.TEACHER = args.teacher
     cfg.DISTILLER.TEACHER_CKPT = args.ckpt
     if args.opts:
-        merge_from_list(cfg, list(args.opts))
+        cfg.merge_from_list(list(args.opts))
     cfg.freeze()
+    if args.teacher not in model_zoo(args.dataset, cfg.DISTILLER.MODEL_ZOO):  # before any data is read
+        build_model(args.teacher, args.dataset, 1, zoo=cfg.DISTILLER.MODEL_ZOO)  # raises the unknown-name error
     feature = args.feature
     if feature == "auto":
-        feature = "logit" if args.dataset in LOGIT_DATASETS else "feature"
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
+        # the release's class features: logits for ImageNet (the datasets of the ImageNet zoo), maps otherwise
+        feature = "logit" if dataset_spec(args.dataset).zoo == "imagenet" else "feature"
+    out = args.out or default_output(args.dataset, args.teacher, args.method, feature)
+    check_writable(os.path.dirname(os.path.abspath(out)), "the output file {} (--out)".format(out))
+    device = resolve_device(args.device)
 
     train_set = None
     if args.method == "fc" and args.num_classes > 0:
@@ -174,15 +108,15 @@ def main(argv=None):
         dist = fc_cost_matrix(teacher)
         print("fc cost matrix of {}: 1 - cos of the classifier rows".format(args.teacher))
     else:
+        in_memory = isinstance(train_set, TensorImageDataset)  # workers would only cost time
         feats, m = collect_class_features(
             teacher, train_set, num_classes, feature, device, batch_size=args.batch_size,
-            workers=cfg.DATASET.NUM_WORKERS, max_per_class=args.max_per_class,
+            workers=0 if in_memory else cfg.DATASET.NUM_WORKERS, max_per_class=args.max_per_class,
         )
         print("class features ({}): {} classes x {} rows x {} dims ({} images per class)".format(
             feature, *feats.shape, m))
         dist = 1.0 - linear_cka_matrix(feats.to(device)).cpu()
     dist = finalize(dist)
-    out = args.out or default_output(args.dataset, args.teacher, args.method, feature)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     torch.save(dist, out)
     off = dist[~torch.eye(dist.shape[0], dtype=torch.bool)]

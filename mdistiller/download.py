@@ -26,7 +26,6 @@ record of every file's SHA-256, which later runs verify.
 Only the standard library is used, so ``python -m mdistiller.download`` works
 before torch is installed.
 """
-import argparse
 import hashlib
 import http.client
 import json
@@ -39,6 +38,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from importlib import resources
+
+from ._cli import ArgumentParser, add_debug_flag, run_main
 
 MANIFEST_NAME = "download_manifest.json"
 PART_SUFFIX = ".part"
@@ -75,7 +76,10 @@ def load_manifest(path=None):
         with open(path, encoding="utf-8") as f:
             text = f.read()
         where = path
-    data = json.loads(text)
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise ValueError("{}: not a JSON manifest ({})".format(where, e)) from None
     entries = data.get("files") if isinstance(data, dict) else None
     if not isinstance(entries, list):
         raise ValueError("{}: expected an object with a 'files' list".format(where))
@@ -494,7 +498,7 @@ def _list(entries, root):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="mdistiller-download",
         description="Download the released teachers and cost matrices listed in the package's manifest, "
                     "verifying each file's SHA-256 (resumes partial downloads, retries, skips verified files).")
@@ -511,23 +515,24 @@ def build_parser():
     p.add_argument("--retries", type=int, default=4, help="retries per file on network errors (default 4)")
     p.add_argument("--backoff", type=float, default=1.0, help="first retry delay in seconds, doubled each time")
     p.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds (default 60)")
+    add_debug_flag(p)
     return p
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    try:
-        entries = load_manifest(args.manifest)
-        names = list(args.names) + (["teachers"] if args.teachers_only else [])
-        chosen = select(entries, names)
-        mirrors = []
-        for m in args.mirror:
-            if "=" not in m:
-                raise ValueError("--mirror expects PREFIX=NEWPREFIX, got {!r}".format(m))
-            mirrors.append(tuple(m.split("=", 1)))
-    except (OSError, ValueError, KeyError) as e:
-        print("mdistiller-download: {}".format(e.args[0] if isinstance(e, KeyError) else e), file=sys.stderr)
-        return 2
+    parser = build_parser()
+    return run_main(_main, parser.parse_args(argv), parser.prog)
+
+
+def _main(args):
+    entries = load_manifest(args.manifest)
+    names = list(args.names) + (["teachers"] if args.teachers_only else [])
+    chosen = select(entries, names)
+    mirrors = []
+    for m in args.mirror:
+        if "=" not in m:
+            raise ValueError("--mirror expects PREFIX=NEWPREFIX, got {!r}".format(m))
+        mirrors.append(tuple(m.split("=", 1)))
     if args.list:
         _list(chosen, args.root)
         return 0

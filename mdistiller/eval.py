@@ -1,7 +1,7 @@
 """Evaluate a model: top-1, top-5 and cross-entropy on a dataset's validation split.
 
     mdistiller-eval -m resnet32x4                                 # mdistiller's released teacher
-    mdistiller-eval -c output/distill/kd,res32x4,res8x4           # a run folder of mdistiller-train
+    mdistiller-eval -c output/distill/kd,res32x4,res8x4           # a run folder (mdistiller-train prints it)
     mdistiller-eval -m resnet8x4 -c output/.../student_best       # a checkpoint file
     mdistiller-eval -m ResNet34 -d imagenet                       # torchvision weights
     python -m mdistiller.eval ... | python tools/eval.py ...      # the same, mdistiller's command
@@ -11,19 +11,16 @@ else ``student_latest``, else the student of ``latest``). When the run folder (t
 folder) holds the run's ``config.yaml``, the model, dataset, data root and model zoo default to the
 run's; ``-m``/``-d``/``--root`` override them.
 """
-import argparse
 import os
 
-import yaml
-
-from ._cli import UsageError, add_debug_flag, console_entry, run_main
+from ._cli import ArgumentParser, UsageError, add_debug_flag, console_entry, load_yaml_mapping, run_main
 
 PROG = "mdistiller-eval"
 RUN_CHECKPOINTS = ("student_best", "student_latest", "latest")
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog=PROG, description="Evaluate a model checkpoint or a training run folder.")
+    parser = ArgumentParser(prog=PROG, description="Evaluate a model checkpoint or a training run folder.")
     parser.add_argument("-m", "--model", default=None,
                         help="model name (cifar_model_dict / imagenet_model_dict); default: the run's DISTILLER.STUDENT")
     parser.add_argument("-c", "--ckpt", default="pretrain",
@@ -34,7 +31,8 @@ def build_parser():
     parser.add_argument("-bs", "--batch-size", type=int, default=64)
     parser.add_argument("--root", default=None, help="DATASET.ROOT (default: the run's, else data)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2,
+                        help="DataLoader workers for datasets read from files (in-memory ones need none)")
     add_debug_flag(parser)
     return parser
 
@@ -62,16 +60,17 @@ def run_config(run_folder):
     path = os.path.join(run_folder, "config.yaml")
     if not os.path.isfile(path):
         return {}
-    with open(path) as f:
-        return yaml.safe_load(f) or {}
+    return load_yaml_mapping(path, "run's config")
 
 
 def student_state(state):
     """The student's state dict of a checkpoint: ``{"model": ...}`` of a student file, the ``student.``
     entries of a trainer checkpoint (``latest``/``best``), or a bare state dict."""
+    if not isinstance(state, dict):
+        return state  # not weights at all: load_weights says so
     state = state.get("model", state)
     prefix = "student."
-    if any(k.startswith(prefix) for k in state):
+    if isinstance(state, dict) and any(str(k).startswith(prefix) for k in state):
         return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     return state
 
@@ -79,13 +78,13 @@ def student_state(state):
 def _main(args):
     from torch.utils.data import DataLoader
 
-    from .dataset import build_datasets
-    from .engine.build import DOWNLOAD_HINT, IMAGENET_TYPES, build_model, model_zoo
+    from .dataset import build_datasets, dataset_spec
+    from .dataset.common import TensorImageDataset
+    from .engine.build import DOWNLOAD_HINT, build_model, model_zoo, released_checkpoint
     from .engine.cfg import get_cfg
-    from .engine.checkpoint import load_checkpoint
+    from .engine.checkpoint import load_checkpoint, load_weights
     from .engine.device import resolve_device
     from .engine.evaluate import as_percentages, evaluation_sums
-    from .models import cifar_model_dict
 
     path, run_folder = (args.ckpt, None) if args.ckpt == "pretrain" else resolve_checkpoint(args.ckpt)
     run = run_config(run_folder)
@@ -93,35 +92,39 @@ def _main(args):
     model_name = args.model or run_distiller.get("STUDENT")
     if not model_name:
         raise UsageError("Give the model with -m NAME (no config.yaml of a training run next to {})".format(args.ckpt))
-    dataset = args.dataset or run_dataset.get("TYPE") or "cifar100"
-    root = args.root or run_dataset.get("ROOT") or "data"
-    zoo = run_distiller.get("MODEL_ZOO", "auto") if not args.model else "auto"
-    opts = ["DATASET.TYPE", dataset, "DATASET.ROOT", root, "DATASET.NUM_WORKERS", str(args.workers)]
+    # The run's dataset, data root and model zoo where there is a run (options override them); the defaults else.
+    given = {"DATASET.TYPE": args.dataset or run_dataset.get("TYPE"), "DATASET.ROOT": args.root or run_dataset.get("ROOT"),
+             "DISTILLER.MODEL_ZOO": None if args.model else run_distiller.get("MODEL_ZOO")}
     if not args.dataset:  # the run's own data: its class count and (digits) image size
-        if run_dataset.get("NUM_CLASSES"):
-            opts += ["DATASET.NUM_CLASSES", str(run_dataset["NUM_CLASSES"])]
-        if run_dataset.get("INPUT_SIZE"):
-            opts += ["DATASET.INPUT_SIZE", str(run_dataset["INPUT_SIZE"])]
+        given.update({"DATASET.NUM_CLASSES": run_dataset.get("NUM_CLASSES"), "DATASET.INPUT_SIZE": run_dataset.get("INPUT_SIZE")})
+    opts = ["DATASET.NUM_WORKERS", str(args.workers)]
+    for key, value in given.items():
+        if value:
+            opts += [key, str(value)]
     cfg = get_cfg(opts=opts)
+    dataset, zoo = cfg.DATASET.TYPE, cfg.DISTILLER.MODEL_ZOO
     if model_name not in model_zoo(dataset, zoo):
         build_model(model_name, dataset, 1, zoo=zoo)  # raises the unknown-name error, before any data is read
     device = resolve_device(args.device)
     _, val_set, num_classes = build_datasets(cfg)
-    if dataset in IMAGENET_TYPES and path == "pretrain":
+    if dataset_spec(dataset).teachers == "torchvision" and path == "pretrain":
         model = build_model(model_name, dataset, num_classes, pretrained=True)
     else:
         model = build_model(model_name, dataset, num_classes, zoo=zoo)
         hint = None
         if path == "pretrain":
-            path = cifar_model_dict[model_name][1]
             hint = DOWNLOAD_HINT
-            if path is None or dataset != "cifar100":
-                raise UsageError("No released checkpoint for {} on {}; pass -c PATH".format(model_name, dataset))
-        model.load_state_dict(student_state(load_checkpoint(path, hint=hint)))
+            try:
+                path = released_checkpoint(model_name, dataset, zoo)
+            except FileNotFoundError:
+                raise UsageError("No released checkpoint for {} on {}; pass -c PATH".format(model_name, dataset)) from None
+        asked = "-m {}".format(model_name) if args.model else "the run's DISTILLER.STUDENT {}".format(model_name)
+        load_weights(model, student_state(load_checkpoint(path, hint=hint)), path, asked)
     if run_folder:
         print("run folder {}: {} on {} ({})".format(run_folder, model_name, dataset, os.path.basename(path)))
     model = model.to(device)
-    loader = DataLoader(val_set, batch_size=args.batch_size, shuffle=False, num_workers=args.workers)
+    workers = 0 if isinstance(val_set, TensorImageDataset) else args.workers  # in memory: workers only cost time
+    loader = DataLoader(val_set, batch_size=args.batch_size, shuffle=False, num_workers=workers)
     model.eval()
     top1, top5, loss = as_percentages(*evaluation_sums(lambda image: model(image)[0], loader, device))
     print("top-1: {:.2f}  top-5: {:.2f}  loss: {:.4f}".format(top1, top5, loss))

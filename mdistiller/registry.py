@@ -3,10 +3,9 @@
 This is the lowest layer of the package (it imports nothing from mdistiller), so
 the dataset layer, the config and the benchmark runner can all ask a method
 what it needs without importing the method implementations. The built-in
-methods register themselves when ``mdistiller.distillers`` is imported;
-:func:`get_distiller_class` imports it on the first lookup of an unknown key.
+methods register themselves when ``mdistiller.distillers`` is imported, which
+the config (``mdistiller.engine.cfg``) does: every config object comes with them.
 """
-import importlib
 from collections import namedtuple
 
 distiller_dict = {}
@@ -43,15 +42,8 @@ def on_register(listener):
         listener(cls)
 
 
-def load_builtin_methods():
-    """Import the built-in methods (each registers itself)."""
-    importlib.import_module("mdistiller.distillers")
-
-
 def get_distiller_class(key):
     """The class registered under ``key``; an unknown key lists the valid ones."""
-    if key not in distiller_dict:
-        load_builtin_methods()
     try:
         return distiller_dict[key]
     except KeyError:
@@ -69,8 +61,8 @@ def method_label(cfg):
     """The configured method's name in result tables: its class's ``label(cfg)``, then ``+LS`` with logit
     standardization and ``+DOT`` when trained with the Distillation-Oriented Trainer."""
     label = get_distiller_class(cfg.DISTILLER.TYPE).label(cfg)
-    if cfg.EXPERIMENT.get("LOGIT_STAND", False):
+    if cfg.EXPERIMENT.LOGIT_STAND:
         label += "+LS"
-    if str(cfg.SOLVER.get("TRAINER", "base")).lower() == "dot":
+    if str(cfg.SOLVER.TRAINER).lower() == "dot":
         label += "+DOT"
     return label

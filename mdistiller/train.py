@@ -8,7 +8,9 @@
     torchrun --nproc_per_node=4 -m mdistiller.train --cfg ...            # DistributedDataParallel
 
 The run folder is ``LOG.PREFIX/EXPERIMENT.PROJECT/<NAME or TAG>[,KEY:VALUE...]`` (``engine.naming``);
-``--resume`` continues that folder's run from its ``latest`` checkpoint. Relative paths (config, data
+``--resume`` continues that folder's run from its ``latest`` checkpoint. SIGTERM or SIGUSR2 (a SLURM
+preemption or time limit) stops the run after its current step with ``latest`` intact and exit code 75
+(``_cli.EXIT_REQUEUE``): run the same command with ``--resume`` to continue. Relative paths (config, data
 root, teacher checkpoints) are relative to the current directory; a ``--cfg`` that is not a file
 there names a config shipped in ``mdistiller/configs/`` (``digits/kd.yaml``). A mistake in the
 command (unknown method, model or key, missing file) prints one line and exits with code 2;
@@ -16,54 +18,54 @@ command (unknown method, model or key, missing file) prints one line and exits w
 """
 import argparse
 import os
-import shutil
 import sys
-import tempfile
-import time
 
-from ._cli import add_debug_flag, console_entry, pull_flags, run_main
+from ._cli import EXIT_REQUEUE, ArgumentParser, add_debug_flag, console_entry, run_main, split_overrides
 
 PROG = "mdistiller-train"
 
 
 def methods_and_models_text():
-    """The ``--help`` epilog: every registered method (key, one-line description) and every model name."""
-    from . import models
-    from .registry import distiller_dict, load_builtin_methods
+    """The ``--help`` epilog: every built-in method (key, one-line description), every model name and every
+    shipped config, read without importing torch (:mod:`mdistiller.catalogue`)."""
+    from .catalogue import builtin_methods, model_names, packaged_configs
 
-    load_builtin_methods()
-    width = max(len(k) for k in distiller_dict) + 2
+    methods = builtin_methods()
+    width = max(len(key) for key, _ in methods) + 2
     lines = ["methods (DISTILLER.TYPE):"]
-    lines += ["  {}{}".format(key.ljust(width), cls.description()) for key, cls in distiller_dict.items()]
-    zoos = [("CIFAR-style models (DATASET.TYPE cifar100, cifar10, svhn, digits, ...)", models.cifar_model_dict),
-            ("ImageNet models (DATASET.TYPE imagenet, or DISTILLER.MODEL_ZOO imagenet)", models.imagenet_model_dict)]
-    tiny = getattr(models, "tiny_imagenet_model_dict", None)
-    if tiny:
-        zoos.append(("Tiny-ImageNet models", tiny))
-    for title, zoo in zoos:
+    lines += ["  {}{}".format(key.ljust(width), description) for key, description in methods]
+    names = model_names()
+    for title, zoo in (("CIFAR-style models (DATASET.TYPE cifar100, cifar10, svhn, digits, ...)", "cifar"),
+                       ("ImageNet models (DATASET.TYPE imagenet, or DISTILLER.MODEL_ZOO imagenet)", "imagenet"),
+                       ("Tiny-ImageNet models", "tiny_imagenet")):
         lines += ["", "{} (DISTILLER.STUDENT / DISTILLER.TEACHER):".format(title)]
-        lines += _wrap(sorted(zoo))
-    from .engine.cfg import packaged_configs
-
-    lines += ["", "packaged configs (--cfg NAME when no such file exists here):"] + _wrap(packaged_configs())
+        lines += _wrap(sorted(names[zoo]))
+    lines += ["", "shipped configs, by folder (--cfg FOLDER/NAME.yaml from any folder; a file of that path here wins):"]
+    folders = {}
+    for config in packaged_configs():
+        folder, _, name = config.rpartition("/")
+        folders.setdefault(folder, []).append(name[:-len(".yaml")])
+    for folder, names in folders.items():
+        lines += _wrap(names, first="{}/: ".format(folder))
     return "\n".join(lines)
 
 
-def _wrap(names, width=100):
-    lines, line = [], "  "
+def _wrap(names, width=100, first=""):
+    """``names`` comma-separated in lines of at most ``width`` characters, indented (the first line starts with
+    ``first``)."""
+    lines, line = [], "  " + first
     for name in names:
-        if len(line) + len(name) + 2 > width and line.strip():
+        if len(line) + len(name) + 2 > width and line.strip() != first.strip():
             lines.append(line.rstrip(", "))
-            line = "  "
+            line = "    " if first else "  "
         line += name + ", "
     if line.strip():
         lines.append(line.rstrip(", "))
     return lines
 
 
-
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=PROG,
         description="Train with a yacs config (mdistiller-compatible). Trailing KEY VALUE pairs override the config.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -76,110 +78,25 @@ def build_parser():
                         help="build data, models, teacher and distiller, run one training and one validation step, "
                              "report time and peak memory; writes nothing")
     add_debug_flag(parser)
-    parser.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="KEY VALUE overrides")
+    parser.add_argument("opts", nargs="*", metavar="KEY VALUE",
+                        help="config overrides, e.g. SOLVER.EPOCHS 1 (after -- when a value starts with -)")
     return parser
-
-
-def _wants_help(argv):
-    words = []
-    for word in argv:
-        if not word.startswith("-") and word.isupper():  # the KEY VALUE overrides start here
-            break
-        words.append(word)
-    return "-h" in words or "--help" in words
-
-
-def peak_memory_text(device):
-    """Peak memory of this process: CUDA's max allocated on a GPU, else the peak resident set size."""
-    import torch
-
-    if getattr(device, "type", str(device)) == "cuda":
-        return "{:.1f} MiB peak CUDA memory allocated".format(torch.cuda.max_memory_allocated(device) / 2 ** 20)
-    try:
-        import resource
-
-        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        if sys.platform == "darwin":  # bytes there, kilobytes on Linux
-            kb /= 1024.0
-        return "{:.1f} MiB peak resident memory (process)".format(kb / 1024.0)
-    except ImportError:  # Windows
-        return "peak memory not measured on this platform"
-
-
-def dry_run(cfg, log_path):
-    """Build what ``train`` builds, run one training step and one validation batch; the run folder is not created.
-
-    The trainer writes its run information to a temporary folder, removed afterwards. Returns a dict
-    with the step times (s), the losses of the training step and the peak-memory text.
-    """
-    from collections import OrderedDict
-
-    import torch
-
-    from .engine.device import teardown_runtime, unwrap
-    from .engine.evaluate import evaluation_sums
-    from .engine.data import set_loader_epoch
-    from .engine.meters import DeviceMeters
-    from .engine.trainer import Trainer
-
-    cfg = cfg.clone()
-    cfg.defrost()
-    cfg.LOG.WANDB = False
-    cfg.freeze()
-    scratch = tempfile.mkdtemp(prefix="mdistiller-dry-run-")
-    trainer = None
-    try:
-        started = time.time()
-        trainer = Trainer(cfg, os.path.join(scratch, "run"))
-        build_time = time.time() - started
-        device = trainer.device
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        set_loader_epoch(trainer.train_loader, 1)
-        batch = next(iter(trainer.train_loader))
-        meters = DeviceMeters(device)
-        trainer.distiller.train()
-        t0 = time.time()
-        trainer.train_step(batch, 1, 0, meters)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        train_step = time.time() - t0
-        val_batch = next(iter(trainer.val_loader))
-        trainer.distiller.eval()
-        model = unwrap(trainer.distiller)
-        t0 = time.time()
-        evaluation_sums(lambda image: model(image=image), [val_batch], device, cfg.SOLVER.CHANNELS_LAST, cfg.SOLVER.AMP)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        val_step = time.time() - t0
-        return OrderedDict(
-            build_s=build_time, train_step_s=train_step, val_step_s=val_step,
-            train_batch=int(batch[1].size(0)), val_batch=int(val_batch[1].size(0)),
-            losses=OrderedDict(zip(meters.term_names, meters.averages(*meters.term_names))),
-            memory=peak_memory_text(device),
-        )
-    finally:
-        if trainer is not None:
-            if trainer.logger is not None:
-                trainer.logger.close()
-            teardown_runtime(trainer.runtime)
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _main(args):
     from .engine.cfg import get_cfg, show_cfg
     from .engine.naming import run_dir
 
-    opts = args.opts or []
-    if opts and opts[0] == "--":
-        opts = opts[1:]
+    opts = args.opts
     cfg = get_cfg(args.cfg, opts)
     log_path = run_dir(cfg, opts)
     if args.print_config:
         print(show_cfg(cfg), end="")
         return None
     if args.dry_run:
-        report = dry_run(cfg, log_path)
+        from .engine.dry_run import dry_run
+
+        report = dry_run(cfg)
         print("dry run of {} ({} -> {}, {}): built in {:.2f} s; train step {:.3f} s (batch {}), "
               "validation step {:.3f} s (batch {}); {}; losses {}; nothing written (the run folder would be {})".format(
                   cfg.DISTILLER.TYPE, cfg.DISTILLER.TEACHER, cfg.DISTILLER.STUDENT, cfg.DATASET.TYPE,
@@ -187,9 +104,13 @@ def _main(args):
                   report["val_batch"], report["memory"],
                   ", ".join("{} {:.4f}".format(k, v) for k, v in report["losses"].items()), log_path))
         return report
-    from .engine.trainer import train
+    from .engine.trainer import TrainingInterrupted, train
 
-    summary = train(cfg, log_path, resume=args.resume)
+    try:
+        summary = train(cfg, log_path, resume=args.resume)
+    except TrainingInterrupted as e:  # preemption or time limit: not a failure, the run resumes
+        print("{}: {}".format(PROG, e), file=sys.stderr)
+        raise SystemExit(EXIT_REQUEUE) from None
     if int(os.environ.get("RANK", "0")) == 0:
         print("best_acc {:.2f} (epoch {})  last_acc {:.2f}  -> {}".format(
             summary["best_acc"], summary["best_epoch"], summary["last_acc"], log_path))
@@ -199,10 +120,11 @@ def _main(args):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    if _wants_help(argv):
+    options, overrides = split_overrides(parser, argv)
+    if "-h" in options or "--help" in options:
         parser.epilog = methods_and_models_text()
-    args = parser.parse_args(argv)
-    args.opts = pull_flags(parser, args, args.opts or [])
+    args = parser.parse_args(options)
+    args.opts = overrides
     return run_main(_main, args, PROG)
 
 

@@ -55,8 +55,8 @@ import time
 from mdistiller.benchmark import cores_available, method_label, run_sweep
 from mdistiller.benchmark.tables import format_mean_std, paired_text
 from mdistiller.engine.cfg import get_cfg
+from mdistiller.distillers import distiller_dict
 from mdistiller.pretrained import DIGITS_TEACHER_TOP1, digits_teacher
-from mdistiller.registry import distiller_dict, load_builtin_methods
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join("configs", "digits")
@@ -80,7 +80,6 @@ def select_methods(methods, wanted=DEFAULT_METHODS):
 def demo_methods(config_dir=CONFIG_DIR, teacher_config=TEACHER_CONFIG):
     """``(methods, skipped)``: ``(config path, registry key, label)`` of every config in ``config_dir``
     but the teacher's, in table order; ``skipped`` = those whose distiller is not registered."""
-    load_builtin_methods()
     order = {key: i for i, key in enumerate(distiller_dict)}
     methods, skipped = [], []
     for path in sorted(glob.glob(os.path.join(config_dir, "*.yaml"))):

@@ -13,13 +13,13 @@ Layout of a sweep folder (``<out>/<name>``, or ``<out>`` without a name)::
 
     <sweep>/<run name>/seed<s>/   one run of mdistiller.train: metrics.csv, alignment.csv, summary.json,
                                   latest, ... plus benchmark_cfg.yaml (the exact config it ran),
-                                  benchmark.json (wall time, threads, job id of each attempt), stdout.txt,
-                                  stderr.txt, error.txt (last line of stderr, only when the run failed),
+                                  benchmark.json (wall time, threads, job id and outcome of each attempt),
+                                  stdout.txt, stderr.txt, error.txt (why the run failed, only when it did),
                                   slurm_job.json (the job last submitted for it, SLURM launcher only)
     <sweep>/slurm/                submitit's job scripts, pickles and job logs (SLURM launcher only)
     <sweep>/runs.csv              one row per (config, seed)
     <sweep>/results.csv, results.md   one row per config: mean ± std over seeds, published number
-    <sweep>/*.png                 alignment diagnostics and test accuracy (mdistiller.plots)
+    <sweep>/*.png                 alignment diagnostics and test accuracy (mdistiller.plot)
 
 Rules:
 
@@ -34,8 +34,11 @@ Rules:
 * A run is *finished* when its ``summary.json`` records at least the configured number of
   epochs and ``metrics.csv`` holds them: it is skipped. An unfinished run with a ``latest``
   checkpoint is resumed (``--resume``); otherwise it starts over.
-* A run that fails (non-zero exit, or no summary afterwards) keeps its stderr; the last
-  non-empty line goes to ``error.txt`` and into the tables. Nothing is dropped silently.
+* A run that fails (non-zero exit, or no summary afterwards) keeps its stderr; its reason (the
+  command's one-line error, else the exception that ended the traceback, else how the process
+  ended: :func:`failure_reason`) goes to ``error.txt`` and into the tables. Nothing is dropped
+  silently. A run stopped by SIGTERM/SIGUSR2 (preemption, time limit) is *interrupted*, not
+  failed: it resumes from its ``latest`` on the next attempt.
 * Numbers: top-1 of the last epoch and of the best epoch, read from each run's
   ``metrics.csv``; mean and sample standard deviation (n - 1) over the seeds that finished
   ("—" when n = 1). Wall time = the runner's measurement of the run's subprocesses (all
@@ -49,43 +52,28 @@ Modules: :mod:`.plan` (runs, names, labels), :mod:`.execute` (subprocesses, ``jo
 :mod:`.published` (published numbers), :mod:`.suites` (suite files), :mod:`.slurm` (SLURM job arrays
 through submitit), :mod:`.sweep` (all of it).
 """
-from .collect import ERROR_FILE, RUN_INFO, collect_run, read_json, run_state
-from .execute import (
-    RUN_CFG,
-    TRAIN_MODULE,
-    LocalLauncher,
-    cores_available,
-    execute_run,
-    execute_runs,
-    last_error_line,
-    run_config,
-    threads_per_run,
-    train_command,
-)
-from .plan import Run, method_label, plan_runs, run_name, slug
-from .published import REFERENCE_CSV, load_published, published_top1
-from .suites import load_suite
-from .slurm import RunJob, SlurmLauncher, load_slurm_config, slurm_options
-from .sweep import collect_sweep, draw_sweep_plots, pending_runs, run_sweep, sweep_folder
-from .tables import (
-    CSV_FIELDS,
-    DASH,
-    RUN_FIELDS,
-    TABLE_COLUMNS,
-    aggregate,
-    format_markdown,
-    mean_std,
-    pair_text,
-    paired_difference,
-    write_csv,
-)
+# name -> the submodule that defines it; imported on first use (PEP 562), so that `mdistiller-benchmark --help`
+# and a mistake in its arguments answer without importing torch.
+_EXPORTS = {
+    "collect": ("ERROR_FILE", "RUN_INFO", "collect_run", "read_json", "run_state"),
+    "execute": ("RUN_CFG", "TRAIN_MODULE", "LocalLauncher", "cores_available", "execute_run", "execute_runs",
+                "failure_reason", "run_config", "threads_per_run", "train_command"),
+    "plan": ("Run", "method_label", "plan_runs", "run_name", "slug"),
+    "published": ("REFERENCE_CSV", "load_published", "published_top1"),
+    "suites": ("load_suite",),
+    "slurm": ("RunJob", "SlurmLauncher", "load_slurm_config", "slurm_options"),
+    "sweep": ("collect_sweep", "draw_sweep_plots", "pending_runs", "run_sweep", "sweep_folder"),
+    "tables": ("CSV_FIELDS", "DASH", "RUN_FIELDS", "TABLE_COLUMNS", "aggregate", "format_markdown", "mean_std",
+               "pair_text", "paired_difference", "write_csv"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = [
-    "CSV_FIELDS", "DASH", "ERROR_FILE", "REFERENCE_CSV", "RUN_CFG", "RUN_FIELDS", "RUN_INFO", "TABLE_COLUMNS",
-    "TRAIN_MODULE", "LocalLauncher", "Run", "RunJob", "SlurmLauncher", "aggregate", "collect_run", "collect_sweep",
-    "cores_available", "draw_sweep_plots", "execute_run", "execute_runs", "format_markdown", "last_error_line",
-    "load_published", "load_slurm_config", "load_suite", "mean_std", "method_label", "pair_text", "paired_difference",
-    "pending_runs",
-    "plan_runs", "published_top1", "read_json", "run_config", "run_name", "run_state", "run_sweep", "slug",
-    "slurm_options", "sweep_folder", "threads_per_run", "train_command", "write_csv",
-]
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name):
+    if name in _MODULE_OF:
+        import importlib
+
+        return getattr(importlib.import_module("." + _MODULE_OF[name], __name__), name)
+    raise AttributeError("module {!r} has no attribute {!r}".format(__name__, name))

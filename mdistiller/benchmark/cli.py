@@ -17,21 +17,20 @@ submits the unfinished runs as a SLURM job array (:mod:`.slurm`; options from fl
 ``--slurm-config``); with ``--wait`` it waits for the jobs and writes the tables, otherwise it
 prints the job ids and the ``--collect-only`` command that writes them later. ``--collect-only``
 runs nothing and tabulates the run folders as they are.
-The exit code is 1 when a run failed (or, collecting, is not finished).
+
+Before the first run starts, every config is loaded with the overrides and checked: keys, values
+(``SOLVER.EPOCHS 0``), and the files the runs need (the teacher's checkpoint, with the command that makes
+or fetches it); a mistake stops the command with one line and exit code 2. The exit code is 1 when a run
+failed (or, collecting, is not finished). torch is imported only after the arguments are parsed.
 """
 import argparse
 import os
-import re
 import shlex
+import shutil
 import sys
 
-from .._cli import USER_ERRORS, UsageError, add_debug_flag, one_line, pull_flags, run_main
-from .slurm import OPTIONS, SubmissionError
-from .suites import load_suite
-from .sweep import run_sweep
-
-# A config override key: upper-case dotted path (SOLVER.EPOCHS); config files end in .yaml (lower case).
-_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
+from .._cli import ArgumentParser, UsageError, add_debug_flag, first_missing_folder, run_main, user_error_text
+from .._cli import split_overrides as split_command_line
 
 # --flag -> SLURM option (mdistiller.benchmark.slurm.OPTIONS)
 SLURM_FLAGS = (
@@ -51,15 +50,8 @@ SLURM_FLAGS = (
 
 
 def split_overrides(argv):
-    """``(options, KEY VALUE overrides)``: overrides start after ``--`` or at the first KEY-like word."""
-    argv = list(argv)
-    if "--" in argv:
-        i = argv.index("--")
-        return argv[:i], argv[i + 1:]
-    for i, word in enumerate(argv):
-        if _KEY.match(word):
-            return argv[:i], argv[i:]
-    return argv, []
+    """``(options, KEY VALUE overrides)`` of the runner's command line (:func:`mdistiller._cli.split_overrides`)."""
+    return split_command_line(build_parser(), argv)
 
 
 def sbatch_option(text):
@@ -86,7 +78,9 @@ def collect_command(configs, seeds, out, name, opts, plots=True, python=None):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    from .slurm import OPTIONS  # the module imports nothing heavy at its top: help stays fast
+
+    parser = ArgumentParser(
         prog="mdistiller-benchmark",
         description="Run every (config, seed), skip finished runs, resume interrupted ones, and tabulate.",
         epilog="Trailing KEY VALUE pairs (or everything after --) override every run's config. A config that is not "
@@ -140,23 +134,43 @@ def slurm_launcher_from_args(args):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+    argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "published":
         from .published import main as published_main
 
         return published_main(argv[1:])
     parser = build_parser()
-    options, overrides = split_overrides(argv)
+    options, overrides = split_command_line(parser, argv)
     args = parser.parse_args(options)
-    overrides = pull_flags(parser, args, overrides)
+    if len(overrides) % 2:
+        parser.error("overrides must be KEY VALUE pairs, got {}".format(" ".join(overrides)))
     return run_main(lambda a: _run(parser, a, overrides), args, parser.prog)
 
 
-def _run(parser, args, overrides):
+def check_configs(configs, opts):
+    """Load every config with ``opts`` and check what its runs need before any starts: keys and values, and the
+    teacher's checkpoint (a missing one is reported with the command that fetches or makes it)."""
+    from ..engine.build import missing_teacher_hint, teacher_source
     from ..engine.cfg import get_cfg
+    from ..engine.keys import check_values
+    from ..registry import data_needs
 
-    if len(overrides) % 2:
-        parser.error("overrides must be KEY VALUE pairs, got {}".format(overrides))
+    for config in configs:
+        try:
+            cfg = get_cfg(config, list(opts))
+            check_values(cfg)
+            teacher = teacher_source(cfg) if data_needs(cfg).teacher else None
+            if teacher and not os.path.isfile(teacher):
+                raise FileNotFoundError("its teacher checkpoint {} does not exist. {}".format(
+                    teacher, missing_teacher_hint(cfg)))
+        except Exception as e:
+            text = user_error_text(e)
+            if text is None:
+                raise
+            raise UsageError(text if config in text else "{}: {}".format(config, text)) from e
+
+
+def _run(parser, args, overrides):
     slurm_given = [flag for flag, key, _, _ in SLURM_FLAGS if getattr(args, "slurm_" + key) is not None]
     slurm_given += [f for f, v in (("--slurm-config", args.slurm_config), ("--sbatch", args.slurm_sbatch),
                                    ("--setup", args.slurm_setup), ("--slurm-cluster", args.slurm_cluster),
@@ -165,6 +179,8 @@ def _run(parser, args, overrides):
         parser.error("{} only apply to --launcher slurm".format(", ".join(slurm_given)))
     if args.launcher == "slurm" and args.jobs is not None:
         parser.error("--jobs is for the local launcher; with SLURM, every run is a job (see --array-parallelism)")
+
+    from .suites import load_suite
 
     configs, seeds, opts, jobs, out, name = list(args.configs), args.seeds, [], args.jobs, args.out, args.name
     if args.suite:
@@ -184,14 +200,14 @@ def _run(parser, args, overrides):
         try:
             launcher = slurm_launcher_from_args(args)
         except (OSError, ValueError) as e:
-            parser.error(str(e))
-        except ImportError as e:
-            parser.error("--launcher slurm needs submitit (pip install 'mdistiller[slurm]'): {}".format(e))
-    for config in configs:  # a missing file or a bad key/value stops here, before any run starts
-        try:
-            get_cfg(config, list(opts) + list(overrides))
-        except USER_ERRORS as e:
-            raise UsageError("{}: {}".format(config, one_line(e))) from e
+            parser.error(user_error_text(e))
+    if not args.collect_only:  # a mistake stops here, before any run starts
+        check_configs(configs, list(opts) + list(overrides))
+
+    from .slurm import SubmissionError
+    from .sweep import run_sweep, sweep_folder
+
+    created = first_missing_folder(sweep_folder(out, name))
     try:
         result = run_sweep(
             configs,
@@ -205,9 +221,10 @@ def _run(parser, args, overrides):
             launcher=launcher,
             collect_only=args.collect_only,
         )
-    except SubmissionError as e:
-        print("error: {}".format(e), file=sys.stderr)
-        return 2
+    except SubmissionError:  # nothing ran: a refused submission leaves nothing behind
+        if created:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
     if result["records"] is None:  # submitted, not waited for
         print("")
         print("When the jobs have ended, write the tables (from this folder) with:")

@@ -5,11 +5,17 @@ this machine, :class:`mdistiller.benchmark.slurm.SlurmLauncher` inside SLURM job
 
 A run's subprocess reads ``<run>/benchmark_cfg.yaml`` (the merged config with its seed and
 output folder), writes its logs into the run folder, and gets ``OMP_NUM_THREADS =
-MKL_NUM_THREADS = threads``. Every attempt's exit code and wall time are appended to
-``benchmark.json``; a failed attempt's last stderr line goes to ``error.txt``.
+MKL_NUM_THREADS = threads``. Every attempt's exit code, outcome and wall time are appended to
+``benchmark.json``; a failed attempt's reason (:func:`failure_reason`) goes to ``error.txt``.
+
+Outcomes: ``finished``; ``interrupted`` when the trainer stopped on SIGTERM/SIGUSR2 (a preemption or a
+time limit; exit code :data:`mdistiller._cli.EXIT_REQUEUE`, or killed by one of those signals before it
+could handle them): not a failure, the run resumes from its ``latest`` on the next attempt; ``failed``.
 """
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import threading
@@ -18,7 +24,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import yaml
 
+from .._cli import EXIT_REQUEUE
 from .collect import ERROR_FILE, RUN_INFO, read_json, run_state
+
+# Seconds a training process gets to stop cleanly (finish its step) when its attempt is cut short; SLURM's
+# time-limit signal comes 90 s before the end (submitit's --signal=USR2@90).
+STOP_GRACE_S = 60
+# How a training process that was stopped by a signal ends: its own exit code after handling it, or the
+# signal's (negative) when it came before the trainer installed its handlers.
+INTERRUPTED_CODES = (EXIT_REQUEUE, -signal.SIGTERM) + ((-signal.SIGUSR2,) if hasattr(signal, "SIGUSR2") else ())
 
 RUN_CFG = "benchmark_cfg.yaml"
 TRAIN_MODULE = "mdistiller.train"
@@ -62,9 +76,25 @@ def retire_run_folder(run):
     return target
 
 
-def last_error_line(text):
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+def failure_reason(stderr, returncode):
+    """One line saying why an attempt failed: the command's own one-line error (``mdistiller-train: error: ...``),
+    else the message of the exception that ended the traceback, else how the process ended. Warnings and other
+    lines printed on stderr are not reasons."""
+    lines = stderr.splitlines()
+    errors = [line.strip() for line in lines if re.match(r"^mdistiller-\S+: error: ", line)]
+    if errors:
+        return errors[-1]
+    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")]
+    if starts:
+        for line in lines[starts[-1] + 1:]:
+            if line.strip() and not line.startswith((" ", "\t")):  # the first unindented line: "Error: message"
+                return line.strip()
+    if returncode is not None and returncode < 0:
+        try:
+            return "killed by {}".format(signal.Signals(-returncode).name)
+        except ValueError:
+            return "killed by signal {}".format(-returncode)
+    return "exit code {} without a summary.json".format(returncode)
 
 
 def cores_available():
@@ -92,21 +122,25 @@ def execute_run(run, sweep_dir, threads, python=None, module=TRAIN_MODULE, attem
 
     The action is decided from the run folder alone (:func:`run_state`): ``"skip"`` when finished,
     ``"resume"`` (``--resume``) when it has a ``latest``, else ``"new"``, so calling this again
-    after an interruption continues the run. ``attempt_info`` (a dict, e.g. the job id of the
-    batch system) is stored with the attempt in ``benchmark.json``. An attempt cut short by an
-    exception (e.g. the ``SystemExit`` of a preempted job) kills the subprocess, is recorded
-    with ``returncode`` None, and the exception propagates.
+    after an interruption continues the run. ``run.outcome`` is set to the attempt's outcome (see the
+    module doc). ``attempt_info`` (a dict, e.g. the job id of the batch system) is stored with the
+    attempt in ``benchmark.json``. An attempt cut short by an exception (e.g. the ``SystemExit`` of a
+    job that SLURM preempts) sends SIGTERM to the subprocess, gives it :data:`STOP_GRACE_S` seconds to
+    stop cleanly (then kills it), records the attempt, and the exception propagates.
     """
     os.makedirs(run.run_dir, exist_ok=True)
     error_path = os.path.join(run.run_dir, ERROR_FILE)
+    run.outcome = None
     if run.load_error:
         with open(error_path, "w") as f:
             f.write(run.load_error + "\n")
         run.action = "failed-config"
+        run.outcome = "failed"
         return run.action
     state = run_state(run.run_dir, run.epochs)
     if state == "done":
         run.action = "skip"
+        run.outcome = "finished"
         return run.action
     if os.path.exists(error_path):
         os.remove(error_path)
@@ -123,7 +157,7 @@ def execute_run(run, sweep_dir, threads, python=None, module=TRAIN_MODULE, attem
     env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     env["PYTHONUNBUFFERED"] = "1"
     started = time.time()
-    code = None
+    code = child = None
     try:
         with open(os.path.join(run.run_dir, "stdout.txt"), "a") as out, open(
             os.path.join(run.run_dir, "stderr.txt"), "w"
@@ -131,25 +165,47 @@ def execute_run(run, sweep_dir, threads, python=None, module=TRAIN_MODULE, attem
             out.write("$ {}\n".format(" ".join(cmd)))
             out.flush()
             try:
-                code = subprocess.call(cmd, stdout=out, stderr=err, env=env)  # kills the child on any exception
+                child = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
             except OSError as e:
                 err.write("{}: {}\n".format(type(e).__name__, e))
                 code = -1
+            else:
+                _wait(child)
     finally:
-        attempt = {"action": state, "returncode": code, "wall_time": time.time() - started, "threads": threads,
-                   "started": started}
+        if child is not None:
+            code = child.returncode  # None when it could not be stopped (left to the caller's exception)
+        outcome = ("finished" if code == 0 and run_state(run.run_dir, run.epochs) == "done"
+                   else "interrupted" if code in INTERRUPTED_CODES else "failed")
+        attempt = {"action": state, "returncode": code, "outcome": outcome, "wall_time": time.time() - started,
+                   "threads": threads, "started": started}
         attempt.update(attempt_info or {})
         info = read_json(os.path.join(run.run_dir, RUN_INFO)) or {"attempts": []}
         info["attempts"].append(attempt)
         with open(os.path.join(run.run_dir, RUN_INFO), "w") as f:
             json.dump(info, f, indent=2)
-    if code != 0 or run_state(run.run_dir, run.epochs) != "done":
+    if outcome == "failed":
         with open(os.path.join(run.run_dir, "stderr.txt")) as f:
-            line = last_error_line(f.read()) or "exit code {} without a summary.json".format(code)
+            reason = failure_reason(f.read(), code)
         with open(error_path, "w") as f:
-            f.write(line + "\n")
+            f.write(reason + "\n")
     run.action = state
+    run.outcome = outcome
     return run.action
+
+
+def _wait(child):
+    """Wait for the child; on any exception while waiting (e.g. the job's SystemExit), SIGTERM to the child,
+    :data:`STOP_GRACE_S` seconds to stop cleanly, then SIGKILL, and the exception propagates."""
+    try:
+        child.wait()
+    except BaseException:
+        child.terminate()
+        try:
+            child.wait(timeout=STOP_GRACE_S)
+        except BaseException:
+            child.kill()
+            child.wait()
+        raise
 
 
 def execute_runs(runs, sweep_dir, jobs, threads, python=None, on_done=None):

@@ -10,29 +10,11 @@ from collections import OrderedDict
 from collections.abc import Mapping
 
 from ..engine.cfg import CFG
-from ..registry import distiller_dict, load_builtin_methods
+from ..registry import distiller_dict
 from ..registry import method_label as registered_label
 
 # DISTILLER.TYPE of a model trained without a teacher (mdistiller's key; labelled "student" or "teacher")
 ALONE = "NONE"
-
-
-def _get(cfg, path, default=None):
-    """``cfg.A.B.C`` or ``default`` when any level is missing (configs of third-party methods may lack a block)."""
-    node = cfg
-    for part in path.split("."):
-        if node is None:
-            return default
-        try:
-            if part in node:
-                node = node[part]
-                continue
-        except TypeError:
-            pass
-        node = getattr(node, part, None)
-        if node is None:
-            return default
-    return node
 
 
 def _with_defaults(node, default):
@@ -59,11 +41,10 @@ def method_label(cfg):
     ``student`` (a model trained alone), or ``teacher`` when the config names the same model as
     teacher and student (how the demo's teacher config marks itself).
     """
-    kind = str(_get(cfg, "DISTILLER.TYPE", ALONE))
-    load_builtin_methods()
-    if kind not in distiller_dict:
-        return kind
-    return registered_label(_with_defaults(cfg, CFG))
+    cfg = _with_defaults(cfg, CFG)
+    if cfg.DISTILLER.TYPE not in distiller_dict:
+        return str(cfg.DISTILLER.TYPE)
+    return registered_label(cfg)
 
 
 def slug(text):
@@ -80,7 +61,7 @@ def run_name(config_path, cfg):
     stem = slug(os.path.splitext(os.path.basename(config_path))[0]) or "config"
     if cfg is None:
         return stem
-    kind = str(_get(cfg, "DISTILLER.TYPE", ALONE))
+    kind = str(cfg.DISTILLER.TYPE)
     label = method_label(cfg)
     method = ("vanilla" if label == "student" else slug(label)) if kind == ALONE else slug(label)
     parent = slug(os.path.basename(os.path.dirname(os.path.abspath(config_path))))
@@ -105,11 +86,11 @@ class Run:
         self.cfg = cfg
         self.load_error = load_error
         self.label = method_label(cfg) if cfg is not None else "?"
-        self.kind = str(_get(cfg, "DISTILLER.TYPE", "?")) if cfg is not None else "?"
-        self.dataset = str(_get(cfg, "DATASET.TYPE", "")) if cfg is not None else ""
-        self.teacher = str(_get(cfg, "DISTILLER.TEACHER", "")) if cfg is not None else ""
-        self.student = str(_get(cfg, "DISTILLER.STUDENT", "")) if cfg is not None else ""
-        self.epochs = int(_get(cfg, "SOLVER.EPOCHS", 0)) if cfg is not None else 0
+        self.kind = str(cfg.DISTILLER.TYPE) if cfg is not None else "?"
+        self.dataset = str(cfg.DATASET.TYPE) if cfg is not None else ""
+        self.teacher = str(cfg.DISTILLER.TEACHER) if cfg is not None else ""
+        self.student = str(cfg.DISTILLER.STUDENT) if cfg is not None else ""
+        self.epochs = int(cfg.SOLVER.EPOCHS) if cfg is not None else 0
         self.action = None  # "skip" | "resume" | "new" | "failed-config"
 
     def __repr__(self):

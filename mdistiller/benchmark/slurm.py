@@ -11,23 +11,31 @@ folder has a ``latest``. Hence:
 * a finished run is never submitted (planning and skipping are the sweep's, :func:`.sweep.pending_runs`),
   nor is a run whose previous job is still queued or running (``<run>/slurm_job.json`` names it;
   ``squeue`` tells);
-* a preempted or timed-out job is requeued by submitit's checkpoint hook (:meth:`RunJob.checkpoint`
-  resubmits the same job) and resumes from the run's ``latest``; a job that died otherwise is
-  resubmitted by running the same command again, and resumes the same way;
+* a preempted or timed-out job is requeued and resumes from the run's ``latest``: SLURM sends SIGTERM
+  (preemption) or SIGUSR2 (time limit) to the job's processes; the training process stops after its
+  current step with ``latest`` intact (exit code ``EXIT_REQUEUE``, an *interrupted* attempt, not a
+  failure), and the job ends without a result while SLURM requeues it, or submitit's checkpoint hook
+  does (:meth:`RunJob.checkpoint` resubmits the same job); a job that died otherwise is resubmitted
+  by running the same command again, and resumes the same way;
 * the tables are built from the run folders (:func:`.sweep.collect_sweep`): after the jobs when
-  ``wait`` is set, else later with ``--collect-only``.
+  ``wait`` is set (it also waits for the sweep's jobs submitted earlier that are still queued or
+  running, requeued ones included), else later with ``--collect-only``.
 
 Options (yaml keys of ``--slurm-config``; command-line flags override them), see :data:`OPTIONS`.
 The job runs in the folder the sweep was submitted from, so relative paths in configs resolve as
 for a local run. Threads per run: ``threads``, else the CPUs SLURM gave the job.
 """
+import contextlib
+import io
 import json
 import os
+import shutil
 import subprocess
 import time
 from collections import OrderedDict
 
-from .collect import ERROR_FILE, collect_run, run_state
+from .._cli import UsageError, first_missing_folder, load_yaml_mapping
+from .collect import ERROR_FILE, RUN_INFO, collect_run, read_json, run_state
 from .execute import cores_available, execute_run
 
 SUBMITTED = "slurm_job.json"  # in a run folder: the job that was last submitted for it
@@ -35,7 +43,7 @@ SUBMITTED = "slurm_job.json"  # in a run folder: the job that was last submitted
 # yaml key -> (default, help). None = SLURM's (or the cluster's) default.
 OPTIONS = OrderedDict(
     partition=(None, "SLURM partition (sbatch --partition)"),
-    gpus_per_job=(1, "GPUs per job, i.e. per run (sbatch --gpus-per-node); 0 for CPU-only partitions"),
+    gpus_per_job=(1, "GPUs per job, i.e. per run (sbatch --gpus-per-node); 0 for partitions without GPUs"),
     cpus_per_job=(None, "CPUs per job (sbatch --cpus-per-task); also the run's thread count unless --threads"),
     mem_gb=(None, "memory per job in GB (sbatch --mem)"),
     time=("24:00:00", "time limit per job: minutes or [D-]HH:MM[:SS] (sbatch --time); a job that reaches it "
@@ -55,7 +63,7 @@ OPTIONS = OrderedDict(
 CLUSTERS = ("slurm", "local")
 
 
-class SubmissionError(RuntimeError):
+class SubmissionError(UsageError):
     """The job array could not be submitted (no SLURM here, sbatch refused the options, ...)."""
 
 
@@ -126,12 +134,7 @@ def slurm_options(config=None, **overrides):
 
 def load_slurm_config(path):
     """The options of a ``--slurm-config`` yaml (keys of :data:`OPTIONS`), validated."""
-    import yaml
-
-    with open(path) as f:
-        config = yaml.safe_load(f) or {}
-    if not isinstance(config, dict):
-        raise ValueError("{}: expected a mapping of SLURM options".format(path))
+    config = load_yaml_mapping(path, "SLURM options")
     try:
         slurm_options(config)
     except ValueError as e:
@@ -176,8 +179,15 @@ class RunJob:
 
     Calling it again (a requeued job) resumes the run from its ``latest``; :meth:`checkpoint` is
     submitit's preemption/time-limit hook and resubmits the same job. Raises when the run failed,
-    so that SLURM records the job as failed (the run folder holds the error, as locally).
+    so that SLURM records the job as failed (the run folder holds the error, as locally). When the
+    training process was interrupted (a preemption or the time limit), the job returns no result: it
+    waits to be requeued (killed and requeued by SLURM, or requeued by submitit on SIGUSR2), so that
+    nobody reads a requeued job as ended.
     """
+
+    # Seconds an interrupted job waits for its requeue before it ends as failed (SLURM kills a preempted job
+    # after its grace time, KillWait 30 s by default).
+    REQUEUE_WAIT_S = 600
 
     def __init__(self, run, sweep_dir, threads=None, cwd=None, cluster="slurm"):
         self.run = run
@@ -198,10 +208,21 @@ class RunJob:
         except Exception:  # pragma: no cover - called outside a submitit job
             pass
         action = execute_run(self.run, self.sweep_dir, threads, attempt_info=info)
+        if self.run.outcome == "interrupted":
+            self._await_requeue()
         record = collect_run(self.run)
         if record["status"] == "failed":
             raise RuntimeError("{}/seed{} failed: {}".format(self.run.name, self.run.seed, record["error"]))
         return {"action": action, "status": record["status"], "run_dir": self.run.run_dir}
+
+    def _await_requeue(self):
+        """Sleep until SLURM kills the job or submitit's SIGUSR2 handler requeues it (and exits from here)."""
+        deadline = time.time() + self.REQUEUE_WAIT_S
+        while time.time() < deadline:
+            time.sleep(1.0)
+        raise RuntimeError("{}/seed{}: the training process was stopped by a signal, but the job was neither "
+                           "requeued nor ended within {} s; run the command again to resubmit it".format(
+                               self.run.name, self.run.seed, self.REQUEUE_WAIT_S))
 
     def checkpoint(self, *args, **kwargs):
         """Requeue the same job (submitit calls this on preemption or at the time limit); it resumes from ``latest``."""
@@ -286,9 +307,10 @@ class SlurmLauncher:
         return make_executor(self.options, sweep_dir)
 
     def launch(self, runs, sweep_dir, on_done=None, echo=print):
-        """Submit ``runs`` (planned, unfinished) -> ``[(run, job), ...]``; waits for them when ``wait`` is set."""
+        """Submit ``runs`` (planned, unfinished) -> ``[(run, job), ...]``. With ``wait``, waits for them and for the
+        runs whose job, submitted earlier, is still queued or running."""
         echo = echo or (lambda *a, **k: None)
-        to_submit = []
+        to_submit, running = [], []
         for run in runs:
             if run.load_error:  # nothing to run: record the error here, as the local launcher does
                 execute_run(run, sweep_dir, 1)
@@ -297,56 +319,101 @@ class SlurmLauncher:
                 continue
             previous = submitted_job(run.run_dir)
             if previous and job_active(previous["job_id"], previous.get("cluster", "slurm")):
-                echo("{}/seed{}: job {} is still queued or running; not submitted again".format(
-                    run.name, run.seed, previous["job_id"]))
+                echo("{}/seed{}: job {} is still queued or running; not submitted again{}".format(
+                    run.name, run.seed, previous["job_id"], " (waiting for it)" if self.wait else ""))
+                running.append((run, previous["job_id"], previous.get("cluster", "slurm")))
                 continue
             to_submit.append(run)
-        if not to_submit:
+        submitted, submitted_at = [], time.time()
+        if to_submit:
+            submitted = self._submit(to_submit, sweep_dir, echo)
+        else:
             echo("Nothing to submit.")
-            return []
+        if self.wait and (submitted or running):
+            self.wait_for(submitted, on_done, started=submitted_at, running=running)
+        return submitted
+
+    def _submit(self, runs, sweep_dir, echo):
+        """One job array of ``runs``; a refused submission leaves nothing in submitit's folder and says what to do."""
+        folder = self.options["folder"] or os.path.join(sweep_dir, "slurm")
+        created = first_missing_folder(folder)
+        before = set(os.listdir(folder)) if os.path.isdir(folder) else set()
         cwd = os.getcwd()
         try:
             executor = self.executor(sweep_dir)
-            jobs = executor.submit_array([RunJob(run, sweep_dir, self.threads, cwd, self.cluster) for run in to_submit])
+            with contextlib.redirect_stderr(io.StringIO()):  # submitit echoes sbatch's complaint; ours is one line
+                jobs = executor.submit_array([RunJob(run, sweep_dir, self.threads, cwd, self.cluster) for run in runs])
         except ImportError:
             raise
         except Exception as e:
-            lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-            hint = " (submit from a SLURM login node, or try the sweep here with --slurm-cluster local)" if (
-                "srun" in str(e)) else ""
-            raise SubmissionError("could not submit the job array: {}{}".format(
-                lines[-1] if lines else type(e).__name__, hint)) from e
+            if created:
+                shutil.rmtree(created, ignore_errors=True)
+            elif os.path.isdir(folder):  # submitit pickled the jobs before sbatch refused them
+                for name in set(os.listdir(folder)) - before:
+                    path = os.path.join(folder, name)
+                    shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+            raise SubmissionError("could not submit the job array: {}".format(self._refusal_text(e))) from e
         submitted_at = time.time()
-        for run, job in zip(to_submit, jobs):
+        for run, job in zip(runs, jobs):
             os.makedirs(run.run_dir, exist_ok=True)
             with open(os.path.join(run.run_dir, SUBMITTED), "w") as f:
                 json.dump({"job_id": job.job_id, "cluster": self.cluster, "submitted": submitted_at,
                            "folder": str(executor.folder)}, f, indent=2)
         echo("Submitted {} run(s); job ids (logs in {}):".format(len(jobs), executor.folder))
-        for run, job in zip(to_submit, jobs):
+        for run, job in zip(runs, jobs):
             echo("  {}  {}/seed{}".format(job.job_id, run.name, run.seed))
-        submitted = list(zip(to_submit, jobs))
-        if self.wait:
-            self.wait_for(submitted, on_done, started=submitted_at)
-        return submitted
+        return list(zip(runs, jobs))
 
-    def wait_for(self, submitted, on_done=None, started=None):
-        """Block until every job has ended; ``on_done(run, action, started)`` after each, as jobs end."""
-        from submitit.helpers import as_completed
+    def _refusal_text(self, error):
+        """The last line of sbatch's (or submitit's) complaint, with what to do about the common ones."""
+        text = str(error)
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        reason = lines[-1] if lines else type(error).__name__
+        if "srun" in text:
+            reason += " (submit from a SLURM login node, or try the sweep here with --slurm-cluster local)"
+        elif "node configuration is not available" in text and self.options["gpus_per_job"]:
+            reason += (" (each job asks for {} GPU(s): on a partition without GPUs set --gpus-per-job 0, or "
+                       "gpus_per_job: 0 in --slurm-config)".format(self.options["gpus_per_job"]))
+        return reason
 
+    def wait_for(self, submitted, on_done=None, started=None, running=()):
+        """Block until every job has ended; ``on_done(run, action, started)`` after each, as jobs end.
+
+        ``submitted``: ``[(run, submitit job)]``; ``running``: ``[(run, job id, cluster)]`` submitted earlier. A
+        job is over when it has ended and is not requeued (a preempted job that SLURM requeued is still waited for).
+        """
         started = started or time.time()
-        run_of = {id(job): run for run, job in submitted}
-        for job in as_completed([job for _, job in submitted], poll_frequency=self.poll_s):
-            run = run_of[id(job)]
+        pending = [(run, job, job.job_id, self.cluster) for run, job in submitted]
+        pending += [(run, None, job_id, cluster) for run, job_id, cluster in running]
+        while pending:
+            waiting = []
+            for entry in pending:
+                run, job, job_id, cluster = entry
+                if (job is None or job.done()) and not job_active(job_id, cluster):
+                    self._job_ended(run, job, job_id)
+                    if on_done is not None:
+                        on_done(run, run.action, started)
+                else:
+                    waiting.append(entry)
+            pending = waiting
+            if pending:
+                time.sleep(self.poll_s)
+
+    @staticmethod
+    def _job_ended(run, job, job_id):
+        """Set ``run.action`` from the job's result (or the run folder); record why when the run did not finish."""
+        error = None
+        if job is not None:
             try:
-                action = job.result()["action"]
+                run.action = job.result()["action"]
+                return
             except Exception as e:  # the run folder holds the run's own error; else say why the job ended
-                action = "failed"
-                error_path = os.path.join(run.run_dir, ERROR_FILE)
-                if run_state(run.run_dir, run.epochs) != "done" and not os.path.exists(error_path):
-                    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-                    with open(error_path, "w") as f:
-                        f.write("job {} ended without finishing the run: {}\n".format(
-                            job.job_id, lines[-1] if lines else type(e).__name__))
-            if on_done is not None:
-                on_done(run, action, started)
+                lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+                error = lines[-1] if lines else type(e).__name__
+        attempts = (read_json(os.path.join(run.run_dir, RUN_INFO)) or {}).get("attempts") or [{}]
+        run.action = attempts[-1].get("action", "failed")
+        error_path = os.path.join(run.run_dir, ERROR_FILE)
+        if run_state(run.run_dir, run.epochs) != "done" and not os.path.exists(error_path):
+            run.action = "failed"
+            with open(error_path, "w") as f:
+                f.write("job {} ended without finishing the run{}\n".format(job_id, ": " + error if error else ""))

@@ -1,6 +1,8 @@
 """Suite files: a yaml naming a sweep's configs, seeds and overrides."""
 import os
 
+from .._cli import load_yaml_mapping
+
 SUITE_KEYS = ("configs", "seeds", "opts", "jobs", "name", "out")
 
 
@@ -9,10 +11,7 @@ def load_suite(path):
 
     Config paths are taken relative to the working directory, else to the suite file's folder.
     """
-    import yaml
-
-    with open(path) as f:
-        suite = yaml.safe_load(f) or {}
+    suite = load_yaml_mapping(path, "suite")
     unknown = set(suite) - set(SUITE_KEYS)
     if unknown:
         raise ValueError("Unknown keys in suite {}: {}".format(path, ", ".join(sorted(unknown))))

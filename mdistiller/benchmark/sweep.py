@@ -77,6 +77,9 @@ def run_sweep(configs, seeds=(0,), out="benchmark_runs", name=None, opts=(), job
             if record["status"] == "ok":
                 msg = "{} {}/seed{}: last {:.2f} best {:.2f} ({:.0f} s)".format(
                     what, run.name, run.seed, record["last_acc"], record["best_acc"], time.time() - started)
+            elif getattr(run, "outcome", None) == "interrupted":
+                msg = "interrupted {}/seed{} by a signal: not finished; running this command again resumes it".format(
+                    run.name, run.seed)
             else:
                 msg = "FAILED {}/seed{}: {}".format(run.name, run.seed, record["error"])
             echo("[{}/{}] {}".format(done_count[0], len(todo), msg))
@@ -150,7 +153,7 @@ def draw_sweep_plots(records, sweep_dir, echo=print):
     if not groups:
         return []
     try:
-        from ..plots import plot_groups
+        from ..plot import plot_groups
 
         return plot_groups(groups, sweep_dir)
     except ImportError as e:

@@ -55,24 +55,11 @@ def paired_difference(values, baseline):
     return dict(n=len(diffs), mean=mean, std=std, wins=sum(d > 0 for d in diffs), p=p)
 
 
-def _default_teacher():
-    try:
-        from ..engine.cfg import CFG
-
-        return CFG.DISTILLER.TEACHER
-    except Exception:  # pragma: no cover - only without the config module
-        return None
-
-
 def pair_text(kind, label, teacher, student):
-    """``teacher→student``; a model trained alone shows its teacher only when the config names one."""
+    """``teacher→student``; a model trained alone (``NONE``) shows only itself, whatever teacher its config names."""
     if not student:
         return DASH
     if kind == ALONE:
-        if label == "teacher":
-            return student
-        if teacher and teacher != _default_teacher() and teacher != student:
-            return "{}→{}".format(teacher, student)
         return student
     return "{}→{}".format(teacher, student)
 

@@ -1,4 +1,5 @@
-"""Batched data path for the in-memory datasets (CIFAR-10/100, SVHN, digits).
+"""Batched data path for the in-memory datasets (CIFAR-10/100, SVHN, digits), independent of the config
+(``mdistiller.engine.data`` decides the pipeline and builds the loaders).
 
 The per-sample path (``DATASET.PIPELINE per_sample``) runs the dataset's
 torchvision transform on one image at a time in DataLoader workers. The batched
@@ -57,23 +58,14 @@ import torch
 from torchvision import transforms
 from torchvision.transforms import functional as TF
 
-from .common import TensorImageDataset, ToFloatTensor, config_value
+from .common import TensorImageDataset, ToFloatTensor
 from .contrastive import ContrastiveSample
 
-PIPELINES = ("batched", "per_sample")
-IN_MEMORY_TYPES = ("cifar100", "cifar10", "svhn", "digits")
-
-_KEY_RANGE = 2 ** 62  # random integer keys / draws are in [0, 2**62)
-
 __all__ = [
-    "PIPELINES",
-    "IN_MEMORY_TYPES",
     "BatchTransform",
     "BatchedLoader",
-    "build_batched_loaders",
     "check_batched_support",
     "epoch_seed",
-    "resolve_pipeline",
     "shard_indices",
 ]
 
@@ -302,7 +294,8 @@ def _unwrap(dataset):
 
 
 def check_batched_support(dataset, name=None):
-    """Raise ``ValueError`` unless ``dataset`` (or its contrastive wrapper) holds its images in memory.
+    """Raise ``ValueError`` unless ``dataset`` (or its contrastive wrapper) holds its images in memory and
+    its transform can be batched.
 
     The error names the dataset (``name``, e.g. ``DATASET.TYPE``) and the fix.
     """
@@ -310,8 +303,8 @@ def check_batched_support(dataset, name=None):
     label = name or type(images_set).__name__
     if not isinstance(images_set, TensorImageDataset) or not isinstance(images_set.images, torch.Tensor):
         raise ValueError(
-            "DATASET.PIPELINE batched needs an in-memory dataset (%s); %s reads its images from files: "
-            "use DATASET.PIPELINE per_sample" % (", ".join(IN_MEMORY_TYPES), label)
+            "the batched data path needs a dataset that holds its images in one tensor; %s reads its images "
+            "from files: use DATASET.PIPELINE per_sample" % label
         )
     if images_set.target_transform is not None:
         raise ValueError("the batched data path does not run target transforms (%s has one); "
@@ -372,7 +365,7 @@ class BatchedLoader:
             self.source = self.transform.prepare(images_set.images.detach().to(self.device))
         self.targets = torch.as_tensor(images_set.targets, dtype=torch.int64).to(self.device)
         self.length = len(images_set)
-        self.contrastive = None if contrastive is None else _ContrastiveDraw(contrastive, self.device)
+        self.contrastive = None if contrastive is None else contrastive.batch_draw(self.device)
 
     def set_epoch(self, epoch):
         """Select the epoch whose order and augmentations the next pass produces."""
@@ -437,93 +430,3 @@ class BatchedLoader:
         finally:
             if change:
                 torch.set_num_threads(previous)
-
-
-class _ContrastiveDraw:
-    """CRD's (positive, k negatives) for a whole batch, as :class:`ContrastiveSample` defines them."""
-
-    def __init__(self, wrapper, device):
-        self.k = int(wrapper.k)
-        self.mode = wrapper.mode
-        labels = np.asarray(wrapper._labels, dtype=np.int64)
-        count = np.asarray(wrapper._count, dtype=np.int64)
-        self.length = len(labels)
-        self.labels = torch.from_numpy(labels).to(device)
-        self.order = torch.from_numpy(np.asarray(wrapper._order, dtype=np.int64)).to(device)
-        self.start = torch.from_numpy(np.asarray(wrapper._start, dtype=np.int64)).to(device)
-        self.count = torch.from_numpy(count).to(device)
-        pools = self.length - count[count > 0]  # negatives available to an anchor of each class
-        # decided once on the host: which of the two draws a batch can need
-        self.any_exact_pool = bool(len(pools)) and bool((pools >= self.k).any())
-        self.any_replacement = bool(len(pools)) and bool((pools < self.k).any())
-
-    def sample(self, index, target, gen):
-        device = index.device
-        rows = len(index)
-        count = self.count.index_select(0, target)
-        start = self.start.index_select(0, target)
-        if self.mode == "exact":
-            positive = index
-        else:
-            draw = torch.randint(0, _KEY_RANGE, (rows,), generator=gen, device=device)
-            positive = self.order.index_select(0, start + draw % count)
-        if self.k == 0:
-            return positive[:, None].clone()
-        negatives = None
-        if self.any_exact_pool:
-            # uniform k-subset of the other classes' samples: the k smallest of iid keys
-            keys = torch.randint(0, _KEY_RANGE, (rows, self.length), generator=gen, device=device)
-            keys.masked_fill_(self.labels[None, :] == target[:, None], _KEY_RANGE)
-            negatives = keys.topk(self.k, dim=1, largest=False, sorted=False).indices
-        if self.any_replacement:
-            # k exceeds the pool: k uniform draws with replacement, skipping the anchor's class block
-            pool = (self.length - count)[:, None]
-            pick = torch.randint(0, _KEY_RANGE, (rows, self.k), generator=gen, device=device) % pool
-            pick += (pick >= start[:, None]) * count[:, None]
-            drawn = self.order[pick]
-            negatives = drawn if negatives is None else torch.where(pool < self.k, drawn, negatives)
-        return torch.cat([positive[:, None], negatives], dim=1)
-
-
-def resolve_pipeline(cfg):
-    """``DATASET.PIPELINE`` checked against ``DATASET.TYPE``.
-
-    Unset or empty: ``batched`` for the in-memory types, ``per_sample`` otherwise;
-    ``batched`` on an ImageFolder type raises ``ValueError``.
-    """
-    kind = str(config_value(cfg, "DATASET.TYPE", "")).lower()
-    value = str(config_value(cfg, "DATASET.PIPELINE", "") or "").lower()
-    if not value:
-        return "batched" if kind in IN_MEMORY_TYPES else "per_sample"
-    if value not in PIPELINES:
-        raise ValueError("DATASET.PIPELINE must be one of %s, got %r" % (", ".join(PIPELINES), value))
-    if value == "batched" and kind not in IN_MEMORY_TYPES:
-        raise ValueError(
-            "DATASET.PIPELINE batched needs an in-memory dataset (%s); DATASET.TYPE %s reads its images "
-            "from files: use DATASET.PIPELINE per_sample" % (", ".join(IN_MEMORY_TYPES), kind)
-        )
-    return value
-
-
-def build_batched_loaders(cfg, train_set, val_set, device, rank=0, world_size=1):
-    """``(train_loader, val_loader)`` replacing the trainer's per-sample DataLoaders.
-
-    Reads ``SOLVER.BATCH_SIZE`` (global, split over ``world_size``),
-    ``DATASET.TEST.BATCH_SIZE`` (per rank), ``EXPERIMENT.SEED``. Call
-    ``train_loader.set_epoch(epoch)`` at the start of every epoch.
-    """
-    name = "DATASET.TYPE %s" % config_value(cfg, "DATASET.TYPE", "?")
-    check_batched_support(train_set, name)
-    check_batched_support(val_set, name)
-    batch_size = int(config_value(cfg, "SOLVER.BATCH_SIZE", 64))
-    if batch_size % world_size:
-        raise ValueError(
-            "SOLVER.BATCH_SIZE {} is the global batch; it must divide by the {} processes".format(
-                batch_size, world_size)
-        )
-    seed = int(config_value(cfg, "EXPERIMENT.SEED", 0))
-    train_loader = BatchedLoader(train_set, batch_size // world_size, device, train=True, seed=seed,
-                                 rank=rank, world_size=world_size)
-    val_loader = BatchedLoader(val_set, int(config_value(cfg, "DATASET.TEST.BATCH_SIZE", 64)), device, train=False,
-                               seed=seed, rank=rank, world_size=world_size)
-    return train_loader, val_loader

@@ -1,6 +1,7 @@
 """Pieces shared by every dataset family of :mod:`mdistiller.dataset`."""
 import copy
 import os
+import shutil
 
 import numpy as np
 
@@ -8,6 +9,8 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import transforms
 from torchvision.transforms import functional as TF
+
+from .._cli import first_missing_folder
 
 
 class ToFloatTensor:
@@ -142,12 +145,22 @@ def ensure_files(name, folder, files, download, download_fn, hint):
         return
     cause = None
     if download:
+        # the downloader writes into the folder or next to it (an archive in the data root)
+        created = first_missing_folder(folder)
+        before = {p: set(os.listdir(p)) for p in (folder, os.path.dirname(os.path.abspath(folder))) if os.path.isdir(p)}
         try:
             download_fn()
         except Exception as exc:  # network errors come in many types
             cause = exc
         if cause is None and all(os.path.isfile(f) for f in files):
             return
+        # a failed download leaves nothing behind: the folders it created, its partial files
+        if created:
+            shutil.rmtree(created, ignore_errors=True)
+        for parent, names in before.items():
+            for entry in set(os.listdir(parent)) - names if os.path.isdir(parent) else ():
+                path = os.path.join(parent, entry)
+                shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
     missing = [os.path.basename(f) for f in files if not os.path.isfile(f)]
     if download:
         how = "Automatic download failed"
@@ -160,15 +173,3 @@ def ensure_files(name, folder, files, download, download_fn, hint):
     if cause is not None:
         raise err from cause
     raise err
-
-
-def config_value(node, dotted, default):
-    """``node.A.B`` for ``dotted = "A.B"`` on a yacs node or nested dicts, or ``default`` when a level is missing."""
-    for part in dotted.split("."):
-        if node is None:
-            return default
-        try:
-            node = node[part] if isinstance(node, dict) else getattr(node, part)
-        except (KeyError, AttributeError):
-            return default
-    return default if node is None else node

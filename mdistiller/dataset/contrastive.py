@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 MODES = ("exact", "relax")
+_KEY_RANGE = 2 ** 62  # random integer keys / draws of BatchDraw are in [0, 2**62)
 
 
 class ContrastiveSample(Dataset):
@@ -108,3 +109,54 @@ class ContrastiveSample(Dataset):
         item = self.dataset[index]
         img, target = item[0], item[1]
         return img, target, index, self.sample(index)
+
+    def batch_draw(self, device):
+        """The same sampling for whole batches of indices at once, on ``device`` (:class:`BatchDraw`)."""
+        return BatchDraw(self, device)
+
+
+class BatchDraw:
+    """CRD's (positive, k negatives) for a whole batch, as :class:`ContrastiveSample` defines them, drawn on
+    ``device`` from a given generator (the batched data path: ``ContrastiveSample.batch_draw(device)``)."""
+
+    def __init__(self, wrapper, device):
+        self.k = int(wrapper.k)
+        self.mode = wrapper.mode
+        labels = np.asarray(wrapper._labels, dtype=np.int64)
+        count = np.asarray(wrapper._count, dtype=np.int64)
+        self.length = len(labels)
+        self.labels = torch.from_numpy(labels).to(device)
+        self.order = torch.from_numpy(np.asarray(wrapper._order, dtype=np.int64)).to(device)
+        self.start = torch.from_numpy(np.asarray(wrapper._start, dtype=np.int64)).to(device)
+        self.count = torch.from_numpy(count).to(device)
+        pools = self.length - count[count > 0]  # negatives available to an anchor of each class
+        # decided once on the host: which of the two draws a batch can need
+        self.any_exact_pool = bool(len(pools)) and bool((pools >= self.k).any())
+        self.any_replacement = bool(len(pools)) and bool((pools < self.k).any())
+
+    def sample(self, index, target, gen):
+        device = index.device
+        rows = len(index)
+        count = self.count.index_select(0, target)
+        start = self.start.index_select(0, target)
+        if self.mode == "exact":
+            positive = index
+        else:
+            draw = torch.randint(0, _KEY_RANGE, (rows,), generator=gen, device=device)
+            positive = self.order.index_select(0, start + draw % count)
+        if self.k == 0:
+            return positive[:, None].clone()
+        negatives = None
+        if self.any_exact_pool:
+            # uniform k-subset of the other classes' samples: the k smallest of iid keys
+            keys = torch.randint(0, _KEY_RANGE, (rows, self.length), generator=gen, device=device)
+            keys.masked_fill_(self.labels[None, :] == target[:, None], _KEY_RANGE)
+            negatives = keys.topk(self.k, dim=1, largest=False, sorted=False).indices
+        if self.any_replacement:
+            # k exceeds the pool: k uniform draws with replacement, skipping the anchor's class block
+            pool = (self.length - count)[:, None]
+            pick = torch.randint(0, _KEY_RANGE, (rows, self.k), generator=gen, device=device) % pool
+            pick += (pick >= start[:, None]) * count[:, None]
+            drawn = self.order[pick]
+            negatives = drawn if negatives is None else torch.where(pool < self.k, drawn, negatives)
+        return torch.cat([positive[:, None], negatives], dim=1)

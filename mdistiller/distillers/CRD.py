@@ -2,13 +2,14 @@
 import torch
 
 from ..losses.crd import crd_loss
-from ..registry import DataNeeds, register_distiller
+from ..registry import register_distiller
 from ._base import Distiller
-from ._common import ContrastMemory, Embed, at_least_fp32
+from ._common import Embed, MemoryBankMethod, at_least_fp32
+from ._contrast_memory import ContrastMemory
 
 
 @register_distiller("CRD")
-class CRD(Distiller):
+class CRD(MemoryBankMethod, Distiller):
     """Contrastive Representation Distillation (Tian et al. ICLR 2020).
 
     ``loss_kd = FEAT_WEIGHT · (NCE(P_s) + NCE(P_t))`` on the embeddings of
@@ -23,10 +24,6 @@ class CRD(Distiller):
         "LOSS": {"CE_WEIGHT": 1.0, "FEAT_WEIGHT": 0.8},
         "NCE": {"K": 16384, "MOMENTUM": 0.5, "TEMPERATURE": 0.07},
     }
-
-    @classmethod
-    def data_needs(cls, cfg):
-        return DataNeeds(contrastive_k=int(cfg.CRD.NCE.K), contrastive_mode=str(cfg.CRD.MODE), num_data=True)
 
     def __init__(self, student, teacher, cfg, num_data):
         super().__init__(student, teacher)

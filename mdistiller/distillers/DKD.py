@@ -1,4 +1,5 @@
 from ..losses.dkd import dkd_loss
+from ..losses.schedules import linear_warmup
 from ..registry import register_distiller
 from ._base import Distiller
 
@@ -16,8 +17,7 @@ class DKD(Distiller):
         return float(cfg.DKD.T), "DKD.T"
 
     def __init__(self, student, teacher, cfg):
-        super().__init__(student, teacher)
-        self.logit_stand = bool(cfg.EXPERIMENT.LOGIT_STAND)
+        super().__init__(student, teacher, cfg)
         self.ce_weight = cfg.DKD.CE_WEIGHT
         self.alpha = cfg.DKD.ALPHA
         self.beta = cfg.DKD.BETA
@@ -25,7 +25,7 @@ class DKD(Distiller):
         self.warmup = cfg.DKD.WARMUP
 
     def logit_loss(self, logits_student, logits_teacher, target, epoch):
-        warmup = min(epoch / self.warmup, 1.0) if self.warmup > 0 else 1.0
+        warmup = linear_warmup(epoch, self.warmup)
         logits_student, logits_teacher = self.distillation_logits(logits_student, logits_teacher)
         return warmup * dkd_loss(logits_student, logits_teacher, target, self.alpha, self.beta, self.temperature)
 

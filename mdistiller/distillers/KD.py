@@ -7,7 +7,9 @@ from ._base import Distiller
 class KD(Distiller):
     """Knowledge distillation: CE + T²·KL of softened logits (Hinton et al. 2015)."""
 
-    DEFAULTS = {"TEMPERATURE": 4, "LOSS": {"CE_WEIGHT": 0.1, "KD_WEIGHT": 0.9}}
+    # TEMPERATURE is 4 in mdistiller (an int); a float here so that e.g. `KD.TEMPERATURE 3.5` (the logit-
+    # standardization release sets fractional base temperatures) merges; mdistiller's integer values merge as floats.
+    DEFAULTS = {"TEMPERATURE": 4.0, "LOSS": {"CE_WEIGHT": 0.1, "KD_WEIGHT": 0.9}}
 
     LOGIT_STANDARDIZATION = True
 
@@ -16,8 +18,7 @@ class KD(Distiller):
         return float(cfg.KD.TEMPERATURE), "KD.TEMPERATURE"
 
     def __init__(self, student, teacher, cfg):
-        super().__init__(student, teacher)
-        self.logit_stand = bool(cfg.EXPERIMENT.LOGIT_STAND)
+        super().__init__(student, teacher, cfg)
         self.temperature = cfg.KD.TEMPERATURE
         self.ce_weight = cfg.KD.LOSS.CE_WEIGHT
         self.kd_loss_weight = cfg.KD.LOSS.KD_WEIGHT

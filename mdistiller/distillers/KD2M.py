@@ -2,7 +2,7 @@
 import torch
 import torch.nn as nn
 
-from ..losses.kd2m import COVARIANCES, DISTANCES, LABEL_COSTS, kd2m_distance
+from ..losses.kd2m import CLASS_REDUCTIONS, COVARIANCES, DISTANCES, LABEL_COSTS, kd2m_distance
 from ..registry import register_distiller
 from ._base import Distiller
 from ._common import at_least_fp32, parse_stage, probe_features, probe_input_size, stage_vectors
@@ -55,13 +55,21 @@ class KD2M(Distiller):
             "CE_WEIGHT": 1.0,
             "LAMBDA": 1e-4,  # not in the paper's text; the released code's default (--coef 1e-4) for every distance
         },
-        "DISTANCE": "w2",  # "w2" | "cw2" | "jw2" | "gw2" | "cgw2" | "gkl"  (Table 1: W2/CW2/JW2 (E), W2/CW2 (G), KL (G))
+        # "w2" | "cw2" | "jw2" | "gw2" | "cgw2" | "gkl"  (Table 1: W2/CW2/JW2 (E), W2/CW2 (G), KL (G)). "gw2" is the
+        # Gaussian W2 (W2(G)); the released command line's "--distance gw2" is Gromov-Wasserstein, not offered here.
+        "DISTANCE": "w2",
+        # cw2/cgw2: "sum" over the classes in the batch (the released code, for which LAMBDA 1e-4 is the default) |
+        # "mean": the sum / number of classes n_c (Eq. 3); "mean" with LAMBDA·n_c is the same loss as "sum".
+        "CLASS_REDUCTION": "sum",
         "FEATURE": "pooled",  # "pooled" (pooled_feat) | "feats<i>" ("feats2", "feats-1"): feats[i], GAP-ed to vectors
         "PROJECTOR": "orthogonal",  # different widths only: "orthogonal" (fixed) | "learned" (trainable linear) | "none"
         "COVARIANCE": "diag",  # Gaussian variants: "diag" (the paper's code) | "full" (Bures W2 / full KL)
         "BETA": 1.0,  # jw2: weight β of the label cost (Eq. 4; the released code: 1)
         "LABEL_COST": "logit_sqeuclidean",  # jw2: "logit_sqeuclidean" | "kl" (released code) | "prob_sqeuclidean" | "ce"
         "JW2_NORMALIZE": True,  # jw2: feature cost / its detached max (released code)
+        # jw2: True = the gradient of Eq. (4) through the feature cost too; False = the feature cost detached, the
+        # released code's gradient (it normalises inside torch.no_grad(), so its features only shape the plan)
+        "JW2_FEATURE_GRAD": True,
         "VAR_FLOOR": 1e-3,  # Gaussian variants: ε, ridge ε·(teacher's mean batch variance); gkl skips units below it
     }
 
@@ -84,12 +92,21 @@ class KD2M(Distiller):
         self.beta = k.BETA
         self.var_floor = k.VAR_FLOOR
         self.jw2_normalize = k.JW2_NORMALIZE
+        self.jw2_feature_grad = bool(k.JW2_FEATURE_GRAD)
+        self.class_reduction = str(k.CLASS_REDUCTION).lower()
         self.feature = parse_stage(k.FEATURE, "KD2M.FEATURE")
         projector = str(k.PROJECTOR).lower()
         if self.distance not in DISTANCES:
-            raise ValueError("KD2M.DISTANCE must be one of {}, got {!r}".format(DISTANCES, k.DISTANCE))
+            raise ValueError(
+                "KD2M.DISTANCE must be one of {} (gw2: Gaussian W2, Table 1's W2(G); the released code's "
+                "--distance gw2, Gromov-Wasserstein, is not offered), got {!r}".format(DISTANCES, k.DISTANCE)
+            )
         if self.covariance not in COVARIANCES:
             raise ValueError("KD2M.COVARIANCE must be one of {}, got {!r}".format(COVARIANCES, k.COVARIANCE))
+        if self.class_reduction not in CLASS_REDUCTIONS:
+            raise ValueError(
+                "KD2M.CLASS_REDUCTION must be one of {}, got {!r}".format(CLASS_REDUCTIONS, k.CLASS_REDUCTION)
+            )
         if self.label_cost not in LABEL_COSTS:
             raise ValueError("KD2M.LABEL_COST must be one of {}, got {!r}".format(LABEL_COSTS, k.LABEL_COST))
         if projector not in PROJECTORS:
@@ -120,5 +137,7 @@ class KD2M(Distiller):
         distance = kd2m_distance(
             self.distance, feat_s, feat_t, target, student.logits, teacher.logits, covariance=self.covariance,
             label_cost=self.label_cost, beta=self.beta, var_floor=self.var_floor, jw2_normalize=self.jw2_normalize,
+            jw2_feature_grad=self.jw2_feature_grad, class_reduction=self.class_reduction,
+            num_classes=student.logits.shape[1],
         )
         return {"loss_kd": self.kd_loss_weight * distance}

@@ -21,7 +21,10 @@ MobileNetV1 (ImageNet; ``feats`` has no stem entry)    ``feats[0..2]``: units 3,
 The stem (``feats[0]``, all models but MobileNetV1) is never one of the four
 stages. A model outside the zoo uses ``feats[1..3]`` and ``pooled_feat``.
 """
+import math
+
 import torch
+import torch.nn as nn
 
 from ..losses.otkd import SOLVERS, otkd_loss
 from ..registry import register_distiller
@@ -37,6 +40,10 @@ from ._common import (
 )
 
 PAPER_STAGES = (1, 2, 3, 4)
+# OTKD.EMBED_SIDE: "teacher" = Appendix C (a trained convolution maps the teacher's map to the student's shape,
+# separate trained linear layers map both penultimate features to a common space); "student" = the student's
+# feature is mapped to the teacher's shape or width and the teacher's is compared as it is.
+EMBED_SIDES = ("teacher", "student")
 # Model classes whose ``feats`` has no stem entry: their stages 1-3 are feats[0..2].
 _STEMLESS = ("MobileNetV1",)
 
@@ -64,6 +71,36 @@ def parse_otkd_stage(value):
     return ("raw", parse_stage(value, "OTKD.STAGES"))
 
 
+class StudentSideEmbed(nn.Module):
+    """``OTKD.EMBED_SIDE student``: the student's feature mapped into the teacher's space, the teacher's unchanged.
+
+    Maps: the convolution (+ BatchNorm) of :class:`~mdistiller.distillers._common.TeacherConvEmbed` built from
+    the student's shape to the teacher's (state ``map.conv.*``, ``map.bn.*``); vectors: ``Linear(d_s, d_t)``
+    (state ``map.*``); no module when shapes or widths agree. The teacher's features are the fixed target, so
+    no trained module can make the cost independent of them (Appendix C's teacher-side embeddings can: see
+    docs/methods.md, OTKD). ``forward(s, t)`` returns ``(e(s), t)``.
+    """
+
+    def __init__(self, student_shape, teacher_shape):
+        super().__init__()
+        student_shape, teacher_shape = tuple(student_shape), tuple(teacher_shape)
+        if len(student_shape) == 3 and len(teacher_shape) == 3:
+            # TeacherConvEmbed(a, b) maps a map of shape a to shape b (its second forward argument)
+            self.map = TeacherConvEmbed(student_shape, teacher_shape)
+            self.is_map = True
+        else:
+            d_s, d_t = math.prod(student_shape), math.prod(teacher_shape)
+            self.map = None if d_s == d_t else nn.Linear(d_s, d_t)
+            self.is_map = False
+
+    def forward(self, s, t):
+        if self.is_map:
+            t, s = self.map(t, s)
+        elif self.map is not None:
+            s = self.map(s.reshape(s.shape[0], -1))
+        return s, t
+
+
 def _loss_dtype(x):
     """float32 for half-precision features; float64 stays float64."""
     return x if x.dtype == torch.float64 else x.float()
@@ -83,7 +120,10 @@ class OTKD(Distiller):
     (:class:`~mdistiller.distillers._common.CommonSpaceEmbed`); intermediate
     maps of different shapes: a convolution maps the teacher's to the student's
     shape (:class:`~mdistiller.distillers._common.TeacherConvEmbed`); identity
-    when they agree. State dict: ``embeds.<i>.*``.
+    when they agree. State dict: ``embeds.<i>.*``. ``EMBED_SIDE student`` maps the
+    student's feature into the teacher's space instead (:class:`StudentSideEmbed`):
+    Appendix C's trained teacher-side embeddings admit a minimiser that ignores the
+    teacher (every teacher sample mapped to one point), the student side does not.
     """
 
     DEFAULTS = {
@@ -95,6 +135,10 @@ class OTKD(Distiller):
         # "feats<i>" / "pooled" select a model's raw feature instead.
         "STAGES": [1, 2, 3, 4],
         "EMBED_DIM": 128,  # common space of penultimate features of different widths (Appendix C)
+        # Where the trained embeddings of features of different shapes sit: "teacher" (Appendix C: teacher map ->
+        # student shape, both penultimate features -> EMBED_DIM) | "student" (student -> teacher shape / width; the
+        # teacher's feature is the fixed target: no minimiser that ignores the teacher). See docs/methods.md (OTKD).
+        "EMBED_SIDE": "teacher",
         "DETACH_PLAN": False,  # True: IPOT plan held constant (envelope gradient); False: unrolled autodiff
         "LOSS": {"CE_WEIGHT": 1.0},
     }
@@ -108,6 +152,10 @@ class OTKD(Distiller):
             return name
         return "{} (stage{} {})".format(name, "s" if len(stages) > 1 else "", " ".join(stages))
 
+    @classmethod
+    def variants(cls):
+        return [({}, "4 stages, {} iterations".format(cls.DEFAULTS["ITER"])), ({"OTKD.SOLVER": "remd"}, "4 stages")]
+
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher)
         c = cfg.OTKD
@@ -119,6 +167,9 @@ class OTKD(Distiller):
         self.alpha = float(c.ALPHA)
         self.detach_plan = bool(c.DETACH_PLAN)
         self.ce_weight = float(c.LOSS.CE_WEIGHT)
+        embed_side = str(c.EMBED_SIDE).lower()
+        if embed_side not in EMBED_SIDES:
+            raise ValueError("OTKD.EMBED_SIDE must be one of {}, got {!r}".format(EMBED_SIDES, c.EMBED_SIDE))
         stages = [parse_otkd_stage(v) for v in c.STAGES]
         if not stages:
             raise ValueError("OTKD.STAGES is empty")
@@ -130,7 +181,9 @@ class OTKD(Distiller):
         for sel_s, sel_t in zip(self.select_s, self.select_t):
             s = select_stage(f_s, sel_s, "OTKD.STAGES (student)")
             t = select_stage(f_t, sel_t, "OTKD.STAGES (teacher)")
-            if s.dim() == 4 and t.dim() == 4:
+            if embed_side == "student":
+                self.embeds.append(StudentSideEmbed(s.shape[1:], t.shape[1:]))
+            elif s.dim() == 4 and t.dim() == 4:
                 self.embeds.append(TeacherConvEmbed(t.shape[1:], s.shape[1:]))
             else:
                 self.embeds.append(CommonSpaceEmbed(s[0].numel(), t[0].numel(), int(c.EMBED_DIM)))

@@ -24,57 +24,16 @@ import warnings
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..losses.reviewkd import hcl_loss
+from ..losses.schedules import linear_warmup
 from ..registry import register_distiller
 from ._base import Distiller
+from ..ops import upsample_nearest
 from ._common import at_least_fp32, probe_features, probe_input_size
 
 # mdistiller builds the ABFs with min(512, IN_CHANNELS[-1]) channels whatever REVIEWKD.MAX_MID_CHANNEL says.
 _MID_CHANNEL_CAP = 512
-
-
-class _RepeatUpsample(torch.autograd.Function):
-    """Nearest upsampling by whole factors as a broadcast copy; the gradient by the native kernel."""
-
-    @staticmethod
-    def forward(ctx, x, size):
-        n, c, h, w = x.shape
-        ctx.input_size = (n, c, h, w)
-        tiles = x[:, :, :, None, :, None].expand(n, c, h, size[0] // h, w, size[1] // w)
-        return tiles.reshape(n, c, size[0], size[1])
-
-    @staticmethod
-    def backward(ctx, grad):
-        size = list(grad.shape[-2:])
-        return torch.ops.aten.upsample_nearest2d_backward(grad.contiguous(), size, list(ctx.input_size)), None
-
-
-def _repeats_exactly(in_size, out_size):
-    """Whether nearest resizing ``in_size → out_size`` repeats each pixel ``out/in`` times in PyTorch's kernel:
-    a one-pixel input, or a power-of-two factor (where its float scale ``in/out`` is exact)."""
-    if out_size % in_size:
-        return False
-    factor = out_size // in_size
-    return in_size == 1 or factor & (factor - 1) == 0
-
-
-def upsample_nearest(x, size):
-    """``F.interpolate(x, (size, size), mode="nearest")``, bitwise, value and gradient.
-
-    Where every pixel is repeated a whole number of times (see :func:`_repeats_exactly`)
-    the forward is a broadcast copy: on CPU (torch 2.14) ``upsample_nearest2d`` takes
-    44 ms to repeat a 64 × 256 × 16 × 16 map to 32 × 32 — ABF's residual in ReviewKD's
-    CIFAR setting — and the copy 9 ms. Other sizes, and channels_last maps (whose layout
-    ``F.interpolate`` keeps), go to ``F.interpolate``.
-    """
-    h, w = x.shape[-2:]
-    if (h, w) == (size, size):
-        return x
-    if x.dim() == 4 and x.is_contiguous() and _repeats_exactly(h, size) and _repeats_exactly(w, size):
-        return _RepeatUpsample.apply(x, (size, size))
-    return F.interpolate(x, (size, size), mode="nearest")
 
 
 class ABF(nn.Module):
@@ -176,6 +135,13 @@ class REVIEWKD(Distiller):
     def label(cls, cfg):
         return "ReviewKD"
 
+    @classmethod
+    def pair_settings(cls, cfg, student, teacher):
+        """The level lists of the pair that differ from ``cfg``'s (:func:`matching_levels`)."""
+        block = cfg.REVIEWKD
+        wanted = matching_levels(student, teacher, probe_input_size(cfg), len(block.IN_CHANNELS), block.STU_PREACT)
+        return {"REVIEWKD." + k: v for k, v in wanted.items() if v != list(block[k])}
+
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher)
         block = cfg.REVIEWKD
@@ -229,11 +195,8 @@ class REVIEWKD(Distiller):
             results.insert(0, out)
         return results
 
-    def warmup(self, epoch):
-        return min(epoch / self.warmup_epochs, 1.0) if self.warmup_epochs > 0 else 1.0
-
     def distill_losses(self, student, teacher, target, epoch, **batch):
         results = self.fuse(student.feats)
         feats_t = [at_least_fp32(f) for f in teacher_levels(teacher.feats)]
-        loss = self.reviewkd_loss_weight * self.warmup(epoch) * hcl_loss(results, feats_t)
+        loss = self.reviewkd_loss_weight * linear_warmup(epoch, self.warmup_epochs) * hcl_loss(results, feats_t)
         return {"loss_kd": loss}

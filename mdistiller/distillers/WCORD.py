@@ -7,13 +7,14 @@ import torch
 
 from ..losses.crd import crd_loss
 from ..losses.wcord import wcord_local_loss
-from ..registry import DataNeeds, register_distiller
+from ..registry import register_distiller
 from ._base import Distiller
-from ._common import ContrastMemory, LipschitzEmbed, at_least_fp32
+from ._common import LipschitzEmbed, MemoryBankMethod, at_least_fp32
+from ._contrast_memory import ContrastMemory
 
 
 @register_distiller("WCORD")
-class WCORD(Distiller):
+class WCORD(MemoryBankMethod, Distiller):
     """Wasserstein Contrastive Representation Distillation (Chen et al. CVPR 2021).
 
     On the embeddings ``v = W_sn · f / ‖f‖`` of ``pooled_feat`` (spectrally
@@ -44,10 +45,6 @@ class WCORD(Distiller):
     @classmethod
     def label(cls, cfg):
         return "WCoRD"
-
-    @classmethod
-    def data_needs(cls, cfg):
-        return DataNeeds(contrastive_k=int(cfg.WCORD.NCE.K), contrastive_mode=str(cfg.WCORD.MODE), num_data=True)
 
     def __init__(self, student, teacher, cfg, num_data):
         super().__init__(student, teacher)

@@ -1,13 +1,9 @@
 """WKD: Wasserstein-distance knowledge distillation (Lv, Yang & Li, NeurIPS 2024); math in :mod:`mdistiller.losses.wkd`."""
 import torch.nn as nn
 
+from ..losses.class_cost import COST_MATRIX_HINT, classifier_weight, fc_cost_matrix, load_cost_matrix, prepare_cost_matrix
+from ..losses.schedules import cosine_decay_weight
 from ..losses.wkd import (
-    COST_MATRIX_HINT,
-    classifier_weight,
-    cosine_decay_weight,
-    fc_cost_matrix,
-    load_cost_matrix,
-    prepare_cost_matrix,
     smallest_window,
     wkd_feature_loss,
     wkd_nontarget_distance,
@@ -31,7 +27,7 @@ class WKD(Distiller):
     WKD-L is off); ``loss_feat`` (only with WKD-F on) = ``γ_F(e)·WKD-F`` of the
     stage-``HINT_LAYER`` maps, the student's through the projector
     (:func:`~mdistiller.losses.wkd.wkd_feature_loss`). ``γ(e)``:
-    :func:`~mdistiller.losses.wkd.cosine_decay_weight`. With
+    :func:`~mdistiller.losses.schedules.cosine_decay_weight`. With
     ``EXPERIMENT.LOGIT_STAND`` the non-target distributions of ``W`` are
     computed from z-scored logits; ``L_t`` stays on the raw logits.
     """
@@ -69,10 +65,20 @@ class WKD(Distiller):
     def logit_temperature(cls, cfg):
         return float(cfg.WKD.TEMPERATURE), "WKD.TEMPERATURE"
 
+    @classmethod
+    def variants(cls):
+        """WKD-L with the fc cost (no file needed), and WKD-F as the release's CIFAR-100 config
+        (configs/cifar100/wkd_f/res32x4_res8x4.yaml; the defaults' HINT_LAYER 4 / bottleneck / grid 4 are
+        its ImageNet setting)."""
+        return [
+            ({"WKD.LOSS.WKD_FEAT_WEIGHT": 0.0, "WKD.COST_MATRIX": "fc"}, "fc cost"),
+            ({"WKD.LOSS.WKD_LOGIT_WEIGHT": 0.0, "WKD.HINT_LAYER": -1, "WKD.PROJECTOR": "conv1x1",
+              "WKD.SPATIAL_GRID": 1, "WKD.MEAN_COV_RATIO": 4.0}, "release CIFAR config"),
+        ]
+
     def __init__(self, student, teacher, cfg):
-        super().__init__(student, teacher)
+        super().__init__(student, teacher, cfg)
         w = cfg.WKD
-        self.logit_stand = bool(cfg.EXPERIMENT.LOGIT_STAND)
         self.epochs = cfg.SOLVER.EPOCHS
         self.ce_weight = w.LOSS.CE_WEIGHT
         self.logit_weight = w.LOSS.WKD_LOGIT_WEIGHT

@@ -2,7 +2,8 @@
 from ..losses.dkd import dkd_parts
 from ..losses.kd import kd_loss
 from ..losses.wkd import hard_target, wkd_feature_loss
-from ..losses.wkl import SCHEDULES, gaussian_feature_kl, wkl_weights
+from ..losses.schedules import SCHEDULES, wkl_weights
+from ..losses.wkl import gaussian_feature_kl
 from ..registry import register_distiller
 from ._common import at_least_fp32
 from .WKD import WKD
@@ -23,8 +24,8 @@ class WKL(WKD):
 
     with ``L_t``, ``W``, ``γ(e)`` and T those of WKD-L and DKD at the same T
     with its T² (:func:`~mdistiller.losses.dkd.dkd_parts`), no DKD warm-up.
-    Schedules: :func:`~mdistiller.losses.wkl.wkl_ramp`,
-    :func:`~mdistiller.losses.wkl.wkl_weights`.
+    Schedules: :func:`~mdistiller.losses.schedules.wkl_ramp`,
+    :func:`~mdistiller.losses.schedules.wkl_weights`.
 
     Loss dict: ``loss_ce``; ``loss_kd`` (Wasserstein side of the logits:
     ``w(e)·(L_t + γ(e)·W)``); ``loss_kl`` (KL side: ``(1 − g(e))·KL_WEIGHT·KL_TERM``);
@@ -54,6 +55,10 @@ class WKL(WKD):
     @classmethod
     def label(cls, cfg):
         return "WKL"
+
+    @classmethod
+    def variants(cls):
+        return [({"WKD.COST_MATRIX": "fc", "WKD.LOSS.WKD_FEAT_WEIGHT": 0.0}, "fc cost")]
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher, cfg)

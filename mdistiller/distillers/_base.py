@@ -33,7 +33,10 @@ class Distiller(nn.Module):
 
     * ``DEFAULTS``: the method's yacs block ``cfg[<KEY>]`` as nested dicts (None: no block);
     * ``ALIASES``: ``{"OLD.DOTTED.KEY": "NEW.DOTTED.KEY"}`` renamed when a yaml or the command line is merged;
+    * ``LOGIT_STANDARDIZATION``: the method's logit terms follow ``EXPERIMENT.LOGIT_STAND``;
     * :meth:`label`, :meth:`logit_temperature`, :meth:`data_needs` (classmethods of the config);
+    * :meth:`variants`, :meth:`pair_settings`: its representative configurations, and the settings a
+      student/teacher pair needs (read by ``benchmarks/throughput.py`` and the registry-wide tests);
     * the first line of the class docstring is the method's one-line description.
     """
 
@@ -44,12 +47,14 @@ class Distiller(nn.Module):
     # Key of the cross-entropy term in the losses dict.
     ce_key = "loss_ce"
 
-    def __init__(self, student, teacher):
+    def __init__(self, student, teacher, cfg=None):
+        """``cfg``: the run's config; with it, a method with ``LOGIT_STANDARDIZATION`` standardizes its logits
+        when ``EXPERIMENT.LOGIT_STAND`` is on (:meth:`distillation_logits`)."""
         super().__init__()
         self.student = student
         self.teacher = teacher
         self.ce_weight = 1.0
-        self.logit_stand = False
+        self.logit_stand = bool(self.LOGIT_STANDARDIZATION and cfg is not None and cfg.EXPERIMENT.LOGIT_STAND)
         if teacher is not None:
             for p in teacher.parameters():
                 p.requires_grad_(False)
@@ -74,6 +79,18 @@ class Distiller(nn.Module):
     @classmethod
     def data_needs(cls, cfg):
         return DataNeeds()
+
+    @classmethod
+    def variants(cls):
+        """``[(overrides, note)]``: the method's representative configurations (``overrides``: dotted keys over the
+        defaults; one per part or solver worth timing), e.g. ``[({}, "")]``."""
+        return [({}, "")]
+
+    @classmethod
+    def pair_settings(cls, cfg, student, teacher):
+        """Dotted config keys a student/teacher pair needs on top of ``cfg`` (the widths of the method's heads,
+        its level lists), read from the models at the dataset's input size; {} when the defaults fit any pair."""
+        return {}
 
     # -- training ----------------------------------------------------------------
 

@@ -47,6 +47,19 @@ class Combine(Distiller):
         return None
 
     @classmethod
+    def variants(cls):
+        """Lohit & Jones' IPOT+CRD+KD, one representative combination."""
+        return [({"COMBINE.METHODS": ["OTKD", "CRD", "KD"]}, "one representative combination")]
+
+    @classmethod
+    def pair_settings(cls, cfg, student, teacher):
+        settings = {}
+        for part in cls.part_classes(cfg):
+            if part is not cls:
+                settings.update(part.pair_settings(cfg, student, teacher))
+        return settings
+
+    @classmethod
     def data_needs(cls, cfg):
         needs = [c.data_needs(cfg) for c in cls.part_classes(cfg)]
         contrastive = {(n.contrastive_k, n.contrastive_mode) for n in needs if n.contrastive_k > 0}

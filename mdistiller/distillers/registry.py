@@ -4,7 +4,7 @@ from ..registry import distiller_dict, get_distiller_class, register_distiller  
 
 def construct(cls, student, teacher, cfg, num_data=None):
     """``cls(student, teacher, cfg)``, plus the training-set size when ``cls.data_needs(cfg).num_data``."""
-    if cfg.EXPERIMENT.get("LOGIT_STAND", False) and not cls.LOGIT_STANDARDIZATION:
+    if cfg.EXPERIMENT.LOGIT_STAND and not cls.LOGIT_STANDARDIZATION:
         supported = sorted(k for k, c in distiller_dict.items() if c.LOGIT_STANDARDIZATION)
         raise ValueError(
             "EXPERIMENT.LOGIT_STAND is not supported by {} (it has no logit distillation term); "

@@ -1,14 +1,17 @@
-"""Build student and teacher from a config: names, checkpoints, clear errors."""
+"""Build student and teacher from a config: names, checkpoints, clear errors. Which zoo a dataset's models
+come from and where its teachers come from is the dataset table's (:mod:`mdistiller.dataset.table`)."""
+import os
+
 import torch.nn as nn
 
-from ..models import cifar_model_dict, imagenet_model_dict, tiny_imagenet_model_dict
-from .checkpoint import load_checkpoint
+from ..dataset.table import dataset_spec
+from ..models import RELEASE_TITLES, RELEASED_MODEL_DICTS, cifar_model_dict, imagenet_model_dict
+from .checkpoint import load_checkpoint, load_weights
 
-IMAGENET_TYPES = ("imagenet",)
-TINY_IMAGENET_TYPES = ("tiny_imagenet",)
 MODEL_ZOOS = ("auto", "cifar", "imagenet")
 IMAGENET_CLASSES = 1000
-DOWNLOAD_HINT = "Run `bash download_ckpts.sh` from the repository root to fetch mdistiller's released CIFAR-100 teachers."
+DOWNLOAD_HINT = ("Fetch mdistiller's released CIFAR-100 teachers with `mdistiller-download teachers` in this folder "
+                 "(MDISTILLER_CKPT_ROOT moves them), or give another checkpoint as DISTILLER.TEACHER_CKPT.")
 
 
 def zoo_kind(dataset_type, zoo="auto"):
@@ -17,17 +20,20 @@ def zoo_kind(dataset_type, zoo="auto"):
     if zoo not in MODEL_ZOOS:
         raise ValueError("DISTILLER.MODEL_ZOO must be one of {}, got {!r}".format(", ".join(MODEL_ZOOS), zoo))
     if zoo == "auto":
-        return "imagenet" if dataset_type in IMAGENET_TYPES else "cifar"
+        return dataset_spec(dataset_type).zoo
     return zoo
 
 
+def released_model_dict(dataset_type):
+    """The mdistiller model dict of the dataset's released teachers (``DatasetSpec.teachers``), or {}."""
+    return RELEASED_MODEL_DICTS.get(dataset_spec(dataset_type).teachers, {})
+
+
 def cifar_zoo_dict(dataset_type):
-    """``name -> (constructor, teacher checkpoint)`` of the CIFAR-layout zoo for ``dataset_type``:
-    for Tiny-ImageNet, mdistiller's ``tiny_imagenet_model_dict`` (its MobileNetV2 is the 64 px variant)
-    over the CIFAR models (which run at 64 px too)."""
-    if dataset_type in TINY_IMAGENET_TYPES:
-        return dict(cifar_model_dict, **tiny_imagenet_model_dict)
-    return cifar_model_dict
+    """``name -> (constructor, teacher checkpoint)`` of the CIFAR-layout zoo for ``dataset_type``: the dataset's
+    released model dict over the CIFAR models (for Tiny-ImageNet, mdistiller's ``tiny_imagenet_model_dict``,
+    whose MobileNetV2 is the 64 px variant; the CIFAR models run at 64 px too)."""
+    return dict(cifar_model_dict, **released_model_dict(dataset_type))
 
 
 def model_zoo(dataset_type, zoo="auto"):
@@ -69,55 +75,94 @@ def build_model(name, dataset_type, num_classes, pretrained=False, zoo="auto"):
     return models[name](num_classes=num_classes)
 
 
-def teacher_checkpoint_path(cfg):
-    """DISTILLER.TEACHER_CKPT when given, else the zoo's released CIFAR-100 teacher."""
-    if cfg.DISTILLER.TEACHER_CKPT:
-        return cfg.DISTILLER.TEACHER_CKPT
-    name = cfg.DISTILLER.TEACHER
-    zoo = cfg.DISTILLER.get("MODEL_ZOO", "auto")
-    if cfg.DATASET.TYPE in TINY_IMAGENET_TYPES and zoo_kind(cfg.DATASET.TYPE, zoo) == "cifar" \
-            and tiny_imagenet_model_dict.get(name, (None, None))[1]:
-        return tiny_imagenet_model_dict[name][1]
-    if cfg.DATASET.TYPE != "cifar100" or zoo_kind(cfg.DATASET.TYPE, zoo) != "cifar":
-        raise FileNotFoundError(
-            "No released {} teacher for dataset {!r} (model zoo {!r}): train one first (tools/train.py with "
-            "DISTILLER.TYPE NONE DISTILLER.STUDENT {}) and pass its student_latest or student_best via "
-            "DISTILLER.TEACHER_CKPT".format(name, cfg.DATASET.TYPE, zoo_kind(cfg.DATASET.TYPE, zoo), name)
-        )
-    if name not in cifar_model_dict:
-        build_model(name, cfg.DATASET.TYPE, 100)  # raises the unknown-name error
-    path = cifar_model_dict[name][1]
+def teacher_recipe(name, dataset_type):
+    """How to make teacher ``name`` for ``dataset_type`` when no file holds it: a shipped config that trains that model
+    alone on that dataset (``digits/teacher.yaml``) as a command and the path of its ``student_best``; else a
+    generic command."""
+    from .._cli import load_yaml_mapping
+    from ..catalogue import packaged_configs, resolve_config_path
+    from .cfg import get_cfg
+    from .naming import run_dir
+
+    for config in packaged_configs():
+        if not config.startswith(dataset_type + "/"):
+            continue
+        tree = load_yaml_mapping(resolve_config_path(config))
+        distiller, data = tree.get("DISTILLER") or {}, tree.get("DATASET") or {}
+        if (distiller.get("TYPE"), distiller.get("STUDENT"), data.get("TYPE")) == ("NONE", name, dataset_type):
+            trained = os.path.normpath(os.path.join(run_dir(get_cfg(config)), "student_best"))
+            return "train it with `mdistiller-train --cfg {}` and pass DISTILLER.TEACHER_CKPT {}".format(config, trained)
+    return ("train it with `mdistiller-train --cfg <config> DISTILLER.TYPE NONE DISTILLER.STUDENT {}` and pass its "
+            "student_best as DISTILLER.TEACHER_CKPT".format(name))
+
+
+def released_checkpoint(name, dataset_type, zoo="auto"):
+    """The path of mdistiller's released checkpoint of model ``name`` for ``dataset_type``'s CIFAR-layout zoo
+    (``DatasetSpec.teachers``); ``FileNotFoundError`` saying what to do when there is none."""
+    kind = zoo_kind(dataset_type, zoo)
+    released = released_model_dict(dataset_type) if kind == "cifar" else {}
+    if not released:
+        build_model(name, dataset_type, 1, zoo=kind)  # an unknown name says so first
+        raise FileNotFoundError("No released {} teacher for dataset {!r} (model zoo {!r}): {}".format(
+            name, dataset_type, kind, teacher_recipe(name, dataset_type)))
+    if name not in cifar_zoo_dict(dataset_type):
+        build_model(name, dataset_type, 1, zoo=kind)  # raises the unknown-name error
+    path = released.get(name, (None, None))[1]
     if path is None:
         raise FileNotFoundError(
-            "mdistiller releases no CIFAR-100 checkpoint for teacher {!r} (teachers: {}); pass DISTILLER.TEACHER_CKPT".format(
-                name, ", ".join(k for k, v in cifar_model_dict.items() if v[1])
+            "mdistiller releases no {} checkpoint for teacher {!r} (teachers: {}); pass DISTILLER.TEACHER_CKPT".format(
+                RELEASE_TITLES[dataset_spec(dataset_type).teachers], name,
+                ", ".join(k for k, v in released.items() if v[1])
             )
         )
     return path
 
 
+def teacher_checkpoint_path(cfg):
+    """DISTILLER.TEACHER_CKPT when given, else the dataset's released teacher (:func:`released_checkpoint`)."""
+    if cfg.DISTILLER.TEACHER_CKPT:
+        return cfg.DISTILLER.TEACHER_CKPT
+    return released_checkpoint(cfg.DISTILLER.TEACHER, cfg.DATASET.TYPE, cfg.DISTILLER.MODEL_ZOO)
+
+
+def teacher_source(cfg):
+    """The checkpoint file the configured teacher is read from, or None for torchvision's pretrained weights (a
+    dataset whose teachers come from torchvision, ImageNet zoo, no DISTILLER.TEACHER_CKPT). Raises when no teacher
+    can be had (:func:`released_checkpoint`)."""
+    if dataset_spec(cfg.DATASET.TYPE).teachers == "torchvision" \
+            and zoo_kind(cfg.DATASET.TYPE, cfg.DISTILLER.MODEL_ZOO) == "imagenet" and not cfg.DISTILLER.TEACHER_CKPT:
+        return None
+    return teacher_checkpoint_path(cfg)
+
+
+def missing_teacher_hint(cfg):
+    """What to do when the teacher's checkpoint file is missing: fetch a released one (the download hint is for the
+    zoo's released teachers), or make the one DISTILLER.TEACHER_CKPT names."""
+    if not cfg.DISTILLER.TEACHER_CKPT:
+        return DOWNLOAD_HINT
+    return "Check DISTILLER.TEACHER_CKPT: it names a teacher's weights; " + teacher_recipe(
+        cfg.DISTILLER.TEACHER, cfg.DATASET.TYPE)
+
+
 def load_teacher(cfg, num_classes):
-    """The teacher with its weights (strict load), in eval mode."""
+    """The teacher with its weights (strict load; a file of another model or class count says which), in eval
+    mode: torchvision's pretrained weights when :func:`teacher_source` says so, else a checkpoint."""
     name = cfg.DISTILLER.TEACHER
-    zoo = cfg.DISTILLER.get("MODEL_ZOO", "auto")
-    if cfg.DATASET.TYPE in IMAGENET_TYPES and zoo_kind(cfg.DATASET.TYPE, zoo) == "imagenet" \
-            and not cfg.DISTILLER.TEACHER_CKPT:
-        teacher = build_model(name, cfg.DATASET.TYPE, num_classes, pretrained=True, zoo=zoo)
-    else:
-        teacher = build_model(name, cfg.DATASET.TYPE, num_classes, zoo=zoo)
-        path = teacher_checkpoint_path(cfg)
-        # The download hint is for the zoo's released teachers, not for a DISTILLER.TEACHER_CKPT given by the user.
-        hint = DOWNLOAD_HINT if not cfg.DISTILLER.TEACHER_CKPT else (
-            "Check DISTILLER.TEACHER_CKPT: it names a teacher's weights, e.g. the student_best of a finished run.")
-        state = load_checkpoint(path, hint=hint)
-        teacher.load_state_dict(state["model"] if "model" in state else state)
+    zoo = cfg.DISTILLER.MODEL_ZOO
+    path = teacher_source(cfg)
+    if path is None:
+        return build_model(name, cfg.DATASET.TYPE, num_classes, pretrained=True, zoo=zoo).eval()
+    teacher = build_model(name, cfg.DATASET.TYPE, num_classes, zoo=zoo)
+    state = load_checkpoint(path, hint=missing_teacher_hint(cfg))
+    state = state["model"] if isinstance(state, dict) and "model" in state else state
+    load_weights(teacher, state, path, "DISTILLER.TEACHER {}".format(name))
     return teacher.eval()
 
 
 def build_student_and_teacher(cfg, num_classes, needs_teacher=True):
     """The student (``DISTILLER.STUDENT_PRETRAINED``: from ImageNet weights) and, if needed, the teacher."""
-    zoo = cfg.DISTILLER.get("MODEL_ZOO", "auto")
-    pretrained = bool(cfg.DISTILLER.get("STUDENT_PRETRAINED", False))
+    zoo = cfg.DISTILLER.MODEL_ZOO
+    pretrained = bool(cfg.DISTILLER.STUDENT_PRETRAINED)
     student = build_model(cfg.DISTILLER.STUDENT, cfg.DATASET.TYPE, num_classes, pretrained=pretrained, zoo=zoo)
     teacher = load_teacher(cfg, num_classes) if needs_teacher else None
     return student, teacher

@@ -1,33 +1,67 @@
 """The configuration tree (yacs), a superset of mdistiller's.
 
-Every key mdistiller defines keeps its name, default and type, so its yaml files
-merge unchanged; keys added here default to mdistiller's behaviour. This module
-holds the run-level sections (EXPERIMENT, DATASET, DISTILLER, SOLVER, LOG); each
-method's block is declared by its class (``DEFAULTS``) and added to ``CFG`` when
-the class is registered, so a method added later (even in a test) merges its yaml.
-Blocks of mdistiller methods not implemented here come from
-:mod:`mdistiller.distillers._compat`. Old key names of a method are renamed on
-merge (``ALIASES`` of its class).
+Every key mdistiller defines keeps its name, default and type (except KD.TEMPERATURE, a
+float here so fractional temperatures merge), so its yaml files merge unchanged; keys added
+here default to mdistiller's behaviour. This module holds the run-level sections (EXPERIMENT,
+DATASET, DISTILLER, SOLVER, LOG) and is the one copy of their defaults; each method's block is
+declared by its class (``DEFAULTS``) and added to ``CFG`` when the class is registered, so a
+method added later (even in a test) merges its yaml. ``CFG`` is a :class:`Config`, whose merges
+rename the old key names of a method (``ALIASES`` of its class) and accept an int written for a
+float key: ``CFG.clone().merge_from_file(path)`` (mdistiller's Python API) reads a released
+mdistiller, WKD or WKL yaml exactly as ``mdistiller-train --cfg`` does.
 
 Config files: a path that exists (relative to the current directory) is read as is; otherwise a
 name of a config shipped inside the package, ``mdistiller/configs/`` (``digits/kd.yaml``, also
-written ``configs/digits/kd.yaml``), is read from there (:func:`resolve_config_path`), so the
-digits demo configs work from an installed wheel without the repository.
+written ``configs/digits/kd.yaml``), is read from there (:func:`mdistiller.catalogue.resolve_config_path`),
+so every shipped config works from an installed wheel without the repository. An empty file, or one
+whose top level is not a mapping, is an error naming the file.
 """
 import copy
-import os
-from importlib import resources
 
-import yaml
 from yacs.config import CfgNode as CN
 
-from ..distillers._compat import MDISTILLER_BLOCKS
-from ..registry import load_builtin_methods, on_register
+from .. import distillers  # noqa: F401  (the built-in methods register themselves)
+from .._cli import load_yaml_mapping
+from ..catalogue import packaged_configs, resolve_config_path  # noqa: F401  (the config names users give)
+from ..registry import on_register
 
-CFG = CN()
+KEY_ALIASES = {}  # "OLD.DOTTED.KEY" -> "NEW.DOTTED.KEY", from every registered class's ALIASES
+
+
+class Config(CN):
+    """A yacs ``CfgNode`` whose merges (:meth:`merge_from_file`, :meth:`merge_from_list`, :meth:`merge_from_dict`)
+    move values written under an old key name (``KEY_ALIASES``) to the current one and make an int written for
+    a float key a float; an unknown key fails with yacs' ``KeyError`` naming the key, a value of another type
+    with its ``ValueError``. Each merge returns the config."""
+
+    def merge_from_file(self, cfg_filename):
+        """Merge a yaml file (``cfg_filename``: see :func:`resolve_config_path`); an empty file or one whose top
+        level is not a mapping is an error naming the file."""
+        return self._merge_tree(load_yaml_mapping(resolve_config_path(cfg_filename)))
+
+    def merge_from_dict(self, overrides):
+        """Merge ``{"A.B.C": value}`` as :meth:`merge_from_list` merges ``A.B.C VALUE``."""
+        tree = {}
+        for key, value in overrides.items():
+            node, leaf = _leaf(tree, key)
+            node[leaf] = value
+        return self._merge_tree(tree)
+
+    def merge_from_list(self, cfg_list):
+        """Merge ``KEY VALUE`` pairs from the command line (values parsed like yacs)."""
+        if len(cfg_list) % 2:
+            raise ValueError("Command-line overrides must be KEY VALUE pairs, got an odd number: {}".format(cfg_list))
+        return self.merge_from_dict({key: CN._decode_cfg_value(raw) for key, raw in zip(cfg_list[0::2], cfg_list[1::2])})
+
+    def _merge_tree(self, tree):
+        self.merge_from_other_cfg(Config(_coerce_numbers(_rename_aliases(tree), self)))
+        return self
+
+
+CFG = Config()
 
 # Experiment
-CFG.EXPERIMENT = CN()
+CFG.EXPERIMENT = Config()
 CFG.EXPERIMENT.PROJECT = "distill"
 CFG.EXPERIMENT.NAME = ""
 CFG.EXPERIMENT.TAG = "default"
@@ -36,7 +70,7 @@ CFG.EXPERIMENT.DEVICE = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
 CFG.EXPERIMENT.LOGIT_STAND = False  # mdistiller's logit-standardization switch (unused by our methods)
 
 # Dataset
-CFG.DATASET = CN()
+CFG.DATASET = Config()
 CFG.DATASET.TYPE = "cifar100"
 CFG.DATASET.ROOT = "data"
 CFG.DATASET.DOWNLOAD = True  # torchvision download when the files are absent
@@ -49,11 +83,11 @@ CFG.DATASET.NUM_WORKERS = 2
 # "auto": "batched" for cifar100/cifar10/svhn/digits (whole batches cut on the training device), "per_sample"
 # otherwise (the dataset's transform per image in DataLoader workers); or either name.
 CFG.DATASET.PIPELINE = "auto"
-CFG.DATASET.TEST = CN()
+CFG.DATASET.TEST = Config()
 CFG.DATASET.TEST.BATCH_SIZE = 64
 
 # Distiller
-CFG.DISTILLER = CN()
+CFG.DISTILLER = Config()
 CFG.DISTILLER.TYPE = "NONE"  # Vanilla as default
 CFG.DISTILLER.TEACHER = "ResNet50"
 CFG.DISTILLER.STUDENT = "resnet32"
@@ -65,7 +99,7 @@ CFG.DISTILLER.MODEL_ZOO = "auto"
 CFG.DISTILLER.STUDENT_PRETRAINED = False
 
 # Solver
-CFG.SOLVER = CN()
+CFG.SOLVER = Config()
 CFG.SOLVER.TRAINER = "base"  # mdistiller key: "base" and "crd" both run the one trainer
 CFG.SOLVER.BATCH_SIZE = 64
 CFG.SOLVER.EPOCHS = 240
@@ -81,11 +115,11 @@ CFG.SOLVER.LR_MIN = 0.0  # cosine: the floor the LR anneals to (torch's CosineAn
 CFG.SOLVER.AMP = False  # autocast for the forward; distillation losses stay fp32
 CFG.SOLVER.CHANNELS_LAST = False
 CFG.SOLVER.COMPILE = False  # torch.compile the student and the teacher (in place: checkpoints keep their keys)
-CFG.SOLVER.DOT = CN()
+CFG.SOLVER.DOT = Config()
 CFG.SOLVER.DOT.DELTA = 0.075
 
 # Log
-CFG.LOG = CN()
+CFG.LOG = Config()
 CFG.LOG.TENSORBOARD_FREQ = 500  # mdistiller key; records are per epoch here (a start-up warning says so)
 CFG.LOG.SAVE_CHECKPOINT_FREQ = 40
 CFG.LOG.PREFIX = "./output"
@@ -98,20 +132,14 @@ CFG.LOG.DIAGNOSTICS_SAMPLES = 256  # size of the fixed validation probe batch th
 # Method blocks declared by the registered classes, and their key aliases
 # ---------------------------------------------------------------------------
 
-for _key, _block in MDISTILLER_BLOCKS.items():
-    CFG[_key] = CN(copy.deepcopy(_block))
-
-KEY_ALIASES = {}  # "OLD.DOTTED.KEY" -> "NEW.DOTTED.KEY", from every registered class's ALIASES
-
 
 def _add_method(cls):
     if cls.DEFAULTS is not None:
-        CFG[cls.registry_name] = CN(copy.deepcopy(cls.DEFAULTS))
+        CFG[cls.registry_name] = Config(copy.deepcopy(cls.DEFAULTS))
     KEY_ALIASES.update(cls.ALIASES)
 
 
 on_register(_add_method)
-load_builtin_methods()
 
 
 # ---------------------------------------------------------------------------
@@ -158,92 +186,20 @@ def _coerce_numbers(value, default):
     return value
 
 
-def _packaged_root():
-    return resources.files("mdistiller").joinpath("configs")
-
-
-def packaged_configs():
-    """Names of the configs shipped in the package (``digits/kd.yaml``, ...), sorted."""
-    names = []
-
-    def walk(node, prefix):
-        for child in node.iterdir():
-            if child.is_dir():
-                walk(child, prefix + child.name + "/")
-            elif child.name.endswith(".yaml"):
-                names.append(prefix + child.name)
-
-    root = _packaged_root()
-    if root.is_dir():
-        walk(root, "")
-    return sorted(names)
-
-
-def resolve_config_path(path):
-    """``path`` when it exists; else the packaged config of that name (``digits/kd.yaml`` or
-    ``configs/digits/kd.yaml``); else ``FileNotFoundError`` listing the packaged configs."""
-    if not path or os.path.exists(path):
-        return path
-    name = str(path).replace(os.sep, "/")
-    while name.startswith("./"):
-        name = name[2:]
-    for candidate in (name, name[len("configs/"):] if name.startswith("configs/") else None):
-        if candidate and not os.path.isabs(candidate):
-            node = _packaged_root()
-            for part in candidate.split("/"):
-                node = node.joinpath(part)
-            if node.is_file():
-                return str(node)
-    raise FileNotFoundError(
-        "Config file not found: {} (no such file in {}, and no packaged config of that name; packaged configs: {})".format(
-            path, os.getcwd(), ", ".join(packaged_configs()) or "none"
-        )
-    )
-
-
-def merge_from_file(cfg, path):
-    """Merge a yaml file into ``cfg`` (``path``: see :func:`resolve_config_path`); unknown keys fail with
-    yacs' error naming the key."""
-    path = resolve_config_path(path)
-    with open(path, "r") as f:
-        loaded = yaml.safe_load(f) or {}
-    cfg.merge_from_other_cfg(CN(_coerce_numbers(_rename_aliases(loaded), cfg)))
-    return cfg
-
-
-def merge_from_dict(cfg, overrides):
-    """Merge ``{"A.B.C": value}`` into ``cfg`` as :func:`merge_from_list` merges ``A.B.C VALUE``: old key
-    names renamed, an int written for a float key made a float, a string value parsed like yacs; an unknown
-    key fails with yacs' ``KeyError`` naming the key, a value of another type with its ``ValueError``."""
-    tree = {}
-    for key, value in overrides.items():
-        node, leaf = _leaf(tree, key)
-        node[leaf] = value
-    cfg.merge_from_other_cfg(CN(_coerce_numbers(_rename_aliases(tree), cfg)))
-    return cfg
-
-
-def merge_from_list(cfg, opts):
-    """Merge ``KEY VALUE`` pairs from the command line (values parsed like yacs)."""
-    if len(opts) % 2:
-        raise ValueError("Command-line overrides must be KEY VALUE pairs, got an odd number: {}".format(opts))
-    return merge_from_dict(cfg, {key: CN._decode_cfg_value(raw) for key, raw in zip(opts[0::2], opts[1::2])})
-
-
 def get_cfg(cfg_file=None, opts=()):
     """A fresh copy of the defaults with ``cfg_file`` and ``opts`` merged, frozen."""
     cfg = CFG.clone()
     if cfg_file:
-        merge_from_file(cfg, cfg_file)
+        cfg.merge_from_file(cfg_file)
     if opts:
-        merge_from_list(cfg, list(opts))
+        cfg.merge_from_list(list(opts))
     cfg.freeze()
     return cfg
 
 
 def show_cfg(cfg):
     """The config sections that matter for a run, as yaml text (mdistiller prints the same)."""
-    dump_cfg = CN()
+    dump_cfg = Config()
     for section in ("EXPERIMENT", "DATASET", "DISTILLER", "SOLVER", "LOG"):
         dump_cfg[section] = cfg[section]
     if cfg.DISTILLER.TYPE in cfg:

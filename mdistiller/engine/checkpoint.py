@@ -1,8 +1,18 @@
-"""Checkpoint I/O: atomic writes and safe (``weights_only``) reads."""
+"""Checkpoint I/O: atomic writes, safe (``weights_only``) reads, and strict loads that say what is wrong.
+
+A file that cannot be used as a checkpoint (damaged or truncated, not a PyTorch file, a pickle that asks to
+run code, the weights of another model or class count) raises :class:`CheckpointError` naming the file and
+what to do; it is a ``ValueError``, so the command line reports it in one line.
+"""
+import functools
 import os
 import pickle
 
 import torch
+
+
+class CheckpointError(ValueError):
+    """A file named as a checkpoint cannot be used; the message names the file and says what to do."""
 
 
 def save_checkpoint(obj, path):
@@ -33,7 +43,7 @@ def _numpy_scalar_globals():
 
 
 def load_checkpoint(path, map_location="cpu", hint=None):
-    """``torch.load(..., weights_only=True)`` with clear errors for a missing or unsafe file."""
+    """``torch.load(..., weights_only=True)`` with clear errors for a missing, damaged or unsafe file."""
     if not os.path.isfile(path):
         message = "Checkpoint not found: {}".format(os.path.abspath(path))
         if hint:
@@ -42,12 +52,107 @@ def load_checkpoint(path, map_location="cpu", hint=None):
     try:
         with torch.serialization.safe_globals(_numpy_scalar_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise RuntimeError(
-            "Refusing to load {}: it is not a plain weights file (it asks to run code while unpickling). "
-            "Only load checkpoints you trust; re-save it as {{'model': state_dict}} with tensors only.\n"
-            "Details: {}".format(os.path.abspath(path), str(e).splitlines()[0] if str(e) else e)
-        ) from None
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, OSError, EOFError, KeyError...
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        refused = [line for line in lines if "GLOBAL" in line]
+        if isinstance(e, pickle.UnpicklingError) and refused:
+            raise CheckpointError(
+                "Refusing to load {}: it is not a plain weights file ({}; nothing in it was run). Only load "
+                "checkpoints you trust; re-save it as {{'model': state_dict}} with tensors only".format(
+                    os.path.abspath(path), refused[0])) from None
+        detail = next((line for line in lines if line.startswith("Unsupported")), lines[0] if lines else "")
+        raise CheckpointError(
+            "Cannot read {} ({} bytes): it is not a PyTorch checkpoint, or a damaged one (truncated by an interrupted "
+            "copy or download?) ({}: {}); give the right file, or copy or download it again".format(
+                os.path.abspath(path), os.path.getsize(path), type(e).__name__, detail.split(". ")[0])) from None
+
+
+def _shape(value):
+    return tuple(value.shape) if hasattr(value, "shape") else None
+
+
+def _state_signature(state):
+    return {k: _shape(v) for k, v in state.items()}
+
+
+@functools.lru_cache(maxsize=None)
+def _zoo_signatures():
+    """``[(zoo, model name, {key: shape})]`` of every zoo model, built on the meta device (no memory, no init cost)."""
+    from ..models import cifar_model_dict, imagenet_model_dict, tiny_imagenet_model_dict
+
+    zoos = [("CIFAR", {k: v[0] for k, v in cifar_model_dict.items()}),
+            ("Tiny-ImageNet", {k: v[0] for k, v in tiny_imagenet_model_dict.items()}),
+            ("ImageNet", imagenet_model_dict)]
+    signatures = []
+    for zoo, models in zoos:
+        for name, constructor in models.items():
+            try:
+                with torch.device("meta"):
+                    model = constructor(num_classes=10)
+            except Exception:  # pragma: no cover - a constructor that cannot run on the meta device
+                continue
+            signatures.append((zoo, name, _state_signature(model.state_dict())))
+    return signatures
+
+
+def _same_but_classes(saved, expected):
+    """Whether two {key: shape} signatures are one architecture, allowing another class count (the shapes may
+    differ only in the first dimension of at most two tensors: the classifier's weight and bias)."""
+    if set(saved) != set(expected):
+        return False
+    differ = [k for k in expected if saved[k] != expected[k]]
+    return len(differ) <= 2 and all(
+        saved[k] is not None and expected[k] is not None and len(saved[k]) == len(expected[k])
+        and saved[k][1:] == expected[k][1:] for k in differ)
+
+
+def _examples(keys, count=2):
+    keys = list(keys)
+    return ", ".join(keys[:count]) + (", ..." if len(keys) > count else "")
+
+
+def load_weights(model, state, path, expected):
+    """``model.load_state_dict(state)`` (strict). When the file does not fit, a :class:`CheckpointError` says why:
+    another class count, or which zoo model the file holds (``expected``: what asked for ``model``, e.g.
+    ``"DISTILLER.TEACHER resnet8x4"``), or the keys that differ."""
+    if not isinstance(state, dict):
+        raise CheckpointError("{} holds a {}, not a model's weights (a state dict, or {{'model': state dict}})".format(
+            os.path.abspath(path), type(state).__name__))
+    own, saved = _state_signature(model.state_dict()), _state_signature(state)
+    if own == saved:
+        model.load_state_dict(state)
+        return model
+    where = os.path.abspath(path)
+    if _same_but_classes(saved, own):
+        key = next(k for k in own if own[k] != saved[k])
+        raise CheckpointError(
+            "{} was trained for {} classes, but {} has {} here (the dataset's classes, or DATASET.NUM_CLASSES): "
+            "give a checkpoint trained on this dataset".format(where, saved[key][0], expected, own[key][0]))
+    holds = sorted({"{} ({} zoo)".format(name, zoo) for zoo, name, signature in _zoo_signatures()
+                    if _same_but_classes(saved, signature)})
+    if holds:
+        raise CheckpointError("{} holds the weights of a {}, but {} is asked for: give a checkpoint of that model, "
+                              "or name the model the file holds".format(where, " or ".join(holds), expected))
+    missing = [k for k in own if k not in saved]
+    unexpected = [k for k in saved if k not in own]
+    reshaped = ["{} {} in the file, {} in the model".format(k, saved[k], own[k]) for k in own
+                if k in saved and saved[k] != own[k]]
+    parts = ["{} of the model's {} weights missing ({})".format(len(missing), len(own), _examples(missing))] * bool(
+        missing) + ["{} unexpected ({})".format(len(unexpected), _examples(unexpected))] * bool(unexpected) + [
+        "{} of another shape ({})".format(len(reshaped), _examples(reshaped, 1))] * bool(reshaped)
+    raise CheckpointError("{} does not fit {}: {}; give a checkpoint of that model".format(
+        where, expected, "; ".join(parts)))
+
+
+def strip_data_parallel_prefix(state_dict):
+    """A model state dict without ``nn.DataParallel``'s ``module.`` key prefix (mdistiller's ``latest`` files
+    hold its wrapped distiller); returned unchanged when not every key has it."""
+    prefix = "module."
+    if state_dict and all(key.startswith(prefix) for key in state_dict):
+        return type(state_dict)((key[len(prefix):], value) for key, value in state_dict.items())
+    return state_dict
 
 
 def rng_state():

@@ -1,9 +1,10 @@
-"""Samplers and data loaders of a run: one process or DDP, training shuffled per epoch, evaluation sharded.
+"""The data pipeline of a run, decided here and only here: samplers and loaders for one process or DDP,
+training shuffled per epoch, evaluation sharded, and the batch handed to the distiller.
 
 Two pipelines (``DATASET.PIPELINE``): ``batched`` (the in-memory datasets: whole batches cut on the
 training device by :class:`~mdistiller.dataset.batched.BatchedLoader`) and ``per_sample`` (the dataset's
-transform per image in DataLoader workers). ``auto`` picks ``batched`` for cifar100/cifar10/svhn/digits
-and ``per_sample`` otherwise.
+transform per image in DataLoader workers). ``auto`` picks ``batched`` for the datasets the dataset table
+marks in memory (cifar100/cifar10/svhn/digits) and ``per_sample`` otherwise.
 """
 import random
 
@@ -12,16 +13,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
-from ..dataset.batched import (
-    IN_MEMORY_TYPES,
-    build_batched_loaders,
-    check_batched_support,
-    epoch_seed,
-    resolve_pipeline,
-)
+from ..dataset.batched import BatchedLoader, check_batched_support, epoch_seed
+from ..dataset.table import DATASETS, dataset_spec
+from .device import move_to
 from .utils import seed_worker
 
 PIPELINE_CHOICES = ("auto", "batched", "per_sample")
+# Names of the fields of a training batch, by position (CRD's datasets add the last one).
+BATCH_FIELDS = ("image", "target", "index", "contrastive_index")
 
 
 class ShardSampler(Sampler):
@@ -79,24 +78,38 @@ class PerItemSeeded(Dataset):
         return self.dataset[index]
 
 
-def pipeline_of(cfg):
-    """``"batched"`` or ``"per_sample"``: ``DATASET.PIPELINE`` with ``auto`` resolved by ``DATASET.TYPE``."""
-    value = str(cfg.DATASET.get("PIPELINE", "auto") or "auto").lower()
+def _pipeline_setting(cfg):
+    value = str(cfg.DATASET.PIPELINE or "auto").lower()
     if value not in PIPELINE_CHOICES:
         raise ValueError("DATASET.PIPELINE must be one of {}, got {!r}".format(", ".join(PIPELINE_CHOICES), value))
-    return resolve_pipeline({"DATASET": {"TYPE": cfg.DATASET.TYPE, "PIPELINE": "" if value == "auto" else value}})
+    return value
 
 
-def _explicit(cfg):
-    return str(cfg.DATASET.get("PIPELINE", "auto") or "auto").lower() != "auto"
+def pipeline_of(cfg):
+    """``"batched"`` or ``"per_sample"``: ``DATASET.PIPELINE`` with ``auto`` resolved by the dataset table
+    (``batched`` for an in-memory dataset); ``batched`` for a dataset read from files is an error."""
+    value = _pipeline_setting(cfg)
+    spec = dataset_spec(cfg.DATASET.TYPE)
+    if value == "auto":
+        return "batched" if spec.in_memory else "per_sample"
+    if value == "batched" and not spec.in_memory:
+        raise ValueError(
+            "DATASET.PIPELINE batched needs an in-memory dataset (%s); DATASET.TYPE %s reads its images "
+            "from files: use DATASET.PIPELINE per_sample"
+            % (", ".join(name for name, s in DATASETS.items() if s.in_memory), spec.name)
+        )
+    return value
 
 
-def _supports_batched(*datasets):
-    """``auto`` falls back to per_sample for a dataset that does not hold its images in memory."""
+def _batchable(cfg, *datasets):
+    """Whether the sets can be cut in whole batches; with ``DATASET.PIPELINE auto`` a set that cannot falls back
+    to per_sample, with ``batched`` it is an error naming the dataset and the fix."""
     try:
         for dataset in datasets:
-            check_batched_support(dataset)
+            check_batched_support(dataset, "DATASET.TYPE {}".format(cfg.DATASET.TYPE))
     except ValueError:
+        if _pipeline_setting(cfg) != "auto":
+            raise
         return False
     return True
 
@@ -115,8 +128,8 @@ def build_loaders(cfg, train_set, val_set, runtime):
     Training: ``DistributedSampler`` order (shuffled, seeded by ``EXPERIMENT.SEED``; call
     :func:`set_loader_epoch` every epoch), per-process batch ``SOLVER.BATCH_SIZE / world_size`` (the
     config's batch is the global one). Validation: ``ShardSampler`` order, batch ``DATASET.TEST.BATCH_SIZE``.
-    ``DATASET.PIPELINE`` batched: :func:`~mdistiller.dataset.batched.build_batched_loaders` on the
-    training device. per_sample: DataLoaders; for file-backed datasets (ImageFolder) with workers they
+    ``DATASET.PIPELINE`` batched: :class:`~mdistiller.dataset.batched.BatchedLoader` on the training device,
+    in the same sample order. per_sample: DataLoaders; for file-backed datasets (ImageFolder) with workers they
     persist across epochs, and batches are pinned on CUDA for non-blocking copies.
     """
     if cfg.SOLVER.BATCH_SIZE % runtime.world_size:
@@ -125,12 +138,15 @@ def build_loaders(cfg, train_set, val_set, runtime):
                 cfg.SOLVER.BATCH_SIZE, runtime.world_size
             )
         )
-    if pipeline_of(cfg) == "batched" and (_explicit(cfg) or _supports_batched(train_set, val_set)):
-        return build_batched_loaders(cfg, train_set, val_set, runtime.device, runtime.rank, runtime.world_size)
+    batch_size = cfg.SOLVER.BATCH_SIZE // runtime.world_size
+    if pipeline_of(cfg) == "batched" and _batchable(cfg, train_set, val_set):
+        common = dict(device=runtime.device, seed=cfg.EXPERIMENT.SEED, rank=runtime.rank, world_size=runtime.world_size)
+        return (BatchedLoader(train_set, batch_size, train=True, **common),
+                BatchedLoader(val_set, cfg.DATASET.TEST.BATCH_SIZE, train=False, **common))
     train_sampler = DistributedSampler(
         train_set, num_replicas=runtime.world_size, rank=runtime.rank, shuffle=True, seed=cfg.EXPERIMENT.SEED
     )
-    persistent = cfg.DATASET.TYPE not in IN_MEMORY_TYPES and cfg.DATASET.NUM_WORKERS > 0
+    persistent = not dataset_spec(cfg.DATASET.TYPE).in_memory and cfg.DATASET.NUM_WORKERS > 0
     common = dict(
         num_workers=cfg.DATASET.NUM_WORKERS,
         pin_memory=runtime.device.type == "cuda",
@@ -140,9 +156,7 @@ def build_loaders(cfg, train_set, val_set, runtime):
     if persistent:  # workers outlive epochs: seed each item from (seed, epoch, index) instead
         train_set = PerItemSeeded(train_set, cfg.EXPERIMENT.SEED)
         train_sampler = EpochTaggedSampler(train_sampler)
-    train_loader = DataLoader(
-        train_set, batch_size=cfg.SOLVER.BATCH_SIZE // runtime.world_size, sampler=train_sampler, **common
-    )
+    train_loader = DataLoader(train_set, batch_size=batch_size, sampler=train_sampler, **common)
     val_loader = DataLoader(
         val_set,
         batch_size=cfg.DATASET.TEST.BATCH_SIZE,
@@ -150,3 +164,9 @@ def build_loaders(cfg, train_set, val_set, runtime):
         **common,
     )
     return train_loader, val_loader
+
+
+def batch_inputs(batch, device, channels_last=False):
+    """A training batch as the distiller's keyword arguments (``image``, ``target``, ``index``,
+    ``contrastive_index``, as many as the batch has), on ``device``."""
+    return {name: move_to(value, device, channels_last) for name, value in zip(BATCH_FIELDS, batch)}

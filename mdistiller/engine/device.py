@@ -6,6 +6,7 @@ GPU ``LOCAL_RANK``. Otherwise everything runs in one process.
 """
 import ctypes
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -36,9 +37,14 @@ def resolve_device(name="auto", local_rank=0):
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         name = "cuda:{}".format(local_rank)
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError("device {!r} (EXPERIMENT.DEVICE, --device) is not a device: use auto, cpu, cuda or "
+                         "cuda:N".format(name)) from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("EXPERIMENT.DEVICE is {!r} but CUDA is not available; use 'cpu' or 'auto'".format(name))
+        raise ValueError("device {!r} (EXPERIMENT.DEVICE, --device): CUDA is not available here; use cpu or "
+                         "auto".format(name))
     if device.type == "cuda":
         torch.cuda.set_device(device)
     return device
@@ -154,3 +160,18 @@ def move_to(obj, device, channels_last=False):
             return obj.to(device, non_blocking=True, memory_format=torch.channels_last)
         return obj.to(device, non_blocking=True)
     return obj
+
+
+def peak_memory_text(device):
+    """Peak memory of this process: CUDA's max allocated on a GPU, else the peak resident set size."""
+    if getattr(device, "type", str(device)) == "cuda":
+        return "{:.1f} MiB peak CUDA memory allocated".format(torch.cuda.max_memory_allocated(device) / 2 ** 20)
+    try:
+        import resource
+
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        if sys.platform == "darwin":  # bytes there, kilobytes on Linux
+            kb /= 1024.0
+        return "{:.1f} MiB peak resident memory (process)".format(kb / 1024.0)
+    except ImportError:  # Windows
+        return "peak memory not measured on this platform"

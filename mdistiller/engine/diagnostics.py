@@ -30,8 +30,8 @@ Choices, fixed once per run from the config:
 * Ground cost of ``w``: the distiller's own ``ground_cost()`` (cost, λ,
   iterations) when it has one (WKD/WKL with WKD-L on, also as a ``COMBINE``
   part); otherwise ``1 − cos`` between the teacher's classifier rows,
-  post-processed like ``WKD.COST_MATRIX fc`` with WKD's defaults (sharpen 1.0,
-  then ``relu + 1e-8``; λ = 0.05, 10 iterations), computed once.
+  post-processed like ``WKD.COST_MATRIX fc`` with the WKD class's defaults
+  (``WKD.DEFAULTS``: sharpen 1.0, then ``relu + 1e-8``; λ = 0.05, 10 iterations), computed once.
 
 Side effects: none on training. The probe forward runs in eval mode under
 ``torch.no_grad`` and fp32 (autocast off); the train/eval flag of every
@@ -42,17 +42,15 @@ on the probe batch per call (once per epoch).
 """
 import torch
 
-from ..losses.wkd import fc_cost_matrix, prepare_cost_matrix, wkd_logit_parts
+from ..losses.class_cost import fc_cost_matrix, prepare_cost_matrix
+from ..losses.wkd import wkd_logit_parts
 from ..losses.dkd import dkd_parts
 from ..losses.kd import kd_loss
 from ..losses.standardize import standardize_logits
+from ..distillers.WKD import WKD
 from ..registry import get_distiller_class
 
 DEFAULT_TEMPERATURE = 4.0
-# WKD's defaults for runs without a cost matrix of their own.
-DEFAULT_SHARPEN = 1.0
-DEFAULT_SINKHORN_LAMBDA = 0.05
-DEFAULT_SINKHORN_ITER = 10
 NUM_GRAD_CLASSES = 6  # teacher's top-1 class and the next five
 
 
@@ -66,7 +64,7 @@ class AlignmentDiagnostics:
     """Alignment metrics of a distiller on a fixed probe batch; ``compute(distiller, epoch) -> dict``."""
 
     def __init__(self, cfg, images, targets):
-        samples = int(cfg.LOG.get("DIAGNOSTICS_SAMPLES", 256)) if "LOG" in cfg else 256
+        samples = int(cfg.LOG.DIAGNOSTICS_SAMPLES)
         if samples > 0:
             images, targets = images[:samples], targets[:samples]
         self.images = images.detach().cpu().float()
@@ -74,9 +72,9 @@ class AlignmentDiagnostics:
         if self.images.shape[0] != self.targets.shape[0]:
             raise ValueError("probe batch: {} images but {} targets".format(self.images.shape[0], self.targets.shape[0]))
         self.temperature, self.temperature_source = diagnostics_temperature(cfg)
-        self.logit_stand = bool(cfg.EXPERIMENT.get("LOGIT_STAND", False)) if "EXPERIMENT" in cfg else False
+        self.logit_stand = bool(cfg.EXPERIMENT.LOGIT_STAND)
         # forward chunk size: the validation batch size (known to fit next to training)
-        self.chunk = int(cfg.DATASET.TEST.BATCH_SIZE) if "DATASET" in cfg else 0
+        self.chunk = int(cfg.DATASET.TEST.BATCH_SIZE)
         self._cost = None  # (cost on CPU, reg, num_iter, source)
         self._teacher_logits = None  # a frozen teacher's probe logits, computed once
 
@@ -103,8 +101,10 @@ class AlignmentDiagnostics:
             self._cost = (None, reg, num_iter, "the distiller's cost_matrix")
             return cost.float(), reg, num_iter
         if self._cost is None or self._cost[0] is None:
-            cost = prepare_cost_matrix(fc_cost_matrix(distiller.teacher), DEFAULT_SHARPEN).cpu()
-            self._cost = (cost, DEFAULT_SINKHORN_LAMBDA, DEFAULT_SINKHORN_ITER, "1-cos(teacher classifier), sharpen 1.0")
+            # WKD's defaults for runs without a cost matrix of their own
+            sharpen, sinkhorn = WKD.DEFAULTS["COST_MATRIX_SHARPEN"], WKD.DEFAULTS["SINKHORN"]
+            cost = prepare_cost_matrix(fc_cost_matrix(distiller.teacher), sharpen).cpu()
+            self._cost = (cost, sinkhorn["LAMBDA"], sinkhorn["ITER"], "1-cos(teacher classifier), sharpen {}".format(sharpen))
         return self._cost[0], self._cost[1], self._cost[2]
 
     # -- the metrics ----------------------------------------------------------

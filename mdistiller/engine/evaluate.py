@@ -1,8 +1,17 @@
-"""Validation: the one loop that the trainer, ``mdistiller.eval`` and mdistiller's ``validate`` share."""
+"""Evaluation: the one loop that the trainer, ``mdistiller.eval`` and mdistiller's ``validate`` share, and the
+trainer's evaluators.
+
+An evaluator measures the model on one evaluation set and returns named metrics; the trainer runs one
+per evaluation set (today the validation split of ``DATASET.TYPE``, named ``test`` in the records) and
+selects the best epoch on the first one's ``key``. Which evaluator a dataset gets follows the task of
+its spec (:data:`EVALUATORS`).
+"""
+from collections import OrderedDict
+
 import torch
 import torch.nn.functional as F
 
-from .device import autocast, move_to
+from .device import all_reduce_sum, autocast, move_to
 from .utils import correct_counts
 
 
@@ -35,3 +44,29 @@ def validate(val_loader, distiller):
     distiller.eval()
     device = next(distiller.parameters()).device
     return as_percentages(*evaluation_sums(lambda image: distiller(image=image), val_loader, device))
+
+
+class TopKEvaluator:
+    """Top-1 and top-5 accuracy (percent) and mean cross-entropy of a classifier on one evaluation set, summed
+    over the processes (each evaluates its shard of ``loader``).
+
+    Metrics ``<name>_acc``, ``<name>_acc_top5``, ``<name>_loss``; ``key`` (``<name>_acc``) selects the best epoch.
+    """
+
+    def __init__(self, name, loader, runtime, channels_last=False, amp=False):
+        self.name = name
+        self.loader = loader
+        self.runtime = runtime
+        self.channels_last = bool(channels_last)
+        self.amp = bool(amp)
+        self.key = name + "_acc"
+
+    def __call__(self, model, loader=None):
+        """The metrics of ``model`` (a distiller in eval mode) on ``loader`` (default: the evaluation set)."""
+        sums = evaluation_sums(lambda image: model(image=image), self.loader if loader is None else loader,
+                               self.runtime.device, self.channels_last, self.amp)
+        top1, top5, loss = as_percentages(*all_reduce_sum(sums, self.runtime))
+        return OrderedDict([(self.key, top1), (self.name + "_acc_top5", top5), (self.name + "_loss", loss)])
+
+
+EVALUATORS = {"classification": TopKEvaluator}  # DatasetSpec.task -> its evaluator

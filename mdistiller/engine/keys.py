@@ -1,11 +1,36 @@
-"""Run-level config keys that a given run does not use: each gets a start-up warning saying so.
+"""Run-level config keys that a given run does not use (each gets a start-up warning saying so), and values
+that no run can use (an error naming the key).
 
 Every key of EXPERIMENT/DATASET/DISTILLER/SOLVER/LOG either changes a run or, when set to a value that
 this run ignores (a key of another scheduler, trainer or pipeline), is named here.
 """
 import warnings
 
+from ..dataset.table import DATASETS
 from ..registry import data_needs
+from .dot import DOT_TRAINERS
+
+# Run-level integer keys and their smallest meaningful value (0 epochs or an empty batch train nothing).
+MINIMUM_VALUES = (
+    ("SOLVER.EPOCHS", 1),
+    ("SOLVER.BATCH_SIZE", 1),
+    ("DATASET.TEST.BATCH_SIZE", 1),
+    ("DATASET.NUM_WORKERS", 0),
+    ("DATASET.TRAIN_PER_CLASS", 0),
+    ("LOG.SAVE_CHECKPOINT_FREQ", 0),
+    ("LOG.DIAGNOSTICS_SAMPLES", 1),
+)
+
+
+def check_values(cfg):
+    """Raise ``ValueError`` naming the key and its value when a run-level key is below its minimum
+    (:data:`MINIMUM_VALUES`), e.g. ``SOLVER.EPOCHS 0``."""
+    for key, minimum in MINIMUM_VALUES:
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        if node < minimum:
+            raise ValueError("{} is {}; it must be at least {}".format(key, node, minimum))
 
 
 class UnusedKeyWarning(UserWarning):
@@ -18,6 +43,7 @@ def unused_key_notices(cfg, defaults=None):
     from .data import pipeline_of
 
     defaults = CFG if defaults is None else defaults
+    dataset = DATASETS.get(str(cfg.DATASET.TYPE).lower())  # None: an unknown name, reported when the data is built
     notices = []
 
     def changed(section, *path):
@@ -29,12 +55,12 @@ def unused_key_notices(cfg, defaults=None):
     if changed("LOG", "TENSORBOARD_FREQ"):
         notices.append("LOG.TENSORBOARD_FREQ {} is not supported: TensorBoard (and wandb) get one record per "
                        "epoch here".format(cfg.LOG.TENSORBOARD_FREQ))
-    if changed("DATASET", "NUM_WORKERS") and pipeline_of(cfg) == "batched":
+    if changed("DATASET", "NUM_WORKERS") and dataset is not None and pipeline_of(cfg) == "batched":
         notices.append("DATASET.NUM_WORKERS {} is not used by the batched data pipeline (batches are cut on the "
                        "training device); set DATASET.PIPELINE per_sample for DataLoader workers".format(
                            cfg.DATASET.NUM_WORKERS))
-    if changed("SOLVER", "DOT", "DELTA") and cfg.SOLVER.TRAINER != "dot":
-        notices.append("SOLVER.DOT.DELTA is used only with SOLVER.TRAINER dot (this run: {})".format(
+    if changed("SOLVER", "DOT", "DELTA") and cfg.SOLVER.TRAINER not in DOT_TRAINERS:
+        notices.append("SOLVER.DOT.DELTA is used only with SOLVER.TRAINER dot or crd_dot (this run: {})".format(
             cfg.SOLVER.TRAINER))
     if cfg.SOLVER.LR_SCHEDULER == "step" and changed("SOLVER", "LR_MIN"):
         notices.append("SOLVER.LR_MIN is used only with SOLVER.LR_SCHEDULER cosine")
@@ -46,7 +72,7 @@ def unused_key_notices(cfg, defaults=None):
         notices.append("LOG.DIAGNOSTICS_SAMPLES is used only with LOG.DIAGNOSTICS True")
     if cfg.DISTILLER.TEACHER_CKPT and not data_needs(cfg).teacher:
         notices.append("DISTILLER.TEACHER_CKPT is not used: {} has no teacher".format(cfg.DISTILLER.TYPE))
-    if cfg.DATASET.INPUT_SIZE is not None and cfg.DATASET.TYPE != "digits":
+    if cfg.DATASET.INPUT_SIZE is not None and not (dataset is not None and dataset.resize):
         notices.append("DATASET.INPUT_SIZE does not resize the images (each dataset has its own size, only digits "
                        "is resized); it is only the probe size of methods that size projectors from the models' features")
     if cfg.DATASET.TRAIN_PER_CLASS <= 0 and changed("DATASET", "SUBSET_SEED"):

@@ -41,7 +41,7 @@ def build_diagnostics(cfg, model, val_set):
         return None
     from .diagnostics import AlignmentDiagnostics
 
-    count = min(len(val_set), cfg.LOG.get("DIAGNOSTICS_SAMPLES", 256))
+    count = min(len(val_set), cfg.LOG.DIAGNOSTICS_SAMPLES)
     items = [val_set[i] for i in range(count)]
     images = torch.stack([item[0] for item in items])
     targets = torch.as_tensor([int(item[1]) for item in items])

@@ -3,8 +3,6 @@ import math
 
 import torch
 
-from .dot import DistillationOrientedSGD
-
 
 def learning_rate(cfg, epoch):
     """LR for a 1-based epoch: mdistiller's step decay, or cosine annealing to ``SOLVER.LR_MIN``.
@@ -28,28 +26,14 @@ def set_learning_rate(optimizer, lr):
         group["lr"] = lr
 
 
-def build_optimizer(cfg, params):
-    """``SOLVER.TYPE`` SGD with ``SOLVER.LR``, ``MOMENTUM``, ``WEIGHT_DECAY``, ``NESTEROV``.
-
-    ``SOLVER.TRAINER dot``: :class:`~mdistiller.engine.dot.DistillationOrientedSGD` with ``SOLVER.DOT.DELTA``
-    (no Nesterov variant: ``SOLVER.NESTEROV True`` is an error).
-    """
+def sgd_settings(cfg):
+    """``lr``, ``momentum``, ``weight_decay`` of ``SOLVER.TYPE`` SGD (the one optimizer type) from ``SOLVER.*``."""
     if cfg.SOLVER.TYPE != "SGD":
         raise ValueError("Unknown SOLVER.TYPE {!r}; valid: SGD".format(cfg.SOLVER.TYPE))
-    if cfg.SOLVER.TRAINER == "dot":
-        if cfg.SOLVER.NESTEROV:
-            raise ValueError("SOLVER.TRAINER dot has no Nesterov variant; set SOLVER.NESTEROV False")
-        return DistillationOrientedSGD(
-            params,
-            lr=cfg.SOLVER.LR,
-            momentum=cfg.SOLVER.MOMENTUM,
-            delta=cfg.SOLVER.DOT.DELTA,
-            weight_decay=cfg.SOLVER.WEIGHT_DECAY,
-        )
-    return torch.optim.SGD(
-        params,
-        lr=cfg.SOLVER.LR,
-        momentum=cfg.SOLVER.MOMENTUM,
-        weight_decay=cfg.SOLVER.WEIGHT_DECAY,
-        nesterov=cfg.SOLVER.NESTEROV,
-    )
+    return dict(lr=cfg.SOLVER.LR, momentum=cfg.SOLVER.MOMENTUM, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+
+
+def build_optimizer(cfg, params):
+    """``SOLVER.TYPE`` SGD with ``SOLVER.LR``, ``MOMENTUM``, ``WEIGHT_DECAY``, ``NESTEROV`` (the plain step's; DOT's
+    optimizer is :meth:`mdistiller.engine.dot.DotStep.build_optimizer`)."""
+    return torch.optim.SGD(params, nesterov=cfg.SOLVER.NESTEROV, **sgd_settings(cfg))

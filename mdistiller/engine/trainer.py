@@ -1,63 +1,120 @@
 """The one trainer: every distiller, CPU or CUDA, one process or torchrun + DDP.
 
 It owns the training loop, resuming from ``latest`` and the checkpoint policy. Per epoch it trains,
-validates, hands the epoch's record to the run's sinks (``engine.logging``) and writes checkpoints
+evaluates, hands the epoch's record to the run's sinks (``engine.logging``) and writes checkpoints
 atomically. Randomness is re-seeded from (seed, epoch, rank) at the start of every epoch, so a run
-resumed from ``latest`` continues exactly as an uninterrupted one would. Loaders: ``engine.data``;
-optimizer and LR schedule: ``engine.optim``; run folder naming: ``engine.naming``.
+resumed from ``latest`` continues exactly as an uninterrupted one would. What happens to one batch is
+the step's (``engine.step``, ``engine.dot``: optimizer, scaler, backward passes); what is measured on an
+evaluation set is the evaluator's (``engine.evaluate``); loaders and the batch: ``engine.data``; LR
+schedule: ``engine.optim``; run folder naming: ``engine.naming``.
 """
-import contextlib
 import os
+import shutil
+import signal
+import threading
 import time
 from collections import OrderedDict
 
 import torch
 
-from ..dataset import build_datasets
+from .._cli import check_writable, first_missing_folder
+from ..dataset import build_datasets, dataset_spec
 from ..distillers import build_distiller
 from ..registry import data_needs
 from .build import build_student_and_teacher
 from .cfg import show_cfg
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .data import build_loaders, set_loader_epoch
+from .checkpoint import (
+    load_checkpoint,
+    load_weights,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    strip_data_parallel_prefix,
+)
+from .data import batch_inputs, build_loaders, set_loader_epoch
 from .device import (
     all_reduce_sum,
-    autocast,
     barrier,
     broadcast_buffers,
-    grad_scaler,
-    move_to,
     place_distiller,
     setup_runtime,
     teardown_runtime,
     unwrap,
 )
-from .evaluate import as_percentages, evaluation_sums
+from .dot import DOT_TRAINERS, DotStep
+from .evaluate import EVALUATORS
 from .logging import RunLogger, build_diagnostics, write_run_info
-from .optim import build_optimizer, learning_rate, set_learning_rate
+from .optim import learning_rate, set_learning_rate
 from .records import read_csv
-from .keys import warn_unused_keys
+from .keys import check_values, warn_unused_keys
 from .meters import NO_BAD_ITERATION, DeviceMeters
+from .step import Step
 from .utils import log_msg, seed_everything
 
-# Names of the fields of a training batch, by position (CRD's datasets add the last one).
-BATCH_FIELDS = ("image", "target", "index", "contrastive_index")
-SUPPORTED_TRAINERS = ("base", "crd", "dot")
+# SOLVER.TRAINER -> the step the loop runs; mdistiller's "base" and "crd" are one (the data follows the distiller),
+# as are "dot" and "crd_dot" (DOT's two-step update).
+STEPS = dict({"base": Step, "crd": Step}, **dict.fromkeys(DOT_TRAINERS, DotStep))
 REFRESH_INTERVAL = 50  # steps between host reads (progress bar, non-finite check)
+# Signals that stop a run cleanly: SLURM sends SIGTERM to every process of a preempted job, and submitit's jobs
+# ask for SIGUSR2 before the time limit (sbatch --signal=USR2@90).
+STOP_SIGNALS = ("SIGTERM", "SIGUSR2")
+
+
+class TrainingInterrupted(Exception):
+    """The run stopped on a signal (preemption, time limit) with its ``latest`` intact; ``--resume`` continues it."""
+
+    def __init__(self, signal_name, epoch, latest):
+        self.signal_name, self.epoch, self.latest = signal_name, epoch, latest
+        kept = ("its latest checkpoint {} (end of epoch {}) is intact; --resume continues from there".format(
+            latest, epoch - 1) if epoch > 1 else "no epoch had finished, nothing was kept: run it again to start it")
+        super().__init__("stopped by {} during epoch {}: {}".format(signal_name, epoch, kept))
+
+
+class StopSignals:
+    """While installed (main thread only), SIGTERM / SIGUSR2 set :attr:`received` instead of killing the process;
+    the trainer polls it between steps. The previous handlers are restored on exit."""
+
+    def __init__(self):
+        self.received = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for name in STOP_SIGNALS:
+                number = getattr(signal, name, None)  # SIGUSR2 does not exist on Windows
+                if number is not None:
+                    self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, number, frame):
+        self.received = signal.Signals(number).name
+
+    def __exit__(self, *exc):
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous.clear()
+        return False
 
 
 class Trainer:
     """Builds everything a run needs from ``cfg`` and trains it; ``train()`` returns the summary."""
 
     def __init__(self, cfg, log_path, resume=False):
-        if cfg.SOLVER.TRAINER not in SUPPORTED_TRAINERS:
+        if cfg.SOLVER.TRAINER not in STEPS:
             raise ValueError(
                 "Unknown SOLVER.TRAINER {!r}; this trainer runs {} (the dataset variant follows the distiller)".format(
-                    cfg.SOLVER.TRAINER, ", ".join(SUPPORTED_TRAINERS)
+                    cfg.SOLVER.TRAINER, ", ".join(STEPS)
                 )
             )
+        check_values(cfg)
+        if resume and not os.path.isfile(os.path.join(log_path, "latest")):
+            raise FileNotFoundError(
+                "Nothing to resume in {}: it holds no `latest` checkpoint (a run folder is named from the config and "
+                "its KEY VALUE overrides: give the same ones, or drop --resume to start the run)".format(log_path))
+        check_writable(log_path, "the run folder {} (LOG.PREFIX)".format(log_path))
         self.cfg = cfg
         self.log_path = log_path
+        self.new_folder = None  # the outermost folder this run created: removed if it fails before its first epoch
         self.runtime = setup_runtime(cfg.EXPERIMENT.DEVICE)
         self.device = self.runtime.device
         self.is_main = self.runtime.is_main
@@ -77,9 +134,6 @@ class Trainer:
             for module in (distiller.student, distiller.teacher):
                 if module is not None:
                     module.compile()  # in place: parameter names (and checkpoints) are unchanged
-        self.dot = cfg.SOLVER.TRAINER == "dot"
-        self.optimizer = build_optimizer(cfg, distiller.get_learnable_parameters())
-        self.scaler = grad_scaler(self.device, cfg.SOLVER.AMP)
         if self.runtime.distributed:
             distiller = torch.nn.parallel.DistributedDataParallel(
                 distiller,
@@ -87,29 +141,48 @@ class Trainer:
                 find_unused_parameters=True,
             )
         self.distiller = distiller
+        self.step = STEPS[cfg.SOLVER.TRAINER](cfg, distiller, self.runtime)
         self.train_loader, self.val_loader = build_loaders(cfg, train_set, val_set, self.runtime)
+        evaluator = EVALUATORS[dataset_spec(cfg.DATASET.TYPE).task]
+        self.evaluators = [evaluator("test", self.val_loader, self.runtime, cfg.SOLVER.CHANNELS_LAST, cfg.SOLVER.AMP)]
         self.diagnostics = build_diagnostics(cfg, unwrap(distiller), val_set) if self.is_main else None
 
         self.start_epoch = 1
         self.best_acc = -1.0
         self.best_epoch = 0
-        if self.is_main:
-            os.makedirs(log_path, exist_ok=True)
-        resumed_epoch = self._resume() if resume else None
         self.logger = None
         if self.is_main:
-            write_run_info(log_path, cfg, self.runtime, resume)
-            self.logger = RunLogger(cfg, log_path, resumed_epoch)
+            self.new_folder = first_missing_folder(log_path)
+            os.makedirs(log_path, exist_ok=True)
+        try:
+            resumed_epoch = self._resume() if resume else None
+            if self.is_main:
+                write_run_info(log_path, cfg, self.runtime, resume)
+                self.logger = RunLogger(cfg, log_path, resumed_epoch)
+        except BaseException:
+            self.discard_new_folder()
+            raise
+
+    def discard_new_folder(self):
+        """Remove the folders this run created when it has no checkpoint yet: a run that fails before its first
+        epoch ends leaves nothing behind (a run with a ``latest`` keeps everything, to be resumed)."""
+        if self.logger is not None:
+            self.logger.close()
+            self.logger = None
+        if self.new_folder and not os.path.exists(os.path.join(self.log_path, "latest")):
+            shutil.rmtree(self.new_folder, ignore_errors=True)
 
     # ------------------------------------------------------------------ resume
     def _resume(self):
         """Load ``latest`` (model, optimizer, scaler, RNG, best accuracy); returns the epoch it ended."""
         path = os.path.join(self.log_path, "latest")
         state = load_checkpoint(path, map_location=self.device)
-        unwrap(self.distiller).load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_weights(unwrap(self.distiller), strip_data_parallel_prefix(state["model"]), path,
+                     "this run's config ({} {} -> {})".format(self.cfg.DISTILLER.TYPE, self.cfg.DISTILLER.TEACHER,
+                                                          self.cfg.DISTILLER.STUDENT))
+        self.step.optimizer.load_state_dict(state["optimizer"])
         if "scaler" in state:
-            self.scaler.load_state_dict(state["scaler"])
+            self.step.scaler.load_state_dict(state["scaler"])
         if "rng" in state:
             set_rng_state(state["rng"])
         self.start_epoch = state["epoch"] + 1
@@ -128,24 +201,43 @@ class Trainer:
             print(log_msg("Extra parameters of {}: {}".format(cfg.DISTILLER.TYPE, extra), "INFO"))
         started = time.time()
         last = None
+        finished = False
         try:
-            for epoch in range(self.start_epoch, cfg.SOLVER.EPOCHS + 1):
-                last = self.train_epoch(epoch)
+            with StopSignals() as stop:
+                for epoch in range(self.start_epoch, cfg.SOLVER.EPOCHS + 1):
+                    last = self.train_epoch(epoch, stop)
+                    if self._stop_requested(stop) and epoch < cfg.SOLVER.EPOCHS:
+                        raise TrainingInterrupted(stop.received or "a signal on another process", epoch + 1,
+                                                  os.path.join(self.log_path, "latest"))
+            finished = True
         finally:
-            if self.is_main:
+            if not finished:
+                self.discard_new_folder()  # closes the logger first
+            elif self.is_main:
                 self.logger.close()
             barrier(self.runtime)
         summary = self._finish(last, time.time() - started)
         teardown_runtime(self.runtime)
         return summary
 
-    def train_epoch(self, epoch):
+    def _stop_requested(self, stop):
+        """Whether a stop signal arrived (on any process: every rank must stop at the same step)."""
+        if not self.runtime.distributed:
+            return stop.received is not None
+        flag = torch.tensor([float(stop.received is not None)], device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def train_epoch(self, epoch, stop=None):
+        """Train and evaluate one epoch, log it, checkpoint it. ``stop`` (:class:`StopSignals`): after a stop signal
+        the epoch is abandoned after its current step (:class:`TrainingInterrupted`); ``latest`` stays the end of
+        the previous epoch."""
         cfg, rt = self.cfg, self.runtime
         # Every epoch's randomness (shuffling, augmentation, workers) depends on (seed, epoch, rank) only.
         seed_everything(cfg.EXPERIMENT.SEED + 1000003 * epoch + 7919 * rt.rank)
         set_loader_epoch(self.train_loader, epoch)
         lr = learning_rate(cfg, epoch)
-        set_learning_rate(self.optimizer, lr)
+        set_learning_rate(self.step.optimizer, lr)
 
         self.distiller.train()
         meters = DeviceMeters(self.device)
@@ -158,6 +250,11 @@ class Trainer:
         iteration = -1
         for iteration, batch in enumerate(progress):
             self.train_step(batch, epoch, iteration, meters)
+            # one process polls a flag every step; DDP ranks agree at the host reads (an all-reduce each)
+            if stop is not None and (not rt.distributed or (iteration + 1) % REFRESH_INTERVAL == 0) \
+                    and self._stop_requested(stop):
+                raise TrainingInterrupted(stop.received or "a signal on another process", epoch,
+                                          os.path.join(self.log_path, "latest"))
             if (iteration + 1) % REFRESH_INTERVAL == 0:
                 self._check_finite(meters, epoch)
                 if progress is not self.train_loader:
@@ -174,20 +271,13 @@ class Trainer:
         averages = OrderedDict((name, t / n) for name, t in zip(names, totals[:-1]))
         train_loss, train_acc = averages.pop("loss"), averages.pop("top1")
 
-        test_acc, test_acc_top5, test_loss = self.validate()
-        record = OrderedDict(
-            epoch=epoch,
-            lr=lr,
-            train_acc=train_acc,
-            train_loss=train_loss,
-            test_acc=test_acc,
-            test_acc_top5=test_acc_top5,
-            test_loss=test_loss,
-        )
+        record = OrderedDict(epoch=epoch, lr=lr, train_acc=train_acc, train_loss=train_loss)
+        record.update(self.evaluate())
         record.update(("train_" + k, v) for k, v in averages.items())
-        is_best = test_acc > self.best_acc
+        selected = record[self.evaluators[0].key]
+        is_best = selected > self.best_acc
         if is_best:
-            self.best_acc, self.best_epoch = test_acc, epoch
+            self.best_acc, self.best_epoch = selected, epoch
         record.update(best_acc=self.best_acc, epoch_time=train_time)
         if self.is_main:
             diagnostics = self.diagnostics.compute(unwrap(self.distiller), epoch) if self.diagnostics else {}
@@ -217,95 +307,19 @@ class Trainer:
         )
 
     def train_step(self, batch, epoch, iteration, meters):
-        cfg = self.cfg
-        inputs = {name: move_to(value, self.device, cfg.SOLVER.CHANNELS_LAST) for name, value in zip(BATCH_FIELDS, batch)}
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.dot:
-            logits, losses, loss = self._dot_step(inputs, epoch)
-        else:
-            with autocast(self.device, cfg.SOLVER.AMP):
-                logits, losses = self.distiller(epoch=epoch, **inputs)
-            loss = sum(value.float().mean() for value in losses.values())
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+        inputs = batch_inputs(batch, self.device, self.cfg.SOLVER.CHANNELS_LAST)
+        logits, losses, loss = self.step(inputs, epoch)
         meters.update(loss, losses, logits, inputs["target"], iteration)
 
-    def _dot_step(self, inputs, epoch):
-        """DOT's step: one forward; distillation terms backward, ``step_kd``; cross-entropy backward, ``step``.
-
-        With AMP both losses are scaled; each gradient set is unscaled as it is produced and an inf/NaN
-        in either makes the scaler skip the step and lower its scale. Under DDP both backward passes run
-        without DDP's hooks and each gradient set is averaged over the processes explicitly.
-        """
-        cfg, opt, scaler = self.cfg, self.optimizer, self.scaler
-        distributed = self.runtime.distributed
-        sync = self.distiller.no_sync() if distributed else contextlib.nullcontext()
-        with sync:
-            with autocast(self.device, cfg.SOLVER.AMP):
-                logits, losses = self.distiller(epoch=epoch, **inputs)
-            ce_key = unwrap(self.distiller).ce_key
-            ce = losses[ce_key].float().mean()
-            kd_terms = [value.float().mean() for key, value in losses.items() if key != ce_key]
-            kd = sum(kd_terms) if kd_terms else ce.new_zeros(())
-            loss = ce + kd if kd_terms else ce
-            kd_inf = None
-            if kd.requires_grad:
-                scaler.scale(kd).backward(retain_graph=True)
-            if distributed:
-                self._average_gradients()
-            if scaler.is_enabled():
-                kd_inf = self._unscale_inplace()
-            opt.step_kd()
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(ce).backward()
-        if distributed:
-            self._average_gradients()
-        if kd_inf is not None:
-            # An inf/NaN among the distillation gradients poisons one task gradient, so that the scaler's
-            # own check (unscale_ in step) skips this step and lowers the scale.
-            grads = [p.grad for p in opt.param_groups[0]["params"] if p.grad is not None]
-            if grads:
-                grads[0].view(-1)[:1].masked_fill_(kd_inf > 0, float("inf"))
-        scaler.step(opt)
-        scaler.update()
-        return logits, losses, loss
-
-    def _unscale_inplace(self):
-        """Divide the current gradients by the scaler's scale; returns a device flag (> 0: inf/NaN found)."""
-        found = torch.zeros(1, device=self.device)
-        inv_scale = self.scaler._scale.double().reciprocal().float()  # as GradScaler.unscale_ computes it
-        grads = [p.grad for p in self.optimizer.param_groups[0]["params"] if p.grad is not None]
-        if grads:
-            torch._amp_foreach_non_finite_check_and_unscale_(grads, found, inv_scale)
-        return found
-
-    def _average_gradients(self):
-        """All-reduce (mean) the gradients of the learnable parameters; a parameter with a gradient on some
-        process only counts as zero elsewhere (as DDP treats unused parameters)."""
-        dist = torch.distributed
-        params = self.optimizer.param_groups[0]["params"]
-        present = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=self.device)
-        dist.all_reduce(present, op=dist.ReduceOp.MAX)
-        world = float(self.runtime.world_size)
-        for p, has in zip(params, present.tolist()):
-            if not has:
-                continue
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-            p.grad.div_(world)
-
-    def validate(self):
-        """Top-1, top-5 (percent) and mean cross-entropy over the whole validation set."""
+    def evaluate(self):
+        """The metrics of every evaluator (``test_acc``, ``test_acc_top5``, ``test_loss``), on rank 0's model."""
         self.distiller.eval()
         model = unwrap(self.distiller)
         broadcast_buffers(model, self.runtime)  # evaluate (and save) one model: rank 0's
-        sums = evaluation_sums(
-            lambda image: model(image=image), self.val_loader, self.device, self.cfg.SOLVER.CHANNELS_LAST,
-            self.cfg.SOLVER.AMP,
-        )
-        return as_percentages(*all_reduce_sum(sums, self.runtime))
+        metrics = OrderedDict()
+        for evaluator in self.evaluators:
+            metrics.update(evaluator(model))
+        return metrics
 
     # ------------------------------------------------------------------ outputs
     def _save(self, epoch, is_best):
@@ -313,10 +327,10 @@ class Trainer:
         state = {
             "epoch": epoch,
             "model": model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self.step.optimizer.state_dict(),
             "best_acc": self.best_acc,
             "best_epoch": self.best_epoch,
-            "scaler": self.scaler.state_dict(),
+            "scaler": self.step.scaler.state_dict(),
             "rng": rng_state(),
         }
         student = {"model": model.student.state_dict()}
@@ -356,5 +370,5 @@ def train(cfg, log_path, resume=False):
     return Trainer(cfg, log_path, resume=resume).train()
 
 
-# mdistiller exposes trainers by SOLVER.TRAINER; all names run the same loop here ("dot": DOT's two-step update).
-trainer_dict = {"base": Trainer, "crd": Trainer, "dot": Trainer}
+# mdistiller exposes trainers by SOLVER.TRAINER; every name runs the same loop here, with its step (STEPS).
+trainer_dict = dict.fromkeys(STEPS, Trainer)

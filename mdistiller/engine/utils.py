@@ -9,27 +9,6 @@ import numpy as np
 import torch
 
 
-class AverageMeter:
-    """Running sum and count; ``avg`` is their ratio."""
-
-    def __init__(self):
-        self.reset()
-
-    def reset(self):
-        self.val = 0.0
-        self.sum = 0.0
-        self.count = 0
-
-    def update(self, val, n=1):
-        self.val = float(val)
-        self.sum += float(val) * n
-        self.count += n
-
-    @property
-    def avg(self):
-        return self.sum / self.count if self.count else 0.0
-
-
 def correct_counts_tensor(output, target, topk=(1,)):
     """Number of samples whose target is among the top-k predictions, for each k, as device tensors (int64
     scalars)."""

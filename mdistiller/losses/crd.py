@@ -4,7 +4,7 @@ Notation: ``v`` (B, d) unit-norm embeddings of one network, ``memory`` (N, d)
 the other network's bank (one row per training sample), ``idx`` (B, K+1) the
 contrastive indices (column 0 the positive), τ the temperature, N the
 training-set size. The normalisation constant Z and the bank itself are state,
-kept by :class:`mdistiller.distillers._common.ContrastMemory`.
+kept by :class:`mdistiller.distillers._contrast_memory.ContrastMemory`.
 """
 import torch
 

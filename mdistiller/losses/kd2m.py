@@ -22,15 +22,20 @@ from ..ot import (
 )
 
 __all__ = [
-    "DISTANCES", "COVARIANCES", "LABEL_COSTS",
+    "DISTANCES", "COVARIANCES", "CLASS_REDUCTIONS", "LABEL_COSTS",
     "empirical_w2", "class_conditional_w2", "label_cost_matrix", "joint_cost", "joint_w2",
     "batch_gaussian", "class_gaussians", "variance_floor", "active_units",
     "gaussian_w2", "class_conditional_gaussian_w2", "gaussian_kl",
     "kd2m_distance",
 ]
 
+# "gw2" is the Gaussian W2 of Table 1's W2(G) row; the released command line's ``--distance gw2`` is
+# Gromov-Wasserstein (feature_distillation.py:131), which the paper does not use and this project does not offer.
 DISTANCES = ("w2", "cw2", "jw2", "gw2", "cgw2", "gkl")
 COVARIANCES = ("diag", "full")
+# Class-conditional terms (cw2, cgw2): "sum" over the classes present (the released code) or "mean" = the sum
+# divided by the number of classes n_c (Eq. 3).
+CLASS_REDUCTIONS = ("sum", "mean")
 # JW2 label costs L(h(z_i), h(z_j)) of Eq. (4): the released code's two ("logit_sqeuclidean", its default,
 # and "kl", its 'cce'), and two on the predicted distributions ("prob_sqeuclidean", "ce").
 LABEL_COSTS = ("logit_sqeuclidean", "kl", "prob_sqeuclidean", "ce")
@@ -48,28 +53,32 @@ def empirical_w2(x, y):
     return emd(None, None, cost)
 
 
-def class_conditional_w2(x, y, labels):
-    r"""CW2(E): :math:`\frac1{n_c}\sum_c W_2^2(\hat P(Z|Y=c), \hat Q(Z|Y=c))` over the n_c classes present in ``labels``.
+def class_conditional_w2(x, y, labels, num_classes=None):
+    r"""CW2(E): :math:`\sum_c W_2^2(\hat P(Z|Y=c), \hat Q(Z|Y=c))` over the classes present in ``labels``, divided
+    by ``num_classes`` when it is given.
 
-    KD²M Eq. (3). One cost matrix for the batch; each class's problem is its
-    diagonal block (solved on CPU); the plans are assembled block-diagonally,
-    weighted by 1/n_c, and the value is ``Σ P ⊙ C``. A one-sample class
-    contributes the squared distance between its two points.
+    With ``num_classes`` = n_c, the number of classes of the task, KD²M Eq. (3)
+    (a class absent from the batch has no samples and no term); without it, the
+    released code's sum (``empirical_conditional_w2``, ``src/utils.py:198-211``),
+    n_c times Eq. (3). One cost matrix for the batch; each class's problem is its
+    diagonal block (solved on CPU); the plans are assembled block-diagonally and
+    the value is ``Σ P ⊙ C``. A one-sample class contributes the squared distance
+    between its two points.
 
     Args:
         x, y: (B, d) student and teacher features.
         labels: (B,) classes.
+        num_classes: n_c of Eq. (3), or None for the released code's sum.
     """
     cost = pairwise_sqeuclidean(x, y)
     cost_cpu = cost.detach().double().cpu()
     labels_cpu = labels.detach().cpu()
-    classes = labels_cpu.unique()
     plan = torch.zeros_like(cost_cpu)
-    for c in classes:
+    for c in labels_cpu.unique():
         idx = (labels_cpu == c).nonzero().squeeze(1)
         block = cost_cpu[idx][:, idx]
         _, block_plan = emd(None, None, block, return_plan=True)
-        plan[idx.unsqueeze(1), idx.unsqueeze(0)] = block_plan / len(classes)
+        plan[idx.unsqueeze(1), idx.unsqueeze(0)] = block_plan if num_classes is None else block_plan / num_classes
     return (plan.to(device=cost.device, dtype=cost.dtype) * cost).sum()
 
 
@@ -105,14 +114,17 @@ def label_cost_matrix(logits_x, logits_y, label_cost="logit_sqeuclidean"):
     raise ValueError("label_cost must be one of {}, got {!r}".format(LABEL_COSTS, label_cost))
 
 
-def joint_cost(x, y, logits_x, logits_y, beta=1.0, label_cost="logit_sqeuclidean", normalize=True):
+def joint_cost(x, y, logits_x, logits_y, beta=1.0, label_cost="logit_sqeuclidean", normalize=True, feature_grad=True):
     r"""Ground cost of JW2(E): :math:`C_{ij} = \lVert x_i - y_j\rVert^2 / \max_{kl}\lVert x_k - y_l\rVert^2 + \beta\, L_{ij}`.
 
     KD²M Eq. (4), student i vs teacher j (the released code's feature term
     compares the student with itself, ``src/utils.py:464``; here it is the
     student against the teacher, as Eq. 4). The feature term is divided by its
     (detached) maximum when ``normalize`` (released code, ``src/utils.py:476-477``);
-    the label term :math:`L` is :func:`label_cost_matrix`.
+    the label term :math:`L` is :func:`label_cost_matrix`. ``feature_grad=False``
+    detaches the whole feature term, as the released code does (it divides by
+    the maximum inside ``torch.no_grad()``, lines 476-477): the features then
+    only shape the plan and the gradient comes from the label term alone.
 
     Args:
         x, y: (B, d) student and teacher features.
@@ -120,17 +132,20 @@ def joint_cost(x, y, logits_x, logits_y, beta=1.0, label_cost="logit_sqeuclidean
         beta: weight β of the label term (the released code: 1).
         label_cost: one of :data:`LABEL_COSTS`.
         normalize: divide the feature term by its detached maximum.
+        feature_grad: False detaches the feature term (the released code's gradient).
     """
     label = label_cost_matrix(logits_x, logits_y, label_cost)
     cost = pairwise_sqeuclidean(x, y)
     if normalize:
         cost = cost / cost.detach().max().clamp_min(torch.finfo(cost.dtype).tiny)
+    if not feature_grad:
+        cost = cost.detach()
     return cost + beta * label
 
 
-def joint_w2(x, y, logits_x, logits_y, beta=1.0, label_cost="logit_sqeuclidean", normalize=True):
+def joint_w2(x, y, logits_x, logits_y, beta=1.0, label_cost="logit_sqeuclidean", normalize=True, feature_grad=True):
     """JW2(E): exact OT (uniform masses, plan held constant) under :func:`joint_cost` (KD²M Eq. 4)."""
-    return emd(None, None, joint_cost(x, y, logits_x, logits_y, beta, label_cost, normalize))
+    return emd(None, None, joint_cost(x, y, logits_x, logits_y, beta, label_cost, normalize, feature_grad))
 
 
 def batch_gaussian(x, diagonal=True, ridge=0.0):
@@ -203,14 +218,17 @@ def gaussian_w2(x, y, diagonal=True, ridge=0.0):
     return _gaussian_w2(*batch_gaussian(x, diagonal, ridge), *batch_gaussian(y, diagonal, ridge), diagonal)
 
 
-def class_conditional_gaussian_w2(x, y, labels, diagonal=True, ridge=0.0):
-    r"""CW2(G): mean over the classes present in ``labels`` of :func:`gaussian_w2` between the class-conditional Gaussians.
+def class_conditional_gaussian_w2(x, y, labels, diagonal=True, ridge=0.0, num_classes=None):
+    r"""CW2(G): sum over the classes present in ``labels`` of :func:`gaussian_w2` between the class-conditional
+    Gaussians, divided by ``num_classes`` when it is given.
 
-    KD²M Eqs. (3) and (5).
+    KD²M Eqs. (3) and (5): ``num_classes`` = n_c gives Eq. (3)'s 1/n_c; None the
+    released code's sum (``gaussian_conditional_w2``, ``src/utils.py:301-314``).
     """
     mu_x, m_x = class_gaussians(x, labels, diagonal, ridge)
     mu_y, m_y = class_gaussians(y, labels, diagonal, ridge)
-    return _gaussian_w2(mu_x, m_x, mu_y, m_y, diagonal).mean()
+    total = _gaussian_w2(mu_x, m_x, mu_y, m_y, diagonal).sum()
+    return total if num_classes is None else total / num_classes
 
 
 def gaussian_kl(x, y, diagonal=True, ridge=0.0, units=None):
@@ -236,7 +254,8 @@ def gaussian_kl(x, y, diagonal=True, ridge=0.0, units=None):
 
 
 def kd2m_distance(distance, x, y, labels=None, logits_x=None, logits_y=None, covariance="diag",
-                  label_cost="logit_sqeuclidean", beta=1.0, var_floor=1e-3, jw2_normalize=True):
+                  label_cost="logit_sqeuclidean", beta=1.0, var_floor=1e-3, jw2_normalize=True,
+                  jw2_feature_grad=True, class_reduction="sum", num_classes=None):
     r"""D(P_S, P_T) of KD²M Eq. (1) for ``distance`` in :data:`DISTANCES`.
 
     Gaussian distances (``gw2``, ``cgw2``, ``gkl``) fit every Gaussian with the
@@ -253,23 +272,31 @@ def kd2m_distance(distance, x, y, labels=None, logits_x=None, logits_y=None, cov
         labels: (B,) classes (``cw2``, ``cgw2``).
         logits_x, logits_y: (B, C) student and teacher logits (``jw2``).
         covariance: ``"diag"`` or ``"full"`` (Gaussian distances).
-        label_cost, beta, jw2_normalize: as in :func:`joint_cost`.
+        label_cost, beta, jw2_normalize: as in :func:`joint_cost`; ``jw2_feature_grad`` is its ``feature_grad``.
         var_floor: ε of :func:`variance_floor`.
+        class_reduction: ``"sum"`` (released code) or ``"mean"`` (Eq. 3: the sum / ``num_classes``) for
+            ``cw2``, ``cgw2``.
+        num_classes: n_c, needed by ``class_reduction="mean"``.
     """
     if covariance not in COVARIANCES:
         raise ValueError("covariance must be one of {}, got {!r}".format(COVARIANCES, covariance))
+    if class_reduction not in CLASS_REDUCTIONS:
+        raise ValueError("class_reduction must be one of {}, got {!r}".format(CLASS_REDUCTIONS, class_reduction))
+    if class_reduction == "mean" and not num_classes:
+        raise ValueError("class_reduction 'mean' divides by the number of classes: pass num_classes")
+    n_c = num_classes if class_reduction == "mean" else None
     diagonal = covariance == "diag"
     if distance == "w2":
         return empirical_w2(x, y)
     if distance == "cw2":
-        return class_conditional_w2(x, y, labels)
+        return class_conditional_w2(x, y, labels, n_c)
     if distance == "jw2":
-        return joint_w2(x, y, logits_x, logits_y, beta, label_cost, jw2_normalize)
+        return joint_w2(x, y, logits_x, logits_y, beta, label_cost, jw2_normalize, jw2_feature_grad)
     if distance not in DISTANCES:
         raise ValueError("distance must be one of {}, got {!r}".format(DISTANCES, distance))
     ridge = variance_floor(y, var_floor)
     if distance == "gw2":
         return gaussian_w2(x, y, diagonal, ridge)
     if distance == "cgw2":
-        return class_conditional_gaussian_w2(x, y, labels, diagonal, ridge)
+        return class_conditional_gaussian_w2(x, y, labels, diagonal, ridge, n_c)
     return gaussian_kl(x, y, diagonal, ridge, units=active_units(y, ridge))

@@ -38,10 +38,12 @@ def ot_stage_loss(feat_student, feat_teacher, solver="ipot", beta=20.0, num_iter
     :math:`v = \mathbf 1/b`, then N times :math:`Q = G \odot T`,
     :math:`u = \mu \oslash Qv`, :math:`v = \nu \oslash Q^\top u`,
     :math:`T = \operatorname{diag}(u)\,Q\,\operatorname{diag}(v)`. The gradient is
-    automatic differentiation through the N unrolled iterations (Sec. 3.1: OT
-    solvers "easy to integrate … with deep learning toolboxes with automatic
-    differentiation"); with ``detach_plan`` the plan is a constant and the
-    gradient is the envelope-theorem one, :math:`\partial L/\partial C = T^\star`.
+    automatic differentiation through the N unrolled iterations — this project's
+    choice (Sec. 3.1 says only that OT solvers are "easy to integrate … with deep
+    learning toolboxes with automatic differentiation"); with ``detach_plan`` the
+    plan is a constant and the gradient is the envelope-theorem one,
+    :math:`\partial L/\partial C = T^\star`. Maps are flattened per sample (one
+    point of Eq. (3) per image, C×H×W): also this project's reading.
 
     ``solver="remd"``: the relaxed EMD (Sec. 3.2, Eqs. (5)-(8)),
     :math:`\frac1b \max(\sum_i \min_j C_{ij}, \sum_j \min_i C_{ij})`.

@@ -6,34 +6,23 @@ Distillation", NeurIPS 2024 (release: github.com/JiamingLv/WKD, ``mdistiller/dis
   class-to-class ground cost (:func:`wkd_target_loss`,
   :func:`wkd_nontarget_distance`, :func:`wkd_logit_parts`); the non-target
   transport runs on one shared (C, C) kernel with each sample's target masked
-  out (:func:`sinkhorn_masked`, :func:`sinkhorn_nontarget`); the ground cost
-  (:func:`fc_cost_matrix`, :func:`load_cost_matrix`, :func:`prepare_cost_matrix`).
+  out (:func:`sinkhorn_nontarget`, on :func:`mdistiller.ot.sinkhorn_masked`); the ground cost comes from
+  :mod:`mdistiller.losses.class_cost`.
 * WKD-F (Sec. 3.2): per-window diagonal Gaussians of a feature map
   (:func:`window_mean_std`) and their 2-Wasserstein distance
   (:func:`wkd_feature_parts`, :func:`wkd_feature_loss`).
-* The release's loss-weight schedule (:func:`cosine_decay_weight`).
+* The release's loss-weight schedule is :func:`mdistiller.losses.schedules.cosine_decay_weight`.
 """
 import math
-import os
-import pickle
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ot import sinkhorn_fixed
+from ..ot import sinkhorn_masked
 
 __all__ = [
-    "COST_FLOOR",
-    "COST_MATRIX_HINT",
     "SINKHORN_STAB",
-    "classifier_weight",
-    "cosine_decay_weight",
-    "fc_cost_matrix",
     "hard_target",
-    "load_cost_matrix",
-    "prepare_cost_matrix",
-    "sinkhorn_masked",
     "sinkhorn_nontarget",
     "smallest_window",
     "window_mean_std",
@@ -46,32 +35,6 @@ __all__ = [
 
 # The stabiliser ε of the released WKD solver (added to both Sinkhorn denominators).
 SINKHORN_STAB = 1e-8
-# The release clips the ground cost with relu(D) + this constant.
-COST_FLOOR = 1e-8
-COST_MATRIX_HINT = (
-    "Fetch the released matrices with `bash download_ckpts.sh` (they go to wkd_cost_matrix/...), or compute one "
-    "with `python tools/generate_cost_matrix.py --teacher NAME --dataset cifar100|imagenet`, or use "
-    "`WKD.COST_MATRIX fc` (1 - cos of the teacher's classifier weights, no file needed)."
-)
-
-
-# ---------------------------------------------------------------------------
-# Schedule
-# ---------------------------------------------------------------------------
-
-
-def cosine_decay_weight(weight, epoch, decay_epoch, total_epochs):
-    """The release's loss-weight schedule (``forward_train`` of its WKD distiller).
-
-    ``weight`` while ``epoch <= decay_epoch``, then
-    ``0.5·weight·(1 + cos(π·(epoch − decay_epoch)/(total_epochs − decay_epoch)))``:
-    ``weight/2`` half-way, 0 at ``epoch == total_epochs`` (epochs are 1-based,
-    as in mdistiller's trainer). Constant when ``total_epochs <= decay_epoch``.
-    """
-    if epoch <= decay_epoch or total_epochs <= decay_epoch:
-        return weight
-    progress = (epoch - decay_epoch) / (total_epochs - decay_epoch)
-    return 0.5 * weight * (1.0 + math.cos(math.pi * progress))
 
 
 # ---------------------------------------------------------------------------
@@ -116,7 +79,7 @@ def wkd_nontarget_distance(logits_student, logits_teacher, target, cost, tempera
         logits_student, logits_teacher: (B, C) logits; the gradient flows to
             ``logits_student``.
         target: (B,) class indices, or (B, C) (soft) labels (argmax is used).
-        cost: the final (C, C) ground cost (:func:`prepare_cost_matrix`);
+        cost: the final (C, C) ground cost (:func:`mdistiller.losses.class_cost.prepare_cost_matrix`);
             ignored when ``kernel`` is given.
         temperature, reg, num_iter: T, λ and the Sinkhorn iteration count.
         kernel: optional precomputed ``mdistiller.ot.sinkhorn_kernel(cost, reg)``.
@@ -142,51 +105,15 @@ def wkd_logit_parts(logits_student, logits_teacher, target, cost, temperature, r
     return loss_t, w
 
 
-def sinkhorn_masked(a, b, cost, reg, num_iter, mask, stab=SINKHORN_STAB, kernel=None, return_plan=False):
-    """Fixed-iteration Sinkhorn on each sample's support ``mask``, with one shared cost.
-
-    For every sample with support S = {i : mask[i]} this returns exactly (in
-    exact arithmetic) what :func:`mdistiller.ot.sinkhorn_fixed` returns on the
-    sub-problem ``a[S], b[S], M[S][:, S], u⁰ = 1/|S|``, without building the
-    (B, |S|, |S|) sub-costs: the histograms are zeroed off the support and
-    ``u⁰ = 1_S / |S|``; an entry j off the support has ``b_j = 0``, so
-    ``v_j = 0 / (Kᵀu + ε)_j = 0`` (the denominator is ≥ ε > 0), likewise
-    ``u_i = 0``, and an entry on the support gets the sub-problem's sum plus exact
-    zeros. The transport cost Σ u_i K_ij M_ij v_j only adds zero terms; gradients
-    w.r.t. ``a`` and ``b`` off the support are 0. In floating point the sums
-    differ only by the matmul's summation order.
-
-    Args:
-        a, b: (B, n) histograms; their values off ``mask`` are ignored.
-        cost: shared (n, n) ground cost (or None with ``kernel``).
-        reg: λ, the entropic regulariser.
-        num_iter: T ≥ 1, the number of (v, u) updates.
-        mask: (B, n) bool support.
-        stab: ε added to both denominators.
-        kernel: optional precomputed :func:`sinkhorn_kernel` ``(cost, reg)``.
-        return_plan: also return the (B, n, n) plan, zero off the support.
-
-    Returns:
-        (B,) transport costs; ``(value, plan)`` with ``return_plan=True``.
-    """
-    mask = mask.to(torch.bool)
-    zero = a.new_zeros(())
-    a = torch.where(mask, a, zero)
-    b = torch.where(mask, b, zero)
-    m = mask.to(a.dtype)
-    u0 = m / m.sum(1, keepdim=True)
-    return sinkhorn_fixed(a, b, cost, reg, num_iter, u0=u0, stab=stab, kernel=kernel, return_plan=return_plan)
-
-
 def sinkhorn_nontarget(a, b, cost, reg, num_iter, target, stab=SINKHORN_STAB, kernel=None, return_plan=False):
-    """The non-target transport of WKD-L: :func:`sinkhorn_masked` over all classes except each sample's ``target``.
+    """The non-target transport of WKD-L: :func:`mdistiller.ot.sinkhorn_masked` over all classes except each sample's ``target``.
 
     ``W_b = Σ_{i,j ≠ y_b} u_i K_ij M_ij v_j``, the fixed-iteration Sinkhorn cost
     (u⁰ = 1/(C − 1)) between the student's (``a``) and the teacher's (``b``)
     distributions over the C − 1 non-target classes, under the cost restricted
     likewise. Equals the release's per-sample computation (gather the
     (C − 1, C − 1) sub-cost for each sample) by the argument of
-    :func:`sinkhorn_masked`.
+    :func:`mdistiller.ot.sinkhorn_masked`.
 
     Source: Lv et al., NeurIPS 2024, Sec. 3.1 (WKD-L, non-target part); release
     ``wkd_logit_loss_with_speration``.
@@ -198,95 +125,13 @@ def sinkhorn_nontarget(a, b, cost, reg, num_iter, target, stab=SINKHORN_STAB, ke
         reg: λ, the entropic regulariser.
         num_iter: T ≥ 1, the number of (v, u) updates.
         target: (B,) class indices.
-        stab, kernel, return_plan: as in :func:`sinkhorn_masked`.
+        stab, kernel, return_plan: as in :func:`mdistiller.ot.sinkhorn_masked`.
 
     Returns:
         (B,) transport costs; ``(value, plan)`` with ``return_plan=True``.
     """
     mask = torch.ones_like(a, dtype=torch.bool).scatter_(1, target.view(-1, 1), False)
     return sinkhorn_masked(a, b, cost, reg, num_iter, mask, stab=stab, kernel=kernel, return_plan=return_plan)
-
-
-# ---------------------------------------------------------------------------
-# WKD-L's ground cost
-# ---------------------------------------------------------------------------
-
-
-def classifier_weight(model):
-    """The (C, d) weight of a model's final linear classifier.
-
-    A ``nn.Linear`` named ``fc``, ``linear``, ``classifier`` or ``head`` (or the
-    last ``nn.Linear`` of an ``nn.Sequential`` of that name), else the last
-    ``nn.Linear`` among the model's modules; ValueError when there is none.
-    """
-    for name in ("fc", "linear", "classifier", "head"):
-        module = getattr(model, name, None)
-        if isinstance(module, nn.Sequential):
-            linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
-            module = linears[-1] if linears else None
-        if isinstance(module, nn.Linear):
-            return module.weight
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ValueError("{} has no nn.Linear classifier; WKD.COST_MATRIX fc needs one".format(type(model).__name__))
-    return linears[-1].weight
-
-
-def fc_cost_matrix(model):
-    """``D_ij = 1 − cos(w_i, w_j)`` between the rows of the model's classifier weight: a (C, C) tensor in float32
-    (float64 for a float64 classifier).
-
-    The release's ``COST_MATRIX fc`` (the teacher's classifier rows as category prototypes).
-    """
-    with torch.no_grad():
-        weight = classifier_weight(model).detach()
-        weight = F.normalize(weight.to(torch.promote_types(weight.dtype, torch.float32)), p=2, dim=-1)
-        return 1.0 - weight @ weight.t()
-
-
-def load_cost_matrix(path):
-    """A (C, C) cost matrix saved with ``torch.save``, as a contiguous float32 CPU tensor without grad.
-
-    ``path`` is used as given: a relative path resolves against the current
-    directory (the release's layout is ``wkd_cost_matrix/<dataset>/<teacher>/<name>.pth``).
-    A file holding a dict with exactly one tensor is accepted.
-    """
-    if not path:
-        raise FileNotFoundError("WKD.COST_MATRIX_PATH is empty. " + COST_MATRIX_HINT)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            "WKD cost matrix not found: expected {} (WKD.COST_MATRIX_PATH {!r}, relative to the current directory {}). "
-            "{}".format(os.path.abspath(path), path, os.getcwd(), COST_MATRIX_HINT)
-        )
-    try:
-        matrix = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise RuntimeError(
-            "Refusing to load {}: it is not a plain tensor file (it asks to run code while unpickling), so nothing "
-            "in it was run. {}\nDetails: {}".format(path, COST_MATRIX_HINT, str(e).splitlines()[0] if str(e) else e)
-        ) from None
-    if isinstance(matrix, dict):
-        tensors = [v for v in matrix.values() if torch.is_tensor(v)]
-        if len(tensors) != 1:
-            raise ValueError("{} holds a dict without a single tensor; expected a (C, C) tensor".format(path))
-        matrix = tensors[0]
-    if not torch.is_tensor(matrix):
-        matrix = torch.as_tensor(matrix)
-    if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:
-        raise ValueError("{} holds a tensor of shape {}, expected a square (C, C) matrix".format(path, tuple(matrix.shape)))
-    return matrix.detach().float().contiguous().clone()
-
-
-def prepare_cost_matrix(dist, sharpen):
-    """The release's post-processing: ``D ← 1 − exp(−sharpen·D)`` unless sharpen is 0, then ``relu(D) + 1e-8``.
-
-    Keeps a floating dtype (float64 stays float64); other dtypes become float32.
-    """
-    if not dist.is_floating_point():
-        dist = dist.float()
-    if sharpen != 0:
-        dist = 1.0 - torch.exp(-sharpen * dist)
-    return F.relu(dist) + COST_FLOOR
 
 
 # ---------------------------------------------------------------------------

@@ -63,3 +63,8 @@ tiny_imagenet_model_dict = {
     "MobileNetV2": (mobilenetv2_tinyimagenet, None),
     "ShuffleV2": (ShuffleV2, None),
 }
+
+# mdistiller's model dicts of released teachers, by the name a dataset's spec gives (DatasetSpec.teachers):
+# their checkpoints are the dataset's released teachers, their constructors that dataset's CIFAR-layout models.
+RELEASED_MODEL_DICTS = {"cifar100": cifar_model_dict, "tiny_imagenet": tiny_imagenet_model_dict}
+RELEASE_TITLES = {"cifar100": "CIFAR-100", "tiny_imagenet": "Tiny-ImageNet"}

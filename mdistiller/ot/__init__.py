@@ -7,7 +7,7 @@ iteration counts; the transport cost is returned, ``(value, plan)`` with
 ``return_plan=True``. Each function's docstring gives its equation and source.
 """
 from ._utils import cosine_cost  # noqa: F401
-from .sinkhorn import sinkhorn_fixed, sinkhorn_kernel  # noqa: F401
+from .sinkhorn import sinkhorn_fixed, sinkhorn_kernel, sinkhorn_masked  # noqa: F401
 from .sinkhorn_log import sinkhorn_log  # noqa: F401
 from .ipot import ipot  # noqa: F401
 from .emd import emd, relaxed_emd, pairwise_sqeuclidean  # noqa: F401

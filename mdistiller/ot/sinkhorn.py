@@ -27,7 +27,7 @@ import torch
 
 from ._utils import batch_histograms, fill_uniform, unbatch, uniform
 
-__all__ = ["sinkhorn_kernel", "sinkhorn_fixed"]
+__all__ = ["sinkhorn_kernel", "sinkhorn_fixed", "sinkhorn_masked"]
 
 
 def sinkhorn_kernel(cost, reg):
@@ -103,3 +103,39 @@ def sinkhorn_fixed(a, b, cost, reg, num_iter, u0=None, stab=1e-8, kernel=None, r
     if not return_plan:
         return W if batched else W[0]
     return unbatch(W, u.unsqueeze(2) * K * v.unsqueeze(1), batched)
+
+
+def sinkhorn_masked(a, b, cost, reg, num_iter, mask, stab=1e-8, kernel=None, return_plan=False):
+    """Fixed-iteration Sinkhorn on each sample's support ``mask``, with one shared cost.
+
+    For every sample with support S = {i : mask[i]} this returns exactly (in
+    exact arithmetic) what :func:`sinkhorn_fixed` returns on the
+    sub-problem ``a[S], b[S], M[S][:, S], u⁰ = 1/|S|``, without building the
+    (B, |S|, |S|) sub-costs: the histograms are zeroed off the support and
+    ``u⁰ = 1_S / |S|``; an entry j off the support has ``b_j = 0``, so
+    ``v_j = 0 / (Kᵀu + ε)_j = 0`` (the denominator is ≥ ε > 0), likewise
+    ``u_i = 0``, and an entry on the support gets the sub-problem's sum plus exact
+    zeros. The transport cost Σ u_i K_ij M_ij v_j only adds zero terms; gradients
+    w.r.t. ``a`` and ``b`` off the support are 0. In floating point the sums
+    differ only by the matmul's summation order.
+
+    Args:
+        a, b: (B, n) histograms; their values off ``mask`` are ignored.
+        cost: shared (n, n) ground cost (or None with ``kernel``).
+        reg: λ, the entropic regulariser.
+        num_iter: T ≥ 1, the number of (v, u) updates.
+        mask: (B, n) bool support.
+        stab: ε added to both denominators.
+        kernel: optional precomputed :func:`sinkhorn_kernel` ``(cost, reg)``.
+        return_plan: also return the (B, n, n) plan, zero off the support.
+
+    Returns:
+        (B,) transport costs; ``(value, plan)`` with ``return_plan=True``.
+    """
+    mask = mask.to(torch.bool)
+    zero = a.new_zeros(())
+    a = torch.where(mask, a, zero)
+    b = torch.where(mask, b, zero)
+    m = mask.to(a.dtype)
+    u0 = m / m.sum(1, keepdim=True)
+    return sinkhorn_fixed(a, b, cost, reg, num_iter, u0=u0, stab=stab, kernel=kernel, return_plan=return_plan)

@@ -37,12 +37,27 @@ def test_tools_script_is_the_package_cli():
     assert cli.main is bench_cli.main and cli.split_overrides is bench_cli.split_overrides
 
 
+def test_options_written_after_the_overrides_are_the_runners():
+    """``... KEY VALUE --poll 1`` (as ``--wait`` already was): options move back; values, even ``-1``, stay pairs."""
+    options, opts = bench_cli.split_overrides(["--configs", "a.yaml", "SOLVER.EPOCHS", "1", "--poll", "0.5", "--wait",
+                                               "KD.TEMPERATURE", "-1", "--seeds", "3", "4", "--jobs=2"])
+    assert opts == ["SOLVER.EPOCHS", "1", "KD.TEMPERATURE", "-1"]
+    args = bench_cli.build_parser().parse_args(options)
+    assert (args.configs, args.poll, args.wait, args.seeds, args.jobs) == (["a.yaml"], 0.5, True, [3, 4], 2)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("module", ["mdistiller.benchmark", "mdistiller.plots", "mdistiller.train"])
-def test_python_m_entry_points(module, tmp_path):
-    """``python -m <module> --help`` works from any folder (no repository checkout assumed)."""
+def test_python_m_names_are_the_console_commands_and_answer_help(tmp_path):
+    """``mdistiller-<name>`` is ``python -m mdistiller.<name>`` (dashes as underscores), from any folder, and its
+    --help names the console command."""
+    tomllib = pytest.importorskip("tomllib")
+    with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
+        scripts = tomllib.load(f)["project"]["scripts"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p))
-    result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=str(tmp_path), env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("usage:")
+    for command, target in scripts.items():
+        module = "mdistiller." + command[len("mdistiller-"):].replace("-", "_")
+        assert target.split(":")[0] in (module, module + ".__main__"), (command, target)
+        result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=str(tmp_path), env=env,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("usage: {} ".format(command)), result.stdout[:200]

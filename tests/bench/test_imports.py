@@ -13,7 +13,7 @@ PACKAGE_DIR = os.path.dirname(os.path.abspath(mdistiller.__file__))
 
 def _modules():
     """``{module name: path}`` of the runner package and the plots module."""
-    found = {"mdistiller.plots": os.path.join(PACKAGE_DIR, "plots.py")}
+    found = {"mdistiller.plot": os.path.join(PACKAGE_DIR, "plot.py")}
     bench = os.path.join(PACKAGE_DIR, "benchmark")
     for name in sorted(os.listdir(bench)):
         if name.endswith(".py"):
@@ -44,7 +44,7 @@ def _imports(module, path):
 
 def test_plots_do_not_import_the_runner_statically():
     modules = _modules()
-    plots = _imports("mdistiller.plots", modules["mdistiller.plots"])
+    plots = _imports("mdistiller.plot", modules["mdistiller.plot"])
     assert not [n for n in plots if n == "mdistiller.benchmark" or n.startswith("mdistiller.benchmark.")]
 
 
@@ -80,22 +80,22 @@ def test_plots_import_without_the_runner(tmp_path):
     run_dir = tmp_path / "kd" / "seed0"
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(get_cfg(os.path.join(REPO, "configs/digits/wkd_l.yaml")).dump())
-    saved = {k: v for k, v in sys.modules.items() if k == "mdistiller.plots" or k.startswith("mdistiller.benchmark")}
-    saved_attrs = {k: getattr(mdistiller, k) for k in ("plots", "benchmark") if hasattr(mdistiller, k)}
+    saved = {k: v for k, v in sys.modules.items() if k == "mdistiller.plot" or k.startswith("mdistiller.benchmark")}
+    saved_attrs = {k: getattr(mdistiller, k) for k in ("plot", "benchmark") if hasattr(mdistiller, k)}
     try:
         for key in saved:
             del sys.modules[key]
         for key in saved_attrs:
             delattr(mdistiller, key)
-        plots = importlib.import_module("mdistiller.plots")
+        plots = importlib.import_module("mdistiller.plot")
         assert plots.run_label(str(run_dir)) == "WKD-L [kd/seed0]"
         loaded = [k for k in sys.modules if k == "mdistiller.benchmark" or k.startswith("mdistiller.benchmark.")]
         assert loaded == []
     finally:
-        for key in [k for k in sys.modules if k == "mdistiller.plots" or k.startswith("mdistiller.benchmark")]:
+        for key in [k for k in sys.modules if k == "mdistiller.plot" or k.startswith("mdistiller.benchmark")]:
             del sys.modules[key]
         sys.modules.update(saved)
-        for key in ("plots", "benchmark"):
+        for key in ("plot", "benchmark"):
             if hasattr(mdistiller, key):
                 delattr(mdistiller, key)
         for key, value in saved_attrs.items():

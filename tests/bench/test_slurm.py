@@ -6,13 +6,13 @@ machine; the sbatch script is checked with fake ``srun``/``sbatch``/``squeue`` p
 """
 import os
 import shlex
-import shutil
 import signal
 import stat
 import time
 
 import pytest
 
+from mdistiller._cli import EXIT_REQUEUE
 from mdistiller.benchmark import cli as bench_cli
 from mdistiller.benchmark import run_sweep
 from mdistiller.benchmark.slurm import RunJob, SlurmLauncher, parse_time, slurm_options
@@ -26,14 +26,15 @@ SEEDS = [1]  # two configs, one seed: two runs (the killed-jobs test interrupts 
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def fake_programs(folder, monkeypatch, squeue_state=""):
-    """``srun`` (makes submitit see a SLURM cluster), ``sbatch`` (keeps the script, prints a job id), ``squeue``."""
+def fake_programs(folder, monkeypatch, squeue_state="", sbatch_error=None):
+    """``srun`` (makes submitit see a SLURM cluster), ``sbatch`` (keeps the script, prints a job id; or refuses the
+    job with ``sbatch_error``), ``squeue``."""
     folder = str(folder)
     os.makedirs(folder, exist_ok=True)
     scripts = {
         "srun": "#!/bin/sh\nexit 0\n",
         "sbatch": '#!/bin/sh\ncp "$1" "{}/sbatch_$(ls {} | wc -l).sh"\necho "Submitted batch job 4242"\n'.format(
-            folder, folder),
+            folder, folder) if sbatch_error is None else "#!/bin/sh\necho '{}' >&2\nexit 1\n".format(sbatch_error),
         "squeue": "#!/bin/sh\necho '{}'\n".format(squeue_state),
     }
     for name, text in scripts.items():
@@ -92,13 +93,13 @@ def cmdline(pid):
         return ""
 
 
-def wait_until(condition, timeout=600, what="condition"):
+def wait_until(condition, timeout=600, what="condition", poll=0.2):
     deadline = time.time() + timeout
     while time.time() < deadline:
         value = condition()
         if value:
             return value
-        time.sleep(0.2)
+        time.sleep(poll)
     raise AssertionError("timed out waiting for " + what)
 
 
@@ -154,14 +155,33 @@ def test_cli_rejects_mixed_launcher_options(capsys):
     assert "--jobs is for the local launcher" in capsys.readouterr().err
 
 
-def test_without_slurm_the_cli_says_so_in_one_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("PATH", str(tmp_path))  # no srun, no sbatch
+def test_a_refused_submission_is_one_line_that_says_what_to_do_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    """No SLURM here; then a cluster whose partition has no GPUs (sbatch refuses the default gpus_per_job 1)."""
     monkeypatch.chdir(tmp_path)
-    config = write_config(tmp_path, "kd", "KD")
-    assert bench_cli.main(["--configs", config, "--launcher", "slurm", "--no-plots"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: could not submit the job array")
-    assert "--slurm-cluster local" in err[0]
+    config = write_config(tmp_path, "vanilla", "NONE")
+    before = sorted(os.listdir(str(tmp_path)))
+
+    def refused(*extra):
+        with pytest.raises(SystemExit) as exit_info:
+            bench_cli.main(["--configs", config, "--launcher", "slurm", "--no-plots"] + list(extra))
+        assert exit_info.value.code == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith("mdistiller-benchmark: error: could not submit the job array: ")
+        assert sorted(os.listdir(str(tmp_path))) == before  # no sweep folder, no pickles of the refused jobs
+        return line
+
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))  # no srun, no sbatch
+    assert "--slurm-cluster local" in refused()
+    fake_programs(tmp_path / "bin", monkeypatch, sbatch_error="sbatch: error: Batch job submission failed: "
+                                                              "Requested node configuration is not available")
+    before = sorted(os.listdir(str(tmp_path)))
+    line = refused("--slurm-folder", "jobs")
+    assert "Requested node configuration is not available" in line and "--gpus-per-job 0" in line
+    (tmp_path / "jobs").mkdir()  # submitit's folder exists already: only the refused job's files go
+    (tmp_path / "jobs" / "old.out").write_text("")
+    before = sorted(os.listdir(str(tmp_path)))
+    refused("--slurm-folder", "jobs")
+    assert os.listdir(str(tmp_path / "jobs")) == ["old.out"]
 
 
 def test_run_job_checkpoint_resubmits_the_same_run(tmp_path):
@@ -247,10 +267,12 @@ def test_collect_only_rebuilds_the_same_table_and_finished_runs_are_not_resubmit
 
 
 @pytest.mark.slow
-def test_killed_jobs_resume_and_give_the_table_of_an_uninterrupted_sweep(local_sweep, capsys):
-    """Same sweep in a new folder where two runs are still to do: one job is preempted (SIGUSR2: submitit's
-    checkpoint hook requeues it), the other is killed outright (SIGKILL) and resubmitted by running the
-    command again. Both resume from their `latest`; the table equals the uninterrupted sweep's."""
+def test_preempted_and_killed_jobs_resume_and_give_the_table_of_an_uninterrupted_sweep(local_sweep, capsys):
+    """Same sweep in a new folder where two runs are still to do. One job is preempted as SLURM does it: SIGTERM to
+    every process of the job (the training process stops after its step, `latest` intact), then SIGUSR2 (submitit's
+    checkpoint hook requeues the job). The other job's node dies (SIGKILL); running the command again resubmits it,
+    and --wait waits for both, the requeued one included: every run ends ok and the command exits 0. Both resume
+    from their `latest`; the table equals the uninterrupted sweep's."""
     ref_dir = local_sweep["sweep_dir"]
     out = local_sweep["root"] / "runs2"
     sweep_dir = str(out / "ref")  # same sweep name: same run names and table title
@@ -273,39 +295,52 @@ def test_killed_jobs_resume_and_give_the_table_of_an_uninterrupted_sweep(local_s
     assert "--collect-only" in printed
 
     try:
-        # 2. once each run has checkpointed its first epoch, interrupt its job mid-run
-        for run_dir in todo.values():
-            wait_until(lambda: os.path.exists(os.path.join(run_dir, "latest")), what="a first checkpoint")
-        for run_dir in todo.values():
-            assert not os.path.exists(os.path.join(run_dir, "summary.json")), "finished before the interruption"
+        # 2. each training process is frozen (SIGSTOP) as soon as its first checkpoint exists, i.e. in its second
+        #    and last epoch: what happens next cannot race with the end of the run
         controller = {name: job._process.pid for name, job in jobs.items()}
-        task = {name: wait_until(lambda: [p for p in children(pid) if "submitit.core._submit" in cmdline(p)],
-                                 what="the job's process")[0] for name, pid in controller.items()}
-        os.kill(task["kd"], signal.SIGUSR2)  # preemption / time limit: checkpoint + requeue
-        for pid in descendants(controller["vanilla"])[::-1] + [controller["vanilla"]]:  # the node dies
+        trainer = {}
+        for name, run_dir in todo.items():
+            trainer[name] = wait_until(lambda: [p for p in descendants(controller[name])
+                                                if "mdistiller.train" in cmdline(p)], what="the training process")[0]
+            wait_until(lambda: os.path.exists(os.path.join(run_dir, "latest")), what="a first checkpoint", poll=0.02)
+            os.kill(trainer[name], signal.SIGSTOP)
+            assert not os.path.exists(os.path.join(run_dir, "summary.json"))
+        task = wait_until(lambda: [p for p in children(controller["kd"]) if "submitit.core._submit" in cmdline(p)],
+                          what="the job's process")[0]
+        # kd is preempted: SIGTERM to every process of the job, then SIGUSR2 once the training process has stopped
+        for pid in (task, trainer["kd"]):
+            os.kill(pid, signal.SIGTERM)
+        os.kill(trainer["kd"], signal.SIGCONT)
+        wait_until(lambda: trainer["kd"] not in descendants(controller["kd"]), what="the training process to stop")
+        os.kill(task, signal.SIGUSR2)
+        # vanilla's node dies
+        for pid in descendants(controller["vanilla"])[::-1] + [controller["vanilla"]]:
             os.kill(pid, signal.SIGKILL)
         wait_until(lambda: jobs["vanilla"].done(), timeout=60, what="the killed job to end")
         assert not os.path.exists(os.path.join(todo["vanilla"], "summary.json"))
 
-        # 3. the same command again: resubmits the killed run only (the requeued one is still running), waits
-        code = bench_cli.main(cli_args(*common, *launch, "--wait", "--poll", "0.5"))
-        assert code in (0, 1)  # 1 while kd/seed1 is unfinished
+        # 3. the same command again: resubmits the killed run only (the requeued one is still running), and waits
+        #    for both
+        assert bench_cli.main(cli_args(*common, *launch, "--wait", "--poll", "0.5")) == 0
         printed = capsys.readouterr().out
-        assert "kd/seed1: job {} is still queued or running".format(jobs["kd"].job_id) in printed
-        assert "Submitted 1 run(s)" in printed and "resumed vanilla/seed1" in printed
-        jobs["kd"].wait()
-        assert jobs["kd"].result()["action"] == "resume"
+        assert "kd/seed1: job {} is still queued or running; not submitted again (waiting for it)".format(
+            jobs["kd"].job_id) in printed
+        assert "Submitted 1 run(s)" in printed and "resumed vanilla/seed1" in printed and "FAILED" not in printed
+        assert jobs["kd"].done() and jobs["kd"].result()["action"] == "resume"
     finally:  # never leave a job of this test running
         for job in jobs.values():
             if not job.done():
                 job.cancel()
 
-    # 4. every run resumed from its latest (epoch 1), nothing redone, and the table is the uninterrupted one
+    # 4. the preempted attempt is recorded as interrupted, not failed; every run resumed from its latest (epoch 1),
+    #    nothing redone, and the table is the uninterrupted one
     kd, vanilla = attempts(todo["kd"]), attempts(todo["vanilla"])
-    assert [(a["action"], a["returncode"]) for a in kd] == [("new", None), ("resume", 0)]
+    assert [(a["action"], a["returncode"], a["outcome"]) for a in kd] == [
+        ("new", EXIT_REQUEUE, "interrupted"), ("resume", 0, "finished")]
     assert kd[0]["job_id"] == kd[1]["job_id"] == jobs["kd"].job_id  # requeued: the same job
     assert [(a["action"], a["returncode"]) for a in vanilla] == [("resume", 0)]  # the killed attempt left no record
     assert vanilla[0]["job_id"] != jobs["vanilla"].job_id  # a new job
+    assert not os.path.exists(os.path.join(todo["kd"], "error.txt"))
     for run_dir in todo.values():
         with open(os.path.join(run_dir, "worklog.txt")) as f:
             assert "resumed from epoch 1" in f.read()
@@ -327,7 +362,8 @@ def test_submission_to_slurm_writes_the_array_script_and_prints_the_collect_comm
     --collect-only command printed; that command tabulates; a second submission while queued submits nothing."""
     bin_dir = fake_programs(tmp_path / "bin", monkeypatch)
     configs = [write_config(tmp_path, "vanilla", "NONE"), write_config(tmp_path, "kd", "KD")]
-    opts = ["SOLVER.EPOCHS", "2", "DATASET.TYPE", "digits"]
+    teacher = random_teacher_ckpt(tmp_path / "teacher.pth")  # checked before anything is submitted
+    opts = ["SOLVER.EPOCHS", "2", "DATASET.TYPE", "digits", "DISTILLER.TEACHER_CKPT", teacher]
     monkeypatch.chdir(tmp_path)
     args = cli_args(configs, [0, 1], "runs", "grid", opts, "--launcher", "slurm", "--partition", "gpu",
                     "--time", "1:00:00", "--account", "proj", "--cpus-per-job", "8", "--array-parallelism", "3",

@@ -8,7 +8,7 @@ import pytest
 
 from mdistiller import benchmark as bm
 from mdistiller.benchmark import run_sweep
-from mdistiller.plots import plot_run_dirs
+from mdistiller.plot import plot_run_dirs
 from tests.helpers.benchutil import read_rows, write_config
 from tests.helpers.runutil import REPO, random_teacher_ckpt, tiny_opts
 
@@ -142,3 +142,19 @@ def test_runs_start_training_as_a_module(sweep):
         first = f.readline().split()
     assert first[0] == "$" and first[2:4] == ["-m", "mdistiller.train"]
     assert first[4:] == ["--cfg", os.path.join(run_dir, bm.RUN_CFG)]
+
+
+def test_a_failed_attempt_is_recorded_with_its_error_not_the_last_stderr_line():
+    """A warning's source line printed after the traceback (or before the command's one-line error) is no reason."""
+    from mdistiller.benchmark import failure_reason
+
+    warning = "/x/trainer.py:129: UnusedKeyWarning: DATASET.NUM_WORKERS 0 is not used\n  warn_unused_keys(cfg)\n"
+    crash = ('Traceback (most recent call last):\n  File "x.py", line 1, in <module>\n    step()\n'
+             "RuntimeError: CUDA out of memory.\nTried to allocate 2 GiB\n")
+    assert failure_reason(warning + crash + warning, 1) == "RuntimeError: CUDA out of memory."
+    assert failure_reason(crash + "\nDuring handling of the above exception, another exception occurred:\n\n"
+                          + crash.replace("RuntimeError", "OSError"), 1) == "OSError: CUDA out of memory."
+    said = "mdistiller-train: error: Unknown model 'x' (DISTILLER.STUDENT)"
+    assert failure_reason(warning + said + "\n" + warning, 2) == said
+    assert failure_reason(warning, -9) == "killed by SIGKILL"
+    assert failure_reason(warning, 3) == "exit code 3 without a summary.json"

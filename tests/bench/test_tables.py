@@ -29,6 +29,16 @@ def test_aggregate_and_markdown():
     assert mean_std([]) == (None, None) and mean_std([3.0]) == (3.0, None)
 
 
+def test_a_student_trained_alone_shows_no_teacher():
+    """A NONE config names a teacher (for its pair's published baseline), but its row shows the student only."""
+    alone = dict(record("vanilla", 0, 60.0, 61.0, method="student"), type="NONE", teacher="resnet20", student="resnet8")
+    teacher = dict(record("teacher", 0, 90.0, 91.0, method="teacher"), type="NONE", teacher="resnet20",
+                   student="resnet20")
+    rows = aggregate([alone, teacher])
+    assert [r["pair"] for r in rows] == ["resnet8", "resnet20"]
+    assert "resnet20→resnet8" not in format_markdown(rows)
+
+
 def test_paired_difference_against_an_independent_t_test():
     from scipy import stats
 

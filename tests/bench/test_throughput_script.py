@@ -1,10 +1,15 @@
-"""benchmarks/throughput.py times every built-in method against KD; the benchmark scripts need only the package."""
+"""benchmarks/throughput.py times every built-in method against KD; the benchmark scripts need only the package
+(the test runs the script as ``python benchmarks/throughput.py`` would, in this process; it imports nothing from
+``benchmarks/``)."""
 import ast
 import glob
 import os
 import re
+import runpy
+import sys
 
-from mdistiller.registry import distiller_dict, get_distiller_class, load_builtin_methods
+from mdistiller.distillers import distiller_dict, get_distiller_class
+from mdistiller.engine.cfg import get_cfg
 from tests.helpers.runutil import REPO
 
 ARGS = ["--teacher", "resnet8x4", "--student", "resnet8", "--batch-size", "4", "--num-classes", "10",
@@ -12,29 +17,28 @@ ARGS = ["--teacher", "resnet8x4", "--student", "resnet8", "--batch-size", "4", "
 ROW = re.compile(r"^(\S+)\s+(\d+)\s+(\d+\.\d\d)x\s+(\d+)\s+(\d+\.\d\d)x\s+(\d+\.\d\d)x\s+(\S+)(?:\s+(.*))?$")
 
 
-def _builtin_labels(throughput):
-    """The table label of every configuration the script times for a built-in method (methods registered by
-    tests are left out: only classes defined in the package count)."""
-    load_builtin_methods()
-    args = throughput.parse_args(ARGS)
-    student, teacher = (throughput.cifar_model_dict[name][0](num_classes=10) for name in ("resnet8", "resnet8x4"))
+def _builtin_labels():
+    """The table label of every configuration a built-in method's class lists (``variants``; methods registered
+    by tests are left out: only classes defined in the package count)."""
     labels = []
     for key, cls in distiller_dict.items():
         if not cls.__module__.startswith("mdistiller."):
             continue
-        for overrides, _ in throughput.method_specs(key, student, teacher):
-            labels.append("Vanilla" if key == "NONE" else
-                          get_distiller_class(key).label(throughput.make_cfg(key, overrides, args)))
+        for overrides, _ in cls.variants():
+            cfg = get_cfg(opts=["DISTILLER.TYPE", key])
+            cfg.defrost()
+            labels.append("Vanilla" if key == "NONE" else get_distiller_class(key).label(cfg.merge_from_dict(overrides)))
     return labels
 
 
-def test_every_builtin_method_is_timed_against_kd(capsys):
-    from benchmarks import throughput
-
-    expected = _builtin_labels(throughput)
+def test_every_builtin_method_is_timed_against_kd(capsys, monkeypatch):
+    expected = _builtin_labels()
     builtin_keys = [k for k, cls in distiller_dict.items() if cls.__module__.startswith("mdistiller.")]
     assert len(expected) == len(builtin_keys) + 2  # WKD (logit, feature) and OTKD (IPOT, REMD) give two rows
-    throughput.main(ARGS)
+    script = os.path.join(REPO, "benchmarks", "throughput.py")
+    monkeypatch.setattr(sys, "argv", [script] + ARGS)
+    monkeypatch.syspath_prepend(os.path.dirname(script))  # as `python benchmarks/throughput.py` puts it first
+    runpy.run_path(script, run_name="__main__")
     out = capsys.readouterr().out
     rows, flops, skipped = {}, {}, []
     for line in out.splitlines():

@@ -18,16 +18,13 @@ from mdistiller.dataset import ContrastiveSample, build_datasets
 from mdistiller.dataset.batched import (
     BatchedLoader,
     BatchTransform,
-    build_batched_loaders,
     check_batched_support,
     epoch_seed,
-    resolve_pipeline,
     shard_indices,
 )
 from mdistiller.dataset.cifar import CIFAR100_MEAN, CIFAR100_STD, get_cifar100_train_transform
 from mdistiller.dataset.common import TensorImageDataset
 from mdistiller.dataset.digits import get_digits_train_transform
-from mdistiller.registry import DataNeeds
 
 P_MIN = 1e-3  # fixed seeds: the p-values are deterministic; a broken sampler gives p ~ 0
 
@@ -372,23 +369,6 @@ def test_contrastive_negatives_uniform_over_the_pool():
     assert stats.chisquare(counts).pvalue > P_MIN
 
 
-def test_contrastive_through_build_batched_loaders(tmp_path):
-    make_cifar10_folder(tmp_path, n_train=30, n_test=9)
-    cfg = make_dataset_cfg("cifar10", tmp_path, batch_size=8, test_batch_size=4)
-    train, val, _ = build_datasets(cfg, needs=DataNeeds(contrastive_k=6, contrastive_mode="relax"))
-    labels = np.asarray(train.targets)
-    train_loader, val_loader = build_batched_loaders(cfg, train, val, "cpu", rank=1, world_size=2)
-    assert train_loader.batch_size == 4 and val_loader.batch_size == 4
-    train_loader.set_epoch(1)
-    for image, target, index, cidx in train_loader:
-        assert image.shape[1:] == (3, 32, 32) and cidx.shape == (len(index), 7)
-        assert (labels[cidx[:, 0].numpy()] == target.numpy()).all()
-        assert (labels[cidx[:, 1:].numpy()] != target.numpy()[:, None]).all()
-    assert len(train_loader) == 4 and len(val_loader) == 1
-    with pytest.raises(ValueError, match="divide"):
-        build_batched_loaders(cfg, train, val, "cpu", rank=0, world_size=3)
-
-
 # ------------------------------------------------------------------- errors
 
 
@@ -398,8 +378,6 @@ def test_imagefolder_and_unsupported_transforms_are_rejected(tmp_path):
     make_imagefolder(base / "val", ["a"], 1, size=8)
     cfg = make_dataset_cfg("tiny_imagenet", tmp_path)
     train, val, _ = build_datasets(cfg)
-    with pytest.raises(ValueError, match="in-memory.*tiny_imagenet.*per_sample"):
-        build_batched_loaders(cfg, train, val, "cpu")
     with pytest.raises(ValueError, match="per_sample"):
         BatchedLoader(train, 4)
     from torchvision import transforms
@@ -412,18 +390,3 @@ def test_imagefolder_and_unsupported_transforms_are_rejected(tmp_path):
                                  transforms.RandomCrop(8, padding=2, padding_mode="reflect"))
     with pytest.raises(ValueError, match="constant"):
         check_batched_support(reflect)
-
-
-def test_resolve_pipeline():
-    cfg = make_dataset_cfg("cifar100")
-    assert resolve_pipeline(cfg) == "batched"
-    assert resolve_pipeline(make_dataset_cfg("imagenet")) == "per_sample"
-    cfg.DATASET.PIPELINE = "per_sample"
-    assert resolve_pipeline(cfg) == "per_sample"
-    cfg.DATASET.PIPELINE = "fast"
-    with pytest.raises(ValueError, match="batched, per_sample"):
-        resolve_pipeline(cfg)
-    cfg = make_dataset_cfg("tiny_imagenet")
-    cfg.DATASET.PIPELINE = "batched"
-    with pytest.raises(ValueError, match="per_sample"):
-        resolve_pipeline(cfg)

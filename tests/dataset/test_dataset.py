@@ -16,7 +16,7 @@ from tests.helpers.datagen import (
     make_svhn_folder,
 )
 from mdistiller.dataset import (
-    DATASET_TYPES,
+    DATASETS,
     ContrastiveSample,
     build_datasets,
     get_dataset,
@@ -202,9 +202,9 @@ def test_download_path_is_used_when_folder_missing(tmp_path, monkeypatch):
 def test_unknown_type_lists_valid_names():
     with pytest.raises(ValueError) as err:
         build_datasets(make_dataset_cfg("mnist"))
-    for name in DATASET_TYPES:
+    for name in DATASETS:
         assert name in str(err.value)
-    assert set(DATASET_TYPES) == {"cifar100", "cifar10", "svhn", "imagenet", "tiny_imagenet", "digits"}
+    assert set(DATASETS) == {"cifar100", "cifar10", "svhn", "imagenet", "tiny_imagenet", "digits"}
 
 
 def test_num_classes_override(tmp_path):

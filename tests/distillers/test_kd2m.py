@@ -107,6 +107,7 @@ def test_config_defaults():
     assert (k.LOSS.CE_WEIGHT, k.LOSS.LAMBDA, k.DISTANCE, k.FEATURE, k.COVARIANCE) == (1.0, 1e-4, "w2", "pooled", "diag")
     assert (k.PROJECTOR, k.LABEL_COST, k.BETA, k.JW2_NORMALIZE, k.VAR_FLOOR) == (
         "orthogonal", "logit_sqeuclidean", 1.0, True, 1e-3)
+    assert (k.CLASS_REDUCTION, k.JW2_FEATURE_GRAD) == ("sum", True)
 
 
 def test_w2_equals_pot_emd2(nets, images):
@@ -126,15 +127,38 @@ def test_w2_on_a_stage_feature(nets, images):
     assert value == pytest.approx(w2(f_s, f_t), rel=1e-4)
 
 
-def test_cw2_mean_over_classes_with_a_one_sample_class(nets, images):
+def test_cw2_sum_and_mean_over_classes_with_a_one_sample_class(nets, images):
     _, d = make(nets, "cw2")
     value = kd_value(d, images)
     f_s, f_t, _, _ = extract(d, images)
+    per = [w2(f_s[LABELS.numpy() == c], f_t[LABELS.numpy() == c]) for c in range(5)]
+    # default: the released code's sum over the 5 classes present (utils.py:198-211)
+    assert value == pytest.approx(sum(per), rel=1e-4)
     assert value == pytest.approx(per_class(w2, f_s, f_t, LABELS), rel=1e-4)
-    # the mean over the 5 classes present, not the released code's sum
-    assert value == pytest.approx(sum(w2(f_s[LABELS.numpy() == c], f_t[LABELS.numpy() == c]) for c in range(5)) / 5, rel=1e-4)
+    # Eq. (3): 1/n_c with n_c the number of classes of the task (the logits' width, 12), not of the batch
+    _, d_mean = make(nets, "cw2", CLASS_REDUCTION="mean")
+    assert kd_value(d_mean, images) == pytest.approx(sum(per) / NUM_CLASSES, rel=1e-4)
+    # "mean" at λ·n_c is the same loss as "sum" at λ
+    _, d_scaled = make(nets, "cw2", CLASS_REDUCTION="mean", **{"LOSS.LAMBDA": str(1e-4 * NUM_CLASSES)})
+    _, losses_sum = d(image=images, target=LABELS)
+    _, losses_scaled = d_scaled(image=images, target=LABELS)
+    assert losses_scaled["loss_kd"].item() == pytest.approx(losses_sum["loss_kd"].item(), rel=1e-5)
     # the singleton class contributes the squared distance between its two points
     assert w2(f_s[7:8], f_t[7:8]) == pytest.approx(float(((f_s[7] - f_t[7]) ** 2).sum()), rel=1e-12)
+
+
+def test_jw2_released_gradient_reaches_the_student_through_its_logits_only(nets, images):
+    grads = {}
+    for flag in ("True", "False"):
+        _, d = make(nets, "jw2", JW2_FEATURE_GRAD=flag)
+        d.zero_grad(set_to_none=True)
+        _, losses = d(image=images, target=LABELS)
+        losses["loss_kd"].backward()
+        grads[flag] = {n: p.grad.clone() for n, p in d.student.named_parameters() if p.grad is not None}
+    # the classifier's weight sees the logit term in both; only the backbone's gradient changes
+    assert set(grads["True"]) == set(grads["False"])
+    conv = "conv1.weight"
+    assert not torch.allclose(grads["True"][conv], grads["False"][conv], rtol=1e-3, atol=0)
 
 
 def _label_cost(l_s, l_t, label_cost):
@@ -179,8 +203,10 @@ def test_cgw2_closed_form_with_a_one_sample_class(nets, images, covariance):
     value = kd_value(d, images)
     f_s, f_t, _, _ = extract(d, images, "feats1")
     r, diagonal = ridge(cfg, f_t), covariance == "diag"  # one ridge for every class: the batch's
-    expected = per_class(lambda x, y: gauss_w2(x, y, r, diagonal), f_s, f_t, LABELS)
+    expected = per_class(lambda x, y: gauss_w2(x, y, r, diagonal), f_s, f_t, LABELS)  # the released sum
     assert value == pytest.approx(expected, rel=1e-3)
+    _, d_mean = make(nets, "cgw2", COVARIANCE=covariance, FEATURE="feats1", CLASS_REDUCTION="mean")
+    assert kd_value(d_mean, images) == pytest.approx(expected / NUM_CLASSES, rel=1e-3)
     # the singleton class: the ridge cancels in W2, leaving the mean term = the two points' squared distance
     single = gauss_w2(f_s[7:8], f_t[7:8], r, diagonal)
     assert single == pytest.approx(float(((f_s[7] - f_t[7]) ** 2).sum()), rel=1e-6)
@@ -205,7 +231,7 @@ def test_all_singleton_classes_reduce_to_pointwise_distance(nets, images):
         _, d = make(nets, distance, COVARIANCE=cov, FEATURE="feats1")
         values[(distance, cov)] = kd_value(d, images, labels)
     f_s, f_t, _, _ = extract(d, images, "feats1")
-    pointwise = float(((f_s - f_t) ** 2).sum(1).mean())
+    pointwise = float(((f_s - f_t) ** 2).sum())  # the released sum over the B one-sample classes
     for v in values.values():
         assert v == pytest.approx(pointwise, rel=1e-3)
 
@@ -297,7 +323,7 @@ def test_backward_reaches_student_and_projector_not_teacher(nets, images):
 @pytest.mark.parametrize(
     "key,value",
     [("DISTANCE", "w3"), ("COVARIANCE", "low"), ("LABEL_COST", "sqeuclidean"), ("FEATURE", "stage"),
-     ("PROJECTOR", "mlp"), ("VAR_FLOOR", "-1.0")],
+     ("PROJECTOR", "mlp"), ("VAR_FLOOR", "-1.0"), ("CLASS_REDUCTION", "present")],
 )
 def test_invalid_options_fail_clearly(nets, key, value):
     opts = {key: value}
@@ -347,6 +373,8 @@ def test_shipped_config_follows_the_released_protocol(path):
         k = cfg.KD2M
         assert (k.LOSS.CE_WEIGHT, k.LOSS.LAMBDA, k.FEATURE, k.COVARIANCE) == (1.0, 1e-4, "pooled", "diag")
         assert (k.LABEL_COST, k.BETA, k.JW2_NORMALIZE) == ("logit_sqeuclidean", 1.0, True)
+        # λ 1e-4 is the released default for its summed class-conditional terms
+        assert k.CLASS_REDUCTION == "sum"
         # the teacher is the last epoch of this dataset's teacher config, where that config writes it
         teacher_cfg = get_cfg(os.path.join(os.path.dirname(path), "r34_teacher.yaml"))
         run = os.path.join(teacher_cfg.LOG.PREFIX, teacher_cfg.EXPERIMENT.PROJECT, teacher_cfg.EXPERIMENT.NAME)

@@ -7,7 +7,7 @@ import torch
 from scipy.stats import norm, truncnorm
 
 from mdistiller.distillers import OFD, build_distiller
-from mdistiller.engine.cfg import CFG, merge_from_file
+from mdistiller.engine.cfg import CFG
 from mdistiller.models import imagenet_model_dict
 from tests.helpers.feature_methods import (
     assert_grads_close, batch, bn_train, build, grads, load_with_extra, pool, step_and_features, student_params,
@@ -107,7 +107,7 @@ def test_ofd_runs_on_pairs_mdistiller_cannot_build():
 
 def test_ofd_imagenet_config_builds_mdistillers_three_stages():
     cfg = CFG.clone()
-    merge_from_file(cfg, os.path.join(REPO, "configs", "imagenet", "r50_mv1", "ofd.yaml"))
+    cfg.merge_from_file(os.path.join(REPO, "configs", "imagenet", "r50_mv1", "ofd.yaml"))
     assert cfg.OFD.LOSS.FEAT_WEIGHT == 0.0001
     distiller = build_distiller(cfg, imagenet_model_dict["MobileNetV1"](), imagenet_model_dict["ResNet50"]().eval())
     shapes = [tuple(c[0].weight.shape[:2]) for c in distiller.connectors.connectors]

@@ -22,7 +22,8 @@ from mdistiller.benchmark import method_label, published_top1
 from mdistiller.distillers import OTKD, build_distiller, get_distiller_class
 from mdistiller.distillers._base import ModelOutput
 from mdistiller.distillers._common import CommonSpaceEmbed, TeacherConvEmbed
-from mdistiller.distillers.OTKD import paper_stage
+from mdistiller.distillers.OTKD import StudentSideEmbed, paper_stage
+from mdistiller.losses.otkd import otkd_loss
 from mdistiller.engine.cfg import CFG, get_cfg
 from mdistiller.models import cifar_model_dict, imagenet_model_dict
 from mdistiller.models.cifar.mv2_tinyimagenet import mobilenetv2_tinyimagenet
@@ -268,6 +269,69 @@ def test_embeddings_follow_appendix_c_resnet32x4_to_shufflev2():
     assert all(p.grad is None for p in teacher.parameters())
     # the common dimension is OTKD.EMBED_DIM
     assert build_distiller(make_cfg(EMBED_DIM=32), student, teacher).embeds[3].linear_t.out_features == 32
+    # EMBED_SIDE student: the student's features mapped to the teacher's shape / width, the teacher's unchanged
+    d_s = build_distiller(make_cfg(EMBED_SIDE="student"), student, teacher)
+    for k, embed in zip((1, 2, 3), d_s.embeds[:3]):
+        s, t = fs["feats"][k], ft["feats"][k]
+        assert isinstance(embed, StudentSideEmbed) and embed.map.conv.in_channels == s.shape[1]
+        out_s, out_t = embed.eval()(s, t)
+        assert out_t is t and out_s.shape == t.shape
+    assert (d_s.embeds[3].map.in_features, d_s.embeds[3].map.out_features) == (1024, 256)
+    with pytest.raises(ValueError, match="OTKD.EMBED_SIDE"):
+        build_distiller(make_cfg(EMBED_SIDE="both"), student, teacher)
+
+
+def _spread(x):
+    """1 − the mean cosine between distinct samples: 0 when every sample points the same way."""
+    x = nn.functional.normalize(x.reshape(x.shape[0], -1), dim=1)
+    n = len(x)
+    return float(1 - ((x @ x.t()).sum() - n) / (n * n - n))
+
+
+def test_teacher_side_embeddings_collapse_student_side_ones_keep_the_teacher():
+    """Appendix C's trained teacher-side embeddings admit a minimiser that ignores the teacher: trained alone
+    (student features fixed), they map every teacher sample to one point and the loss no longer depends on the
+    teacher's features; with EMBED_SIDE student the teacher's features enter the cost unchanged and the trained
+    loss does depend on them. Tiny float64 features (a map stage and a penultimate stage of different widths, the
+    teacher a noisy function of the student's input), SGD as in the paper's recipe, 100 steps."""
+    g = torch.Generator().manual_seed(0)
+    dt, b = torch.float64, 16
+    s_map = torch.randn(b, 4, 4, 4, generator=g, dtype=dt).relu()
+    mix = torch.randn(8, 4, generator=g, dtype=dt)
+    t_map = (torch.einsum("oc,bchw->bohw", mix, s_map) + 0.3 * torch.randn(b, 8, 4, 4, generator=g, dtype=dt)).relu()
+    s_vec = torch.randn(b, 6, generator=g, dtype=dt).relu()
+    t_vec = (s_vec @ torch.randn(6, 10, generator=g, dtype=dt) + 0.3 * torch.randn(b, 10, generator=g, dtype=dt)).relu()
+    results = {}
+    for side in ("teacher", "student"):
+        torch.manual_seed(0)
+        if side == "teacher":
+            embeds = nn.ModuleList([TeacherConvEmbed(t_map.shape[1:], s_map.shape[1:]), CommonSpaceEmbed(6, 10, 8)])
+        else:
+            embeds = nn.ModuleList([StudentSideEmbed(s_map.shape[1:], t_map.shape[1:]), StudentSideEmbed((6,), (10,))])
+        embeds = embeds.double().train()
+        opt = torch.optim.SGD(embeds.parameters(), lr=0.05, momentum=0.9)
+
+        def pairs():
+            return [e(s, t) for e, s, t in zip(embeds, (s_map, s_vec), (t_map, t_vec))]
+
+        for _ in range(100):
+            p = pairs()
+            loss = otkd_loss([s for s, _ in p], [t for _, t in p], detach_plan=True)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            p = pairs()
+            trained = otkd_loss([s for s, _ in p], [t for _, t in p]).item()
+            # what the teacher contributes to the cost replaced by one constant sample (its batch mean)
+            constant = otkd_loss([s for s, _ in p], [t.mean(0, keepdim=True).expand_as(t) for _, t in p]).item()
+        results[side] = (trained, constant, [_spread(t) for _, t in p])
+    trained, constant, spreads = results["teacher"]
+    assert max(spreads) < 0.01 < 0.3 < min(_spread(t_map), _spread(t_vec))  # every teacher sample at one point
+    assert constant == pytest.approx(trained, rel=0.01)  # the loss is met without anything from the teacher
+    trained, constant, spreads = results["student"]
+    assert spreads == [_spread(t_map), _spread(t_vec)]  # the teacher's features enter the cost unchanged
+    assert abs(constant - trained) > 0.5 * trained  # and the trained loss depends on them
 
 
 def test_equal_widths_use_no_embedding():

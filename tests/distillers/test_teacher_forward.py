@@ -5,25 +5,30 @@ import copy
 import pytest
 import torch
 
-from benchmarks.throughput import make_cfg, method_specs, parse_args
 from mdistiller.distillers import build_distiller
-from mdistiller.engine.cfg import CFG
+from mdistiller.engine.cfg import CFG, get_cfg
 from mdistiller.models import cifar_model_dict
-from mdistiller.registry import distiller_dict, get_distiller_class, load_builtin_methods
+from mdistiller.distillers import distiller_dict, get_distiller_class
 from tests.helpers.distill_inputs import default_dtype
 
 TEACHER, STUDENT, CLASSES, BATCH, NUM_DATA = "resnet8x4", "resnet8", 10, 4, 64
 
-load_builtin_methods()
 BUILTIN = sorted(k for k, cls in distiller_dict.items() if cls.__module__.startswith("mdistiller.") and k != "NONE")
 
 
 def _specs():
-    args = parse_args(["--teacher", TEACHER, "--student", STUDENT, "--num-classes", str(CLASSES)])
+    """Every configuration the classes list (``variants``), with the settings of this pair (``pair_settings``)."""
     student = cifar_model_dict[STUDENT][0](num_classes=CLASSES)
     teacher = cifar_model_dict[TEACHER][0](num_classes=CLASSES)
-    return [(key, overrides, make_cfg(key, overrides, args)) for key in BUILTIN
-            for overrides, _ in method_specs(key, student, teacher)]
+    specs = []
+    for key in BUILTIN:
+        cls = get_distiller_class(key)
+        for overrides, _ in cls.variants():
+            cfg = get_cfg(opts=["DISTILLER.TYPE", key, "DISTILLER.STUDENT", STUDENT, "DISTILLER.TEACHER", TEACHER])
+            cfg.defrost()
+            cfg.merge_from_dict(overrides).merge_from_dict(cls.pair_settings(cfg, student, teacher))
+            specs.append((key, overrides, cfg))
+    return specs
 
 
 def _step(cfg, teacher, batch):

@@ -11,7 +11,9 @@ from mdistiller.distillers import build_distiller, distiller_dict
 from mdistiller.distillers.WKL import WKL
 from mdistiller.engine.cfg import get_cfg
 from mdistiller.losses.dkd import dkd_parts
-from mdistiller.losses.wkd import cosine_decay_weight, fc_cost_matrix, prepare_cost_matrix, wkd_feature_parts, wkd_logit_parts
+from mdistiller.losses.class_cost import fc_cost_matrix, prepare_cost_matrix
+from mdistiller.losses.schedules import cosine_decay_weight
+from mdistiller.losses.wkd import wkd_feature_parts, wkd_logit_parts
 from mdistiller.losses.wkl import gaussian_feature_kl
 from tests.helpers.distill_inputs import zoo_pair
 from tests.helpers.loss_reference import zscore

@@ -32,7 +32,7 @@ def test_missing_teacher_checkpoint_says_how_to_get_it(tmp_path, monkeypatch):
                          str(tmp_path / "data"), "DATASET.NUM_WORKERS", "0", "LOG.PREFIX", str(tmp_path)])
     with pytest.raises(FileNotFoundError) as err:
         train(cfg, str(tmp_path / "run"))
-    assert "download_ckpts.sh" in str(err.value) and missing in str(err.value)
+    assert "mdistiller-download teachers" in str(err.value) and missing in str(err.value)
 
 
 def test_missing_dataset_says_where_it_is_expected(tmp_path):

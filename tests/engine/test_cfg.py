@@ -5,7 +5,7 @@ import os
 import pytest
 
 from mdistiller.distillers import distiller_dict
-from mdistiller.engine.cfg import CFG, get_cfg, merge_from_dict
+from mdistiller.engine.cfg import CFG, get_cfg
 from tests.helpers.runutil import REPO
 
 MDISTILLER_YAMLS = [
@@ -49,8 +49,7 @@ def test_integer_written_for_a_float_key_is_accepted(tmp_path):
 
 
 def test_merge_from_dict_sets_dotted_keys_like_the_command_line():
-    cfg = merge_from_dict(
-        CFG.clone(),
+    cfg = CFG.clone().merge_from_dict(
         {"DKD.ALPHA": 3, "SOLVER.EPOCHS": "7", "COMBINE.METHODS": ["CRD", "KD"], "WKD.LOSS.KL_WEIGHT": 2},
     )
     assert cfg.DKD.ALPHA == 3.0 and isinstance(cfg.DKD.ALPHA, float)
@@ -63,6 +62,68 @@ def test_merge_from_dict_sets_dotted_keys_like_the_command_line():
 
 def test_merge_from_dict_unknown_key_or_wrong_type_names_the_key():
     with pytest.raises(KeyError, match="SOLVER.LEARNING_RATE"):
-        merge_from_dict(CFG.clone(), {"SOLVER.LEARNING_RATE": 0.1})
+        CFG.clone().merge_from_dict({"SOLVER.LEARNING_RATE": 0.1})
     with pytest.raises(ValueError, match="SOLVER.EPOCHS"):
-        merge_from_dict(CFG.clone(), {"SOLVER.EPOCHS": "ten"})
+        CFG.clone().merge_from_dict({"SOLVER.EPOCHS": "ten"})
+
+
+# The released WKL config for resnet32x4 -> resnet8x4 (Changhy26/WKL@77d4647, configs/cifar100/wkd_l/
+# res32x4_res8x4.yaml): DISTILLER.TYPE WKD with the release's WKD.LOSS.KL_WEIGHT, now WKL.KL_WEIGHT.
+RELEASED_WKL_YAML = """\
+EXPERIMENT: {NAME: "", TAG: "wkd_l,res32x4,res8x4", PROJECT: "cifar100_baselines", SEED: 42}
+DISTILLER: {TYPE: "WKD", TEACHER: "resnet32x4", STUDENT: "resnet8x4"}
+SOLVER:
+  BATCH_SIZE: 64
+  EPOCHS: 240
+  LR: 0.05
+  LR_DECAY_STAGES: [150, 180, 210]
+  LR_DECAY_RATE: 0.1
+  WEIGHT_DECAY: 0.0005
+  MOMENTUM: 0.9
+  TYPE: "SGD"
+WKD:
+  INPUT_SIZE: (32, 32)
+  LOSS: {CE_WEIGHT: 1.0, WKD_LOGIT_WEIGHT: 600.0, WKD_FEAT_WEIGHT: 0.0, COSINE_DECAY_EPOCH: 150, KL_WEIGHT: 0.5}
+  SINKHORN: {LAMBDA: 0.05, ITER: 10}
+  COST_MATRIX: 'cka'
+  COST_MATRIX_PATH: "wkd_cost_matrix/cifar100/resnet32x4/linear_cka.pth"
+  COST_MATRIX_SHARPEN: 1.0
+  TEMPERATURE: 8.0
+LOG: {WANDB: False, TENSORBOARD_FREQ: 10, SAVE_CHECKPOINT_FREQ: 40}
+"""
+# The WKD release's layout of a WKD-F config (the same fork, configs/cifar100/wkd_f/res32x4_res8x4.yaml), with
+# integers written for float keys as users do.
+RELEASED_WKD_F_YAML = """\
+DISTILLER: {TYPE: "WKD", TEACHER: "resnet32x4", STUDENT: "resnet8x4"}
+WKD:
+  INPUT_SIZE: (32, 32)
+  LOSS: {CE_WEIGHT: 1, WKD_LOGIT_WEIGHT: 0, WKD_FEAT_WEIGHT: 0.08, COSINE_DECAY_EPOCH: 150, KL_WEIGHT: 2}
+  EPS: 0.00001
+  HINT_LAYER: -1
+  MEAN_COV_RATIO: 4
+  PROJECTOR: "conv1x1"
+  SPATIAL_GRID: 1
+"""
+
+
+def test_the_config_object_merges_released_yamls_as_the_command_line_does(tmp_path):
+    """mdistiller's Python API, ``cfg = CFG.clone(); cfg.merge_from_file(path)``, renames old keys and accepts
+    integers for float keys itself; ``merge_from_list`` too."""
+    for name, text in (("wkl.yaml", RELEASED_WKL_YAML), ("wkd_f.yaml", RELEASED_WKD_F_YAML)):
+        (tmp_path / name).write_text(text)
+    cfg = CFG.clone()
+    cfg.merge_from_file(str(tmp_path / "wkl.yaml"))
+    assert cfg.DISTILLER.TYPE == "WKD" and cfg.WKD.LOSS.WKD_LOGIT_WEIGHT == 600.0 and cfg.WKD.TEMPERATURE == 8.0
+    assert cfg.WKL.KL_WEIGHT == 0.5 and "KL_WEIGHT" not in cfg.WKD.LOSS
+    assert cfg == get_cfg(str(tmp_path / "wkl.yaml"))
+    cfg.merge_from_list(["WKD.LOSS.KL_WEIGHT", "2", "SOLVER.LR", "1"])
+    assert cfg.WKL.KL_WEIGHT == 2.0 and cfg.SOLVER.LR == 1.0 and isinstance(cfg.SOLVER.LR, float)
+    cfg = CFG.clone()
+    cfg.merge_from_file(str(tmp_path / "wkd_f.yaml"))
+    assert (cfg.WKD.LOSS.CE_WEIGHT, cfg.WKD.LOSS.WKD_LOGIT_WEIGHT, cfg.WKD.MEAN_COV_RATIO) == (1.0, 0.0, 4.0)
+    assert isinstance(cfg.WKD.LOSS.WKD_LOGIT_WEIGHT, float) and cfg.WKL.KL_WEIGHT == 2.0
+    assert cfg.WKD.INPUT_SIZE == (32, 32) and cfg.WKD.HINT_LAYER == -1
+    for path in MDISTILLER_YAMLS:
+        cfg = CFG.clone()
+        cfg.merge_from_file(path)
+        assert cfg == get_cfg(path)

@@ -1,11 +1,16 @@
-"""Loaders: the global batch split over processes, evaluation shards that cover the set once."""
+"""Loaders: the global batch split over processes, evaluation shards that cover the set once, the pipeline
+decided from the dataset table."""
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from mdistiller.dataset import build_datasets
 from mdistiller.engine.cfg import get_cfg
-from mdistiller.engine.data import ShardSampler, build_loaders
+from mdistiller.engine.data import ShardSampler, build_loaders, pipeline_of
 from mdistiller.engine.device import Runtime
+from mdistiller.registry import DataNeeds
+from tests.helpers.datagen import make_cifar10_folder, make_dataset_cfg, make_imagefolder
 
 
 def test_shards_cover_every_sample_once():
@@ -28,8 +33,6 @@ def test_per_process_batch_and_divisibility():
 
 
 def test_pipeline_auto_batched_for_in_memory_types_and_per_sample_otherwise():
-    from mdistiller.engine.data import pipeline_of
-
     for kind in ("cifar100", "cifar10", "svhn", "digits"):
         assert pipeline_of(get_cfg(None, ["DATASET.TYPE", kind])) == "batched"
         assert pipeline_of(get_cfg(None, ["DATASET.TYPE", kind, "DATASET.PIPELINE", "per_sample"])) == "per_sample"
@@ -62,3 +65,41 @@ def test_file_backed_loaders_keep_persistent_workers_seeded_per_item():
 
     first, second = epoch(1), epoch(2)
     assert not torch.equal(first, second) and torch.equal(epoch(1), first)  # an epoch's draws don't depend on history
+
+
+def test_contrastive_through_the_batched_loaders(tmp_path):
+    make_cifar10_folder(tmp_path, n_train=30, n_test=9)
+    cfg = make_dataset_cfg("cifar10", tmp_path, batch_size=8, test_batch_size=4)
+    train, val, _ = build_datasets(cfg, needs=DataNeeds(contrastive_k=6, contrastive_mode="relax"))
+    labels = np.asarray(train.targets)
+    train_loader, val_loader = build_loaders(cfg, train, val, Runtime(device=torch.device("cpu"), rank=1, world_size=2))
+    assert train_loader.batch_size == 4 and val_loader.batch_size == 4
+    train_loader.set_epoch(1)
+    for image, target, index, cidx in train_loader:
+        assert image.shape[1:] == (3, 32, 32) and cidx.shape == (len(index), 7)
+        assert (labels[cidx[:, 0].numpy()] == target.numpy()).all()
+        assert (labels[cidx[:, 1:].numpy()] != target.numpy()[:, None]).all()
+    assert len(train_loader) == 4 and len(val_loader) == 1
+    with pytest.raises(ValueError, match="divide"):
+        build_loaders(cfg, train, val, Runtime(device=torch.device("cpu"), rank=0, world_size=3))
+
+
+def test_resolve_pipeline(tmp_path):
+    cfg = make_dataset_cfg("cifar100")
+    assert pipeline_of(cfg) == "batched"
+    assert pipeline_of(make_dataset_cfg("imagenet")) == "per_sample"
+    cfg.DATASET.PIPELINE = "per_sample"
+    assert pipeline_of(cfg) == "per_sample"
+    cfg.DATASET.PIPELINE = "fast"
+    with pytest.raises(ValueError, match="batched, per_sample"):
+        pipeline_of(cfg)
+    cfg = make_dataset_cfg("tiny_imagenet", tmp_path)
+    cfg.DATASET.PIPELINE = "batched"
+    with pytest.raises(ValueError, match="per_sample"):
+        pipeline_of(cfg)
+    base = tmp_path / "tiny-imagenet-200"
+    make_imagefolder(base / "train", ["a", "b"], 2, size=8)
+    make_imagefolder(base / "val", ["a"], 1, size=8)
+    train, val, _ = build_datasets(cfg)
+    with pytest.raises(ValueError, match="in-memory.*tiny_imagenet.*per_sample"):
+        build_loaders(cfg, train, val, Runtime(device=torch.device("cpu")))

@@ -38,3 +38,11 @@ def test_warnings_are_issued_once_each():
     with pytest.warns(UnusedKeyWarning, match="TENSORBOARD_FREQ") as record:
         warn_unused_keys(cfg)
     assert len(record) == 1
+
+
+def test_shipped_digits_configs_warn_about_nothing():
+    from mdistiller.engine.cfg import packaged_configs
+
+    digits = [name for name in packaged_configs() if name.startswith("digits/")]
+    assert len(digits) > 10
+    assert {name: unused_key_notices(get_cfg(name)) for name in digits} == {name: [] for name in digits}

@@ -1,4 +1,5 @@
 """Run folder names (mdistiller's rule)."""
+import hashlib
 import os
 
 from mdistiller.engine.cfg import get_cfg
@@ -14,11 +15,14 @@ def test_name_is_tag_plus_overrides_without_the_prefix():
     assert experiment_name(cfg) == os.path.join(cfg.EXPERIMENT.PROJECT, "mine")
 
 
-def test_paths_in_overrides_stay_one_folder_and_long_names_are_capped():
+def test_paths_in_overrides_are_named_by_their_file_and_long_names_are_capped():
     opts = ["DISTILLER.TEACHER_CKPT", os.path.join("runs", "t", "student_best")]
     cfg = get_cfg(None, ["EXPERIMENT.TAG", "kd", "EXPERIMENT.PROJECT", "p"] + opts)
     name = os.path.basename(experiment_name(cfg, opts))
-    assert os.sep not in name and name == "kd,DISTILLER.TEACHER_CKPT:runs%t%student_best"
+    digest = hashlib.sha1(opts[1].encode("utf-8")).hexdigest()[:8]
+    assert name == "kd,DISTILLER.TEACHER_CKPT:student_best~" + digest  # the file's name, not the whole path
+    other = ["DISTILLER.TEACHER_CKPT", os.path.join("runs", "u", "student_best")]
+    assert os.path.basename(experiment_name(cfg, other)) != name  # another teacher file, another folder
     opts = ["DISTILLER.TEACHER_CKPT", "x" * 300]
     first = os.path.basename(experiment_name(cfg, opts))
     assert len(first) == 171 and first[160] == "~"

@@ -136,28 +136,22 @@ def make_imagefolder(root, classes, n_per_class, size=8, seed=0):
 
 def make_dataset_cfg(type_, root="data", download=False, num_classes=0, k=16, mode="exact",
                      **extra):
-    """A minimal yacs config with the keys ``mdistiller.dataset`` reads.
+    """The default config with the dataset keys set (``mdistiller.dataset`` reads the config object).
 
     ``extra`` may set ``batch_size``, ``test_batch_size``, ``num_workers`` and
     ``distiller`` (DISTILLER.TYPE) for ``get_dataset``.
     """
-    from yacs.config import CfgNode as CN
+    from mdistiller.engine.cfg import CFG
 
-    cfg = CN()
-    cfg.DATASET = CN()
+    cfg = CFG.clone()
     cfg.DATASET.TYPE = type_
     cfg.DATASET.ROOT = str(root)
     cfg.DATASET.DOWNLOAD = download
     cfg.DATASET.NUM_CLASSES = num_classes
     cfg.DATASET.NUM_WORKERS = extra.get("num_workers", 0)
-    cfg.DATASET.TEST = CN()
     cfg.DATASET.TEST.BATCH_SIZE = extra.get("test_batch_size", 16)
-    cfg.SOLVER = CN()
     cfg.SOLVER.BATCH_SIZE = extra.get("batch_size", 16)
-    cfg.DISTILLER = CN()
     cfg.DISTILLER.TYPE = extra.get("distiller", "NONE")
-    cfg.CRD = CN()
     cfg.CRD.MODE = mode
-    cfg.CRD.NCE = CN()
     cfg.CRD.NCE.K = k
     return cfg

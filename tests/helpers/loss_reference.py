@@ -126,8 +126,9 @@ def gauss_kl(x, y, eps, diagonal):
 
 
 def per_class(fn, x, y, labels):
+    """``Σ_c fn(x_c, y_c)`` over the classes present in ``labels`` (KD²M's released class-conditional sum)."""
     labels = np.asarray(labels)
-    return float(np.mean([fn(x[labels == c], y[labels == c]) for c in np.unique(labels)]))
+    return float(np.sum([fn(x[labels == c], y[labels == c]) for c in np.unique(labels)]))
 
 
 def softmax(z):

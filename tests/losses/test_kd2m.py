@@ -66,8 +66,52 @@ def test_names():
 def test_w2_and_cw2(data):
     x, y, _, _ = data
     assert empirical_w2(x, y).item() == pytest.approx(w2(x.numpy(), y.numpy()), rel=1e-10)
-    expected = per_class(w2, x.numpy(), y.numpy(), LABELS)
+    expected = per_class(w2, x.numpy(), y.numpy(), LABELS)  # the released code's sum over the 5 classes present
     assert class_conditional_w2(x, y, LABELS).item() == pytest.approx(expected, rel=1e-10)
+    # Eq. (3): 1/n_c with n_c the number of classes (6 here; class 5 has no sample and no term)
+    assert class_conditional_w2(x, y, LABELS, CLASSES).item() == pytest.approx(expected / CLASSES, rel=1e-10)
+
+
+@pytest.mark.parametrize("covariance", ["diag", "full"])
+def test_class_reduction_forms(data, covariance):
+    """"sum" (released) = n_c × "mean" (Eq. 3) for both class-conditional distances; λ·n_c with "mean" is the same loss."""
+    x, y, _, _ = data
+    for distance in ("cw2", "cgw2"):
+        summed = kd2m_distance(distance, x, y, LABELS, covariance=covariance)
+        mean = kd2m_distance(distance, x, y, LABELS, covariance=covariance, class_reduction="mean", num_classes=100)
+        assert mean.item() == pytest.approx(summed.item() / 100, rel=1e-12), distance
+    with pytest.raises(ValueError, match="num_classes"):
+        kd2m_distance("cw2", x, y, LABELS, class_reduction="mean")
+    with pytest.raises(ValueError, match="class_reduction"):
+        kd2m_distance("cw2", x, y, LABELS, class_reduction="present")
+
+
+def test_jw2_gradient_variants(data):
+    """feature_grad=True: the gradient of Σ γ* ⊙ C through both terms; False (the released code's): the feature
+    term is a constant, the features get no gradient and the logits the label term's."""
+    x0, y, lx0, ly = data
+    grads = {}
+    for feature_grad in (True, False):
+        x, lx = x0.clone().requires_grad_(True), lx0.clone().requires_grad_(True)
+        value = joint_w2(x, y, lx, ly, 0.5, feature_grad=feature_grad)
+        value.backward()
+        grads[feature_grad] = (x.grad, lx.grad, value.item())
+    n = len(x0)
+    u = np.full(n, 1 / n)
+    feat = ot.dist(x0.numpy(), y.numpy())
+    cost = feat / feat.max() + 0.5 * ot.dist(lx0.numpy(), ly.numpy())
+    plan = torch.from_numpy(ot.emd(u, u, cost))
+    # the same value either way
+    assert grads[True][2] == pytest.approx(grads[False][2], rel=1e-12)
+    assert grads[True][2] == pytest.approx(float((plan.numpy() * cost).sum()), rel=1e-10)
+    # released: no feature gradient; both: the label term's gradient, 0.5·Σ_j γ_ij·2(l_i − m_j)
+    assert grads[False][0] is None  # the features are not in the graph at all
+    label_grad = 0.5 * 2 * (plan.sum(1, keepdim=True) * lx0 - plan @ ly)
+    torch.testing.assert_close(grads[False][1], label_grad, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(grads[True][1], label_grad, rtol=1e-10, atol=1e-12)
+    # Eq. (4): Σ_j γ_ij·2(x_i − y_j) / max C_feat (the max held constant)
+    feat_grad = 2 * (plan.sum(1, keepdim=True) * x0 - plan @ y) / feat.max()
+    torch.testing.assert_close(grads[True][0], feat_grad, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("label_cost", LABEL_COSTS)

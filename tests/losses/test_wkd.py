@@ -1,19 +1,13 @@
-"""mdistiller.losses.wkd: WKD-L against the release's per-sample algorithm, the ground cost, cost files,
-the weight schedule, WKD-F against window statistics written out by hand."""
+"""mdistiller.losses.wkd: WKD-L against the release's per-sample algorithm, WKD-F against window statistics
+written out by hand."""
 import math
-import os
 
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
+from mdistiller.losses.class_cost import prepare_cost_matrix
 from mdistiller.losses.wkd import (
-    classifier_weight,
-    cosine_decay_weight,
-    fc_cost_matrix,
-    load_cost_matrix,
-    prepare_cost_matrix,
     smallest_window,
     window_mean_std,
     wkd_feature_loss,
@@ -84,71 +78,6 @@ def test_soft_labels_use_argmax():
     a = wkd_logit_parts(zs, zt, y, cost, 4.0, REG, ITERS)
     b = wkd_logit_parts(zs, zt, soft, cost, 4.0, REG, ITERS)
     torch.testing.assert_close(a, b)
-
-
-def test_prepare_cost_matrix_and_fc_cost():
-    raw = raw_cost(5)
-    torch.testing.assert_close(prepare_cost_matrix(raw, 2.0), F.relu(1 - torch.exp(-2.0 * raw)) + 1e-8, rtol=0, atol=0)
-    torch.testing.assert_close(prepare_cost_matrix(raw, 0), F.relu(raw) + 1e-8, rtol=0, atol=0)
-    for attr in ("fc", "linear", "classifier"):
-        model = nn.Module()
-        model.body = nn.Linear(3, 4)
-        setattr(model, attr, nn.Linear(4, 5))
-        weight = getattr(model, attr).weight
-        assert classifier_weight(model) is weight
-        wn = F.normalize(weight.detach(), dim=1)
-        torch.testing.assert_close(fc_cost_matrix(model), 1 - wn @ wn.t())
-    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 7))
-    assert classifier_weight(model) is model[2].weight
-
-
-@pytest.mark.parametrize("decay,epochs", [(150, 240), (0, 100), (30, 100)])
-def test_cosine_decay_boundaries(decay, epochs):
-    w = 30.0
-    for e in range(0, decay + 1):
-        assert cosine_decay_weight(w, e, decay, epochs) == w
-    assert abs(cosine_decay_weight(w, epochs, decay, epochs)) < 1e-12
-    mid = decay + (epochs - decay) / 2
-    assert math.isclose(cosine_decay_weight(w, mid, decay, epochs), w / 2, rel_tol=1e-12)
-    assert 0 < cosine_decay_weight(w, decay + 1, decay, epochs) < w
-
-
-# ----------------------------------------------------------------------------- cost files
-
-
-def test_cost_file_loads_grad_and_non_contiguous(tmp_path):
-    base = raw_cost(6, dtype=torch.float32)
-    t1 = base.clone().requires_grad_(True)
-    torch.save(t1, tmp_path / "grad.pth")
-    t2 = base.t()  # non-contiguous view
-    assert not t2.is_contiguous()
-    torch.save(t2, tmp_path / "view.pth")
-    for name, expected in (("grad.pth", base), ("view.pth", base.t())):
-        loaded = load_cost_matrix(str(tmp_path / name))
-        assert not loaded.requires_grad and loaded.is_contiguous() and loaded.dtype == torch.float32
-        torch.testing.assert_close(loaded, expected)
-
-
-def test_missing_cost_file_says_where_and_how(tmp_path):
-    with pytest.raises(FileNotFoundError) as info:
-        load_cost_matrix(str(tmp_path / "nope" / "linear_cka.pth"))
-    message = str(info.value)
-    assert str(tmp_path / "nope" / "linear_cka.pth") in message
-    assert "download_ckpts.sh" in message and "generate_cost_matrix.py" in message
-
-
-def test_relative_cost_path_resolves_against_the_current_directory(tmp_path, monkeypatch):
-    cost = raw_cost(4, dtype=torch.float32)
-    (tmp_path / "wkd_cost_matrix").mkdir()
-    torch.save(cost, tmp_path / "wkd_cost_matrix" / "m.pth")
-    monkeypatch.chdir(tmp_path)
-    torch.testing.assert_close(load_cost_matrix(os.path.join("wkd_cost_matrix", "m.pth")), cost)
-    monkeypatch.chdir(tmp_path / "wkd_cost_matrix")
-    with pytest.raises(FileNotFoundError) as info:
-        load_cost_matrix(os.path.join("wkd_cost_matrix", "m.pth"))
-    message = str(info.value)
-    assert os.path.join(str(tmp_path), "wkd_cost_matrix", "wkd_cost_matrix", "m.pth") in message
-    assert "current directory" in message and "download_ckpts.sh" in message
 
 
 # ----------------------------------------------------------------------------- WKD-F

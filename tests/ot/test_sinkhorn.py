@@ -1,10 +1,14 @@
-"""``mdistiller.ot.sinkhorn_fixed`` (fixed-iteration Sinkhorn) against POT's ``sinkhorn_knopp`` (float64)."""
+"""``mdistiller.ot.sinkhorn_fixed`` (fixed-iteration Sinkhorn) against POT's ``sinkhorn_knopp`` (float64), and
+``sinkhorn_masked`` against the per-sample sub-problems it stands for."""
 import numpy as np
 import ot
 import pytest
 import torch
+import torch.nn.functional as F
 
-from mdistiller.ot import sinkhorn_fixed
+from mdistiller.losses.class_cost import prepare_cost_matrix
+from mdistiller.ot import sinkhorn_fixed, sinkhorn_masked
+from tests.helpers.distill_inputs import raw_cost
 from tests.ot.problems import DT, cost_k, problem, to_np
 
 
@@ -35,3 +39,33 @@ def test_sinkhorn_fixed_none_is_uniform_and_unbatched_shapes():
         sinkhorn_fixed(ua, ub[:, :7], cost, 0.5, 4)
     with pytest.raises(ValueError):
         sinkhorn_fixed(ua, ub, cost, 0.5, 0)
+
+
+REG, ITERS = 0.05, 10
+
+
+@pytest.mark.numerics
+def test_shared_and_per_sample_cost_modes_agree():
+    g = torch.Generator().manual_seed(3)
+    B, n = 4, 6
+    p = F.softmax(torch.randn(B, n, generator=g, dtype=torch.float64), 1)
+    q = F.softmax(torch.randn(B, n, generator=g, dtype=torch.float64), 1)
+    cost = prepare_cost_matrix(raw_cost(n), 1.0)
+    w1, plan1 = sinkhorn_fixed(p, q, cost, REG, ITERS, return_plan=True)
+    w2, plan2 = sinkhorn_fixed(p, q, cost.expand(B, n, n).clone(), REG, ITERS, return_plan=True)
+    torch.testing.assert_close(w1, w2, rtol=1e-13, atol=0)
+    torch.testing.assert_close(plan1, plan2, rtol=1e-13, atol=0)
+    torch.testing.assert_close(w1, (plan1 * cost).sum((1, 2)), rtol=1e-13, atol=0)
+    # masked shared kernel == gathered per-sample sub-costs (the release's layout)
+    mask = torch.rand(B, n, generator=g) > 0.3
+    mask[:, 0] = True
+    mask[:, 1] = True
+    wm = sinkhorn_masked(p, q, cost, REG, ITERS, mask)
+    for b in range(B):
+        keep = mask[b]
+        pb, qb = p[b, keep] / p[b, keep].sum(), q[b, keep] / q[b, keep].sum()
+        sub = sinkhorn_fixed(pb[None], qb[None], cost[keep][:, keep][None], REG, ITERS)
+        wmb = sinkhorn_masked((p[b] * keep / p[b, keep].sum())[None], (q[b] * keep / q[b, keep].sum())[None],
+                              cost, REG, ITERS, keep[None])
+        torch.testing.assert_close(wmb, sub, rtol=1e-12, atol=0)
+    assert wm.shape == (B,)

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -365,6 +366,20 @@ def test_packaged_manifest_is_valid_and_matches_the_model_zoo_layout():
     assert all(d.startswith("wkd_cost_matrix/") for d in matrices)
 
 
+def test_official_wkd_cost_matrices_are_pinned_and_a_different_file_is_refused(server, tmp_path):
+    """The four official matrices install without --allow-unverified (SHA-256 and size from the WKD repository's
+    files); bytes of the pinned size but another hash are refused and nothing is installed."""
+    matrices = [e for e in dl.load_manifest() if e.get("group") == "cost-matrices"]
+    assert len(matrices) == 4
+    for e in matrices:
+        assert re.fullmatch(r"[0-9a-f]{64}", e["sha256"]) and e["size"] > 0 and "mdistiller-cost-matrix" in e["hint"]
+    first = dict(matrices[0], url=server.url + "/m.pth")
+    server.files["/m.pth"] = b"\0" * first["size"]
+    with pytest.raises(dl.ChecksumError):
+        dl.install(first, root=str(tmp_path), retries=0, backoff=0, log=lambda *a: None)
+    assert not os.path.exists(dl.destination(first, str(tmp_path)))
+
+
 def test_load_manifest_rejects_paths_that_leave_the_root(tmp_path):
     bad = tmp_path / "m.json"
     bad.write_text(json.dumps({"files": [{"name": "x", "url": "https://h/x", "dest": "../x", "sha256": None}]}))
@@ -397,7 +412,10 @@ def test_main_reports_failures_and_exits_nonzero(server, tmp_path, capsys):
     assert (tmp_path / "good.pth").exists()
     assert not (tmp_path / "bad.pth").exists() and not (tmp_path / "unpinned.pth").exists()
     assert dl.main(["--manifest", manifest, "--root", str(tmp_path), "h"]) == 0  # optional only: exit 0
-    assert dl.main(["--manifest", manifest, "--root", str(tmp_path), "nosuch"]) == 2
+    with pytest.raises(SystemExit) as exit_info:  # a mistake: one line, exit 2
+        dl.main(["--manifest", manifest, "--root", str(tmp_path), "nosuch"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith("mdistiller-download: error: unknown file or group 'nosuch'")
 
 
 def test_shell_script_runs_the_downloader(server, tmp_path):

@@ -156,12 +156,12 @@ def test_damaged_file_error_names_the_file(tmp_path):
 
 
 def test_crafted_cost_matrix_is_refused_and_nothing_runs(tmp_path):
-    from mdistiller.losses.wkd import load_cost_matrix
+    from mdistiller.losses.class_cost import load_cost_matrix
 
     marker = tmp_path / "pwned"
     path = tmp_path / "linear_cka.pth"
     torch.save({"cost": _RunsCommand(marker)}, str(path))
-    with pytest.raises(RuntimeError, match="Refusing to load .*linear_cka.pth"):
+    with pytest.raises(ValueError, match="Refusing to load .*linear_cka.pth"):
         load_cost_matrix(str(path))
     assert not marker.exists()
     torch.save(torch.rand(5, 5), str(path))
@@ -169,12 +169,12 @@ def test_crafted_cost_matrix_is_refused_and_nothing_runs(tmp_path):
 
 
 def test_crafted_checkpoint_is_refused_and_nothing_runs(tmp_path):
-    from mdistiller.engine.checkpoint import load_checkpoint
+    from mdistiller.engine.checkpoint import CheckpointError, load_checkpoint
 
     marker = tmp_path / "pwned"
     path = tmp_path / "ckpt_epoch_240.pth"
     torch.save({"model": {}, "extra": _RunsCommand(marker)}, str(path))
-    with pytest.raises(RuntimeError, match="Refusing to load"):
+    with pytest.raises(CheckpointError, match="Refusing to load"):
         load_checkpoint(str(path))
     assert not marker.exists()
 

@@ -1,20 +1,122 @@
-"""Done when: the built wheel, installed in a fresh virtual environment, trains and benchmarks from an
-empty folder with the configs it ships (no repository, no configs/ folder)."""
+"""Done when: every command of README.md runs as written from an empty folder after ``pip install`` of the wheel.
+
+The test reads every ``bash`` block of the README and takes each line that runs a console command (``mdistiller-…``,
+``python -m mdistiller…``, ``torchrun … -m mdistiller…``). Every such line must be a key of :data:`README_COMMANDS`,
+which says how the test runs it: :data:`RUN` as written; :class:`Shortened` as written plus a few words that cut its
+time (fewer epochs or seeds), where the words are the only difference; or :class:`Needs` what this machine does not
+have (a dataset, a GPU, a cluster, the network, an optional extra), in which case the configs it names are checked
+to ship in the wheel. A new README command fails the test until it is added here, and an entry whose command left
+the README fails it too. The commands run in README order in one empty folder, in a fresh virtual environment
+holding the wheel (its dependencies come from this interpreter).
+"""
 import os
-import shutil
+import re
+import shlex
 import site
 import subprocess
 import sys
+from collections import namedtuple
 
 import pytest
 
 from tests.helpers.runutil import REPO, read_metrics
 
+TEACHER = "demo_runs/digits_demo/teacher,resnet20/student_best"
 
-def _copy_sources(dst):
-    ignore = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", "build", "dist", "output",
-                                    "data", "download_ckpts", "wkd_cost_matrix", "benchmark_runs", "demo_runs")
-    shutil.copytree(REPO, dst, ignore=ignore)
+RUN = "run as written"
+# run as written + ``extra`` words; ``moved``: (folder it made, folder the README's next commands read), when the
+# extra words are in its run folder's name
+Shortened = namedtuple("Shortened", ["extra", "why", "moved"])
+Shortened.__new__.__defaults__ = (None,)
+Needs = namedtuple("Needs", ["what"])  # not run here: ``what`` it needs that this machine lacks
+
+README_COMMANDS = {
+    # First steps (from any folder)
+    "mdistiller-train --help": RUN,
+    "mdistiller-train --cfg digits/vanilla.yaml SOLVER.EPOCHS 1": RUN,
+    'mdistiller-eval -c "demo_runs/digits_demo/vanilla,resnet8,SOLVER.EPOCHS:1"': RUN,
+    "mdistiller-train --cfg digits/kd.yaml --print-config": RUN,
+    "mdistiller-train --cfg digits/teacher.yaml": Shortened(
+        ["SOLVER.EPOCHS", "1"], "8 epochs take 1-2 minutes",
+        ("demo_runs/digits_demo/teacher,resnet20,SOLVER.EPOCHS:1", os.path.dirname(TEACHER))),
+    'mdistiller-benchmark --configs digits/kd.yaml digits/dkd.yaml --seeds 0 1 DISTILLER.TEACHER_CKPT "{}"'.format(
+        TEACHER): Shortened(["SOLVER.EPOCHS", "1", "--seeds", "0", "--jobs", "2"], "30 epochs x 4 runs"),
+    "mdistiller-plot benchmark_runs/kd benchmark_runs/dkd": RUN,
+    'mdistiller-cost-matrix --teacher resnet20 --dataset digits --ckpt "{}"'.format(TEACHER): RUN,
+    "mdistiller-download --list": RUN,
+    # Usage (CIFAR-100, ImageNet)
+    "mdistiller-download": Needs("the network (GitHub release files)"),
+    "mdistiller-train --cfg configs/cifar100/dkd/res32x4_res8x4.yaml --dry-run": Needs("CIFAR-100 and the teachers"),
+    "mdistiller-train --cfg configs/cifar100/dkd/res32x4_res8x4.yaml": Needs("CIFAR-100, the teachers, a GPU"),
+    "mdistiller-train --cfg configs/cifar100/wkl/res32x4_res8x4.yaml SOLVER.BATCH_SIZE 128 EXPERIMENT.SEED 1":
+        Needs("CIFAR-100, the teachers, a GPU"),
+    "mdistiller-train --cfg configs/cifar100/wkl/res32x4_res8x4.yaml --resume": Needs("a crashed CIFAR-100 run"),
+    "torchrun --nproc_per_node=4 -m mdistiller.train --cfg configs/imagenet/r34_r18/wkd_l.yaml":
+        Needs("ImageNet and 4 GPUs"),
+    "mdistiller-eval -m resnet32x4": Needs("CIFAR-100 and the teachers"),
+    "mdistiller-eval -m resnet8x4 -c output/cifar100_baselines/dkd,res32x4,res8x4/student_best":
+        Needs("a finished CIFAR-100 run"),
+    "mdistiller-cost-matrix --teacher resnet32x4 --dataset cifar100": Needs("CIFAR-100 and the teachers"),
+    # Comparing methods
+    "mdistiller-benchmark --configs configs/cifar100/{kd,dkd,wkd_l,wkl}/res32x4_res8x4.yaml --seeds 0 1 2 --jobs 1":
+        Needs("CIFAR-100, the teachers, the WKD cost matrix, a GPU"),
+    "mdistiller-plot benchmark_runs/kd_res32x4_res8x4 benchmark_runs/wkl_res32x4_res8x4": Needs("that CIFAR-100 sweep"),
+    # Sweeps on SLURM
+    "mdistiller-benchmark --suite suite.yaml --launcher slurm --partition gpu --gpus-per-job 1 --cpus-per-job 8 "
+    "--time 12:00:00 --account myproj": Needs("a SLURM cluster and a suite file"),
+    "mdistiller-benchmark --suite suite.yaml --launcher slurm --slurm-config slurm.yaml":
+        Needs("a SLURM cluster and a suite file"),
+    "mdistiller-benchmark --suite suite.yaml --launcher slurm --wait --poll 60": Needs("a SLURM cluster and a suite file"),
+    "mdistiller-benchmark --suite suite.yaml --collect-only": Needs("a suite file and its runs"),
+}
+
+
+def is_command(words):
+    return bool(words) and (words[0].startswith("mdistiller-") or (
+        words[0] in ("python", "python3", "torchrun") and any(w.startswith("mdistiller") for w in words[1:3] + words[
+            words.index("-m") + 1:words.index("-m") + 2] if "-m" in words)))
+
+
+def readme_commands():
+    """The console-command lines of README.md's bash blocks, as word lists (continuations joined, comments cut)."""
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    found = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if is_command(words):
+                found.append(words)
+    return found
+
+
+def expand_braces(word):
+    """``a/{x,y}/b`` -> ``[a/x/b, a/y/b]`` (bash's brace expansion, one level)."""
+    match = re.search(r"\{([^{}]*,[^{}]*)\}", word)
+    if not match:
+        return [word]
+    return [word[:match.start()] + part + word[match.end():] for part in match.group(1).split(",")]
+
+
+def configs_named(words):
+    """The config names a command line gives (after --cfg, and after --configs up to the next option or key)."""
+    names = []
+    for i, word in enumerate(words):
+        if word == "--cfg":
+            names += expand_braces(words[i + 1])
+        elif word == "--configs":
+            for value in words[i + 1:]:
+                if value.startswith("-") or re.match(r"^[A-Z][A-Z0-9_]*\.", value):
+                    break
+                names += expand_braces(value)
+    return names
+
+
+def test_every_readme_command_is_covered_and_every_entry_is_in_the_readme():
+    readme = [tuple(words) for words in readme_commands()]
+    table = {tuple(shlex.split(line)): line for line in README_COMMANDS}
+    assert [" ".join(w) for w in readme if w not in table] == [], "README commands this test does not cover"
+    assert [line for words, line in table.items() if words not in readme] == [], "entries no longer in the README"
 
 
 def _run(cmd, cwd, env, timeout=600):
@@ -24,12 +126,8 @@ def _run(cmd, cwd, env, timeout=600):
 
 
 @pytest.mark.slow
-def test_wheel_in_a_fresh_venv_trains_and_benchmarks_from_an_empty_folder(tmp_path):
-    src, wheels, venv, work = tmp_path / "src", tmp_path / "wheels", tmp_path / "venv", tmp_path / "work"
-    _copy_sources(src)
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
-          str(src)], tmp_path, os.environ)
-    (wheel,) = list(wheels.glob("mdistiller-*.whl"))
+def test_readme_commands_run_from_an_empty_folder_after_installing_the_wheel(wheel, tmp_path):
+    venv, work = tmp_path / "venv", tmp_path / "work"
     _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], tmp_path, os.environ)
     bindir = venv / ("Scripts" if os.name == "nt" else "bin")
     python = str(bindir / "python")
@@ -43,23 +141,38 @@ def test_wheel_in_a_fresh_venv_trains_and_benchmarks_from_an_empty_folder(tmp_pa
 
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(OMP_NUM_THREADS="1", PATH=str(bindir) + os.pathsep + env.get("PATH", ""))
+    env.update(OMP_NUM_THREADS="1", MPLBACKEND="Agg", PATH=str(bindir) + os.pathsep + env.get("PATH", ""))
     where = _run([python, "-c", "import mdistiller; print(mdistiller.__file__)"], work, env).stdout.strip()
     assert where.startswith(str(venv)), where  # the wheel's package, not the repository's
 
-    train = _run([str(bindir / "mdistiller-train"), "--cfg", "digits/vanilla.yaml", "SOLVER.EPOCHS", "1"], work, env)
-    run = work / "demo_runs" / "digits_demo" / "vanilla,resnet8,SOLVER.EPOCHS:1"
-    assert "-> ./demo_runs/digits_demo/vanilla,resnet8,SOLVER.EPOCHS:1" in train.stdout
-    assert [int(r["epoch"]) for r in read_metrics(run)] == [1]
-    assert (run / "student_best").is_file() and (run / "config.yaml").is_file()
+    printed, needed = {}, []
+    for words in readme_commands():
+        line = " ".join(words)
+        how = README_COMMANDS[next(k for k in README_COMMANDS if shlex.split(k) == words)]
+        if isinstance(how, Needs):
+            needed += configs_named(words)
+            continue
+        extra = how.extra if isinstance(how, Shortened) else []
+        argv = [str(bindir / words[0])] + words[1:] + extra
+        printed[line] = _run(argv, work, env, timeout=900).stdout
+        if isinstance(how, Shortened) and how.moved:
+            os.rename(str(work / how.moved[0]), str(work / how.moved[1]))
 
-    ev = _run([str(bindir / "mdistiller-eval"), "-c", str(run), "--workers", "0"], work, env)
-    assert "top-1: {:.2f}".format(float(read_metrics(run)[0]["test_acc"])) in ev.stdout
-
-    _run([str(bindir / "mdistiller-benchmark"), "--configs", "digits/vanilla.yaml", "--seeds", "0", "1",
-          "--no-plots", "--name", "sweep", "SOLVER.EPOCHS", "1"], work, env, timeout=900)
-    sweep = work / "benchmark_runs" / "sweep"
-    assert (sweep / "results.md").is_file() and (sweep / "results.csv").is_file()
-    for seed in (0, 1):
-        assert len(read_metrics(sweep / "vanilla" / "seed{}".format(seed))) == 1
+    # what the commands left is what the README says they leave
+    vanilla = work / "demo_runs" / "digits_demo" / "vanilla,resnet8,SOLVER.EPOCHS:1"
+    assert "-> ./demo_runs/digits_demo/vanilla,resnet8,SOLVER.EPOCHS:1" in printed[
+        "mdistiller-train --cfg digits/vanilla.yaml SOLVER.EPOCHS 1"]
+    assert "top-1: {:.2f}".format(float(read_metrics(vanilla)[0]["test_acc"])) in printed[
+        "mdistiller-eval -c demo_runs/digits_demo/vanilla,resnet8,SOLVER.EPOCHS:1"]
+    assert "methods (DISTILLER.TYPE):" in printed["mdistiller-train --help"]
+    assert (work / TEACHER).is_file()
+    for name in ("kd", "dkd"):
+        assert len(read_metrics(work / "benchmark_runs" / name / "seed0")) == 1
+    assert (work / "benchmark_runs" / "results.md").is_file()
+    assert (work / "accuracy.png").is_file() and (work / "alignment_losses.png").is_file()
+    assert (work / "wkd_cost_matrix" / "digits" / "resnet20" / "linear_cka.pth").is_file()
+    assert "wkd_cost_cifar100_resnet32x4" in printed["mdistiller-download --list"]
     assert not (work / "configs").exists()
+    # the configs of the commands that need data ship in the wheel
+    check = "from mdistiller.catalogue import resolve_config_path as r; import sys; [r(c) for c in sys.argv[1:]]"
+    _run([python, "-c", check] + sorted(set(needed)), work, env)
