@@ -4,7 +4,7 @@ import torch
 from ..losses.crd import crd_loss
 from ..registry import register_distiller
 from ._base import Distiller
-from ._common import Embed, MemoryBankMethod
+from ._common import Embed, MemoryBankMethod, at_least_fp32
 from ._contrast_memory import ContrastMemory
 
 
@@ -59,7 +59,7 @@ class CRD(MemoryBankMethod, Distiller):
     def distill_losses(self, student, teacher, target, epoch, index=None, contrastive_index=None, **batch):
         if index is None or contrastive_index is None:
             raise ValueError("CRD needs the batch's index and contrastive_index (contrastive train set)")
-        f_s, f_t = student.feats["pooled_feat"].float(), teacher.feats["pooled_feat"].float()
+        f_s, f_t = at_least_fp32(student.feats["pooled_feat"]), at_least_fp32(teacher.feats["pooled_feat"])
         self._check_dim(f_s, self.embed_s, "STUDENT_DIM")
         self._check_dim(f_t, self.embed_t, "TEACHER_DIM")
         device = self.contrast.memory_v1.device

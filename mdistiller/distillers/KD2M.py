@@ -5,7 +5,7 @@ import torch.nn as nn
 from ..losses.kd2m import CLASS_REDUCTIONS, COVARIANCES, DISTANCES, LABEL_COSTS, kd2m_distance
 from ..registry import register_distiller
 from ._base import Distiller
-from ._common import parse_stage, probe_features, probe_input_size, stage_vectors
+from ._common import at_least_fp32, parse_stage, probe_features, probe_input_size, stage_vectors
 
 PROJECTORS = ("orthogonal", "learned", "none")
 
@@ -133,8 +133,8 @@ class KD2M(Distiller):
             self.teacher_projector = FixedProjection(t_dim, s_dim)
 
     def distill_losses(self, student, teacher, target, epoch, **batch):
-        feat_s = self.projector(stage_vectors(student.feats, self.feature, "KD2M.FEATURE").float())
-        feat_t = self.teacher_projector(stage_vectors(teacher.feats, self.feature, "KD2M.FEATURE").float())
+        feat_s = self.projector(at_least_fp32(stage_vectors(student.feats, self.feature, "KD2M.FEATURE")))
+        feat_t = self.teacher_projector(at_least_fp32(stage_vectors(teacher.feats, self.feature, "KD2M.FEATURE")))
         distance = kd2m_distance(
             self.distance, feat_s, feat_t, target, student.logits, teacher.logits, covariance=self.covariance,
             label_cost=self.label_cost, beta=self.beta, var_floor=self.var_floor, jw2_normalize=self.jw2_normalize,

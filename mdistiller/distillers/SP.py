@@ -2,6 +2,7 @@
 from ..losses.sp import sp_loss
 from ..registry import register_distiller
 from ._base import Distiller
+from ._common import at_least_fp32
 
 
 @register_distiller("SP")
@@ -17,5 +18,5 @@ class SP(Distiller):
         self.feat_loss_weight = cfg.SP.LOSS.FEAT_WEIGHT
 
     def distill_losses(self, student, teacher, target, epoch, **batch):
-        loss = sp_loss(student.feats["feats"][-1].float(), teacher.feats["feats"][-1].float())
+        loss = sp_loss(at_least_fp32(student.feats["feats"][-1]), at_least_fp32(teacher.feats["feats"][-1]))
         return {"loss_kd": self.feat_loss_weight * loss}

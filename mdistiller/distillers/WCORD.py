@@ -9,7 +9,7 @@ from ..losses.crd import crd_loss
 from ..losses.wcord import wcord_local_loss
 from ..registry import register_distiller
 from ._base import Distiller
-from ._common import LipschitzEmbed, MemoryBankMethod
+from ._common import LipschitzEmbed, MemoryBankMethod, at_least_fp32
 from ._contrast_memory import ContrastMemory
 
 
@@ -78,8 +78,8 @@ class WCORD(MemoryBankMethod, Distiller):
     def distill_losses(self, student, teacher, target, epoch, index=None, contrastive_index=None, **batch):
         if index is None or contrastive_index is None:
             raise ValueError("WCORD needs the batch's index and contrastive_index (contrastive train set)")
-        v_s = self._embed(student.feats["pooled_feat"].float(), self.embed_s, "STUDENT_DIM")
-        v_t = self._embed(teacher.feats["pooled_feat"].float(), self.embed_t, "TEACHER_DIM")
+        v_s = self._embed(at_least_fp32(student.feats["pooled_feat"]), self.embed_s, "STUDENT_DIM")
+        v_t = self._embed(at_least_fp32(teacher.feats["pooled_feat"]), self.embed_t, "TEACHER_DIM")
         device = self.contrast.memory_v1.device
         out_s, out_t = self.contrast(
             v_s, v_t, index.to(device=device, dtype=torch.long), contrastive_index.to(device=device, dtype=torch.long)

@@ -12,7 +12,7 @@ from ..losses.wkd import (
 from ..ot import sinkhorn_kernel
 from ..registry import register_distiller
 from ._base import Distiller
-from ._common import ConvReg, ConvRegBottleNeck, probe_features, probe_input_size
+from ._common import ConvReg, ConvRegBottleNeck, at_least_fp32, probe_features, probe_input_size
 
 PROJECTORS = {"conv1x1": ConvReg, "bottleneck": ConvRegBottleNeck}
 
@@ -192,8 +192,8 @@ class WKD(Distiller):
 
     def feature_loss(self, feat_student, feat_teacher, epoch):
         """``γ_F(e)·WKD-F`` on one pair of feature maps (the student's before the projector)."""
-        f_s = self.conv_reg(feat_student.float())
-        loss = wkd_feature_loss(f_s, feat_teacher.float(), eps=self.eps, grid=self.spatial_grid,
+        f_s = self.conv_reg(at_least_fp32(feat_student))
+        loss = wkd_feature_loss(f_s, at_least_fp32(feat_teacher), eps=self.eps, grid=self.spatial_grid,
                                 mean_cov_ratio=self.mean_cov_ratio)
         return self.feat_weight_at(epoch) * loss
 

@@ -5,6 +5,7 @@ from ..losses.wkd import hard_target, wkd_feature_loss
 from ..losses.schedules import SCHEDULES, wkl_weights
 from ..losses.wkl import gaussian_feature_kl
 from ..registry import register_distiller
+from ._common import at_least_fp32
 from .WKD import WKD
 
 KL_TERMS = ("dkd", "kl")
@@ -122,8 +123,8 @@ class WKL(WKD):
 
     def feature_loss(self, feat_student, feat_teacher, epoch):
         """``w(e)·γ_F(e)·WKD-F + (1 − g(e))·FEAT_KL_WEIGHT·KL_gauss`` (the student's map projected once)."""
-        f_s = self.conv_reg(feat_student.float())
-        f_t = feat_teacher.float()
+        f_s = self.conv_reg(at_least_fp32(feat_student))
+        f_t = at_least_fp32(feat_teacher)
         w_side, kl_side = self.side_weights(epoch)
         wkd_f = wkd_feature_loss(f_s, f_t, eps=self.eps, grid=self.spatial_grid, mean_cov_ratio=self.mean_cov_ratio)
         loss = (w_side * self.feat_weight_at(epoch)) * wkd_f

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from ..losses.standardize import standardize_logits
 from ..registry import DataNeeds, register_distiller
+from ._common import at_least_fp32
 
 # One network's output on the batch: logits (fp32 inside distill_losses) and its feature dict.
 ModelOutput = namedtuple("ModelOutput", ["logits", "feats"])
@@ -131,9 +132,9 @@ class Distiller(nn.Module):
         if self.teacher is not None:
             logits_teacher, feats_teacher = self.teacher_forward(image)
         with fp32_losses(logits_student):
-            student = ModelOutput(logits_student.float(), feats_student)
+            student = ModelOutput(at_least_fp32(logits_student), feats_student)
             if self.teacher is not None:
-                teacher = ModelOutput(logits_teacher.float(), feats_teacher)
+                teacher = ModelOutput(at_least_fp32(logits_teacher), feats_teacher)
             losses = {self.ce_key: self.ce_weight * F.cross_entropy(student.logits, target)}
             losses.update(self.distill_losses(student, teacher, target, epoch, **batch))
         return logits_student, losses
