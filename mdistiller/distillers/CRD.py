@@ -24,6 +24,9 @@ class CRD(MemoryBankMethod, Distiller):
         "LOSS": {"CE_WEIGHT": 1.0, "FEAT_WEIGHT": 0.8},
         "NCE": {"K": 16384, "MOMENTUM": 0.5, "TEMPERATURE": 0.07},
     }
+    # NCE temperature around CRD's 0.07 (Tian et al. use 0.02-0.3 in their ablation).
+    SEARCH_SPACE = {"CRD.LOSS.FEAT_WEIGHT": {"factor": 10.0},
+                    "CRD.NCE.TEMPERATURE": {"low": 0.02, "high": 0.3, "log": True}}
 
     def __init__(self, student, teacher, cfg, num_data):
         super().__init__(student, teacher)

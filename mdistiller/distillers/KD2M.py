@@ -72,6 +72,7 @@ class KD2M(Distiller):
         "JW2_FEATURE_GRAD": True,
         "VAR_FLOOR": 1e-3,  # Gaussian variants: ε, ridge ε·(teacher's mean batch variance); gkl skips units below it
     }
+    SEARCH_SPACE = {"KD2M.LOSS.LAMBDA": {"factor": 10.0}}
 
     # KD2M.DISTANCE -> the name used in the paper's Table 1 (E: empirical, G: Gaussian)
     TABLE_NAMES = {"w2": "W2(E)", "cw2": "CW2(E)", "jw2": "JW2(E)", "gw2": "W2(G)", "cgw2": "CW2(G)", "gkl": "KL(G)"}

@@ -65,6 +65,7 @@ class OFD(Distiller):
     """Overhaul of feature distillation: partial L2 to margin-ReLU'd teacher features (Heo et al. ICCV 2019)."""
 
     DEFAULTS = {"LOSS": {"CE_WEIGHT": 1.0, "FEAT_WEIGHT": 0.001}, "CONNECTOR": {"KERNEL_SIZE": 1}}
+    SEARCH_SPACE = {"OFD.LOSS.FEAT_WEIGHT": {"factor": 10.0}}
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher)

@@ -130,6 +130,7 @@ class REVIEWKD(Distiller):
         "MAX_MID_CHANNEL": 512,  # read but not used by mdistiller's ReviewKD (see docs/methods.md (REVIEWKD))
         "STU_PREACT": False,
     }
+    SEARCH_SPACE = {"REVIEWKD.REVIEWKD_WEIGHT": {"factor": 10.0}}
 
     @classmethod
     def label(cls, cfg):

@@ -15,6 +15,7 @@ class RKD(Distiller):
         "LOSS": {"CE_WEIGHT": 1.0, "FEAT_WEIGHT": 1.0},
         "PDIST": {"EPSILON": 1e-12, "SQUARED": False},
     }
+    SEARCH_SPACE = {"RKD.DISTANCE_WEIGHT": {"factor": 10.0}, "RKD.ANGLE_WEIGHT": {"factor": 10.0}}
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher)

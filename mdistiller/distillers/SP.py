@@ -10,6 +10,7 @@ class SP(Distiller):
     """Similarity-preserving KD: row-normalized batch Gram matrices of the last feature map (Tung & Mori ICCV 2019)."""
 
     DEFAULTS = {"LOSS": {"CE_WEIGHT": 1.0, "FEAT_WEIGHT": 3000.0}}
+    SEARCH_SPACE = {"SP.LOSS.FEAT_WEIGHT": {"factor": 10.0}}
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher)

@@ -46,6 +46,7 @@ class VID(Distiller):
         "INIT_PRED_VAR": 5.0,
         "INPUT_SIZE": (32, 32),  # size of the dry forward that reads channel counts (fallback; see probe_input_size)
     }
+    SEARCH_SPACE = {"VID.LOSS.FEAT_WEIGHT": {"factor": 10.0}}
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher)

@@ -40,6 +40,9 @@ class WCORD(MemoryBankMethod, Distiller):
             "ITER": 100,
         },
     }
+    # The entropic regulariser on the 1 - cos cost (values in [0, 2]) within 5x of the default 0.05.
+    SEARCH_SPACE = {"WCORD.LOSS.GLOBAL_WEIGHT": {"factor": 10.0}, "WCORD.LOSS.LOCAL_WEIGHT": {"factor": 10.0},
+                    "WCORD.SINKHORN.LAMBDA": {"low": 0.01, "high": 0.25, "log": True}}
     ALIASES = {"WCORD.SINKHORN.REG": "WCORD.SINKHORN.LAMBDA"}
 
     @classmethod

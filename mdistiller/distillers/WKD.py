@@ -52,6 +52,13 @@ class WKD(Distiller):
         "SPATIAL_GRID": 4,
         "INPUT_SIZE": (224, 224),  # dry-forward size for ImageNet; 32 / 64 for the small datasets
     }
+    # The knobs of each part (a part is on when its weight is > 0; search_space keeps the parts that are on).
+    # Temperatures 1-10 include the release's CIFAR-100 8; Sinkhorn's λ within 5x of the release's 0.05 and 5-30
+    # iterations around its 10; the feature part's mean/covariance ratio between 0.5 and 8 (ImageNet 2, CIFAR 4).
+    LOGIT_SPACE = {"WKD.TEMPERATURE": {"low": 1.0, "high": 10.0}, "WKD.LOSS.WKD_LOGIT_WEIGHT": {"factor": 10.0},
+                   "WKD.SINKHORN.LAMBDA": {"low": 0.01, "high": 0.25, "log": True},
+                   "WKD.SINKHORN.ITER": {"low": 5, "high": 30}}
+    FEATURE_SPACE = {"WKD.LOSS.WKD_FEAT_WEIGHT": {"factor": 10.0}, "WKD.MEAN_COV_RATIO": {"low": 0.5, "high": 8.0, "log": True}}
 
     LOGIT_STANDARDIZATION = True
 
@@ -64,6 +71,17 @@ class WKD(Distiller):
     @classmethod
     def logit_temperature(cls, cfg):
         return float(cfg.WKD.TEMPERATURE), "WKD.TEMPERATURE"
+
+    @classmethod
+    def search_space(cls, cfg):
+        """``LOGIT_SPACE`` when WKD-L is on, ``FEATURE_SPACE`` when WKD-F is on (sampled weights stay > 0, so a study
+        never switches a part)."""
+        space = {}
+        if cfg.WKD.LOSS.WKD_LOGIT_WEIGHT > 0:
+            space.update(cls.LOGIT_SPACE)
+        if cfg.WKD.LOSS.WKD_FEAT_WEIGHT > 0:
+            space.update(cls.FEATURE_SPACE)
+        return space
 
     @classmethod
     def variants(cls):

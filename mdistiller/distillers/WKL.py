@@ -50,11 +50,18 @@ class WKL(WKD):
         "FEAT_KL_WEIGHT": 0.0,  # > 0 (needs WKD_FEAT_WEIGHT > 0): + (1-g)*this*KL(N_t || N_s) of the hint features
         "FEAT_KL_EPS": 1.0,  # variance floor of that Gaussian KL (the release's 1.0)
     }
+    # On top of WKD's parts: the KL side's weight and DKD's β, around the config's (the release's 0.5 and 2).
+    KL_SPACE = {"WKL.KL_WEIGHT": {"factor": 10.0}, "WKL.DKD_BETA": {"factor": 8.0}}
     ALIASES = {"WKD.LOSS.KL_WEIGHT": "WKL.KL_WEIGHT"}
 
     @classmethod
     def label(cls, cfg):
         return "WKL"
+
+    @classmethod
+    def search_space(cls, cfg):
+        """WKD's knobs of the parts that are on, plus ``KL_SPACE``."""
+        return dict(super().search_space(cfg), **cls.KL_SPACE)
 
     @classmethod
     def variants(cls):

@@ -37,11 +37,15 @@ class Distiller(nn.Module):
     * :meth:`label`, :meth:`logit_temperature`, :meth:`data_needs` (classmethods of the config);
     * :meth:`variants`, :meth:`pair_settings`: its representative configurations, and the settings a
       student/teacher pair needs (read by ``benchmarks/throughput.py`` and the registry-wide tests);
+    * ``SEARCH_SPACE`` / :meth:`search_space`: the knobs ``mdistiller-tune`` searches, ``{dotted key: spec}`` with a
+      spec ``{"low", "high"[, "log"]}``, ``{"factor"}`` (log-uniform within that factor of the config's value) or
+      ``{"choices"}`` (:mod:`mdistiller.tune.space`);
     * the first line of the class docstring is the method's one-line description.
     """
 
     DEFAULTS = None
     ALIASES = {}
+    SEARCH_SPACE = {}
     # True when the method's logit terms follow EXPERIMENT.LOGIT_STAND (they call distillation_logits).
     LOGIT_STANDARDIZATION = False
     # Key of the cross-entropy term in the losses dict.
@@ -85,6 +89,11 @@ class Distiller(nn.Module):
         """``[(overrides, note)]``: the method's representative configurations (``overrides``: dotted keys over the
         defaults; one per part or solver worth timing), e.g. ``[({}, "")]``."""
         return [({}, "")]
+
+    @classmethod
+    def search_space(cls, cfg):
+        """``{dotted config key: spec}``: what a hyper-parameter study of this method samples (``SEARCH_SPACE``)."""
+        return dict(cls.SEARCH_SPACE)
 
     @classmethod
     def pair_settings(cls, cfg, student, teacher):

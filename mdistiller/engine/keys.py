@@ -6,6 +6,7 @@ this run ignores (a key of another scheduler, trainer or pipeline), is named her
 """
 import warnings
 
+from ..dataset.split import check_val_split
 from ..dataset.table import DATASETS
 from ..registry import data_needs
 from .dot import DOT_TRAINERS
@@ -24,13 +25,16 @@ MINIMUM_VALUES = (
 
 def check_values(cfg):
     """Raise ``ValueError`` naming the key and its value when a run-level key is below its minimum
-    (:data:`MINIMUM_VALUES`), e.g. ``SOLVER.EPOCHS 0``."""
+    (:data:`MINIMUM_VALUES`), e.g. ``SOLVER.EPOCHS 0``, or the validation-split keys do not fit together."""
     for key, minimum in MINIMUM_VALUES:
         node = cfg
         for part in key.split("."):
             node = node[part]
         if node < minimum:
             raise ValueError("{} is {}; it must be at least {}".format(key, node, minimum))
+    if not check_val_split(cfg.DATASET.VAL_SPLIT) and cfg.DATASET.TEST_AT_END_ONLY:
+        raise ValueError("DATASET.TEST_AT_END_ONLY needs a validation split to select the epoch on: set "
+                         "DATASET.VAL_SPLIT (images per class, or a fraction of each class)")
 
 
 class UnusedKeyWarning(UserWarning):
@@ -77,6 +81,8 @@ def unused_key_notices(cfg, defaults=None):
                        "is resized); it is only the probe size of methods that size projectors from the models' features")
     if cfg.DATASET.TRAIN_PER_CLASS <= 0 and changed("DATASET", "SUBSET_SEED"):
         notices.append("DATASET.SUBSET_SEED is used only with DATASET.TRAIN_PER_CLASS > 0")
+    if not cfg.DATASET.VAL_SPLIT and changed("DATASET", "SPLIT_SEED"):
+        notices.append("DATASET.SPLIT_SEED is used only with DATASET.VAL_SPLIT > 0")
     return notices
 
 

@@ -1,6 +1,7 @@
 """What a run writes while it trains, one sink per destination.
 
 * ``worklog.txt``: mdistiller's per-epoch block, ``resumed from epoch N`` lines, ``best_acc``/``last_acc`` at the end
+  (and, with a validation split, ``val_best_acc``/``test_top1_at_val_best``)
 * ``metrics.csv`` (one row per epoch) and ``alignment.csv`` (the alignment diagnostics), via ``engine.records``
 * ``train.events/``: tensorboardX scalars (diagnostics under ``alignment/``)
 * the console: one line per epoch
@@ -20,7 +21,10 @@ import torch
 from .records import append_csv, truncate_csv
 from .utils import environment_info, log_msg
 
-WORKLOG_KEYS = ("train_acc", "train_loss", "test_acc", "test_acc_top5", "test_loss")
+# Those a record has are written (val_*: with a validation split; test_*: unless the test set waits for the end).
+WORKLOG_KEYS = ("train_acc", "train_loss", "val_acc", "val_acc_top5", "val_loss", "test_acc", "test_acc_top5",
+                "test_loss")
+SUMMARY_LINES = ("best_acc", "last_acc", "val_best_acc", "test_top1_at_val_best")
 
 
 def write_run_info(log_path, cfg, runtime, resumed):
@@ -35,8 +39,9 @@ def write_run_info(log_path, cfg, runtime, resumed):
 
 
 def build_diagnostics(cfg, model, val_set):
-    """``AlignmentDiagnostics`` on the first ``LOG.DIAGNOSTICS_SAMPLES`` (256) validation samples, or None when
-    ``LOG.DIAGNOSTICS`` is off or the method has no teacher."""
+    """``AlignmentDiagnostics`` on the first ``LOG.DIAGNOSTICS_SAMPLES`` (256) samples of ``val_set`` (the validation
+    split when the run holds one out, else the test set), or None when ``LOG.DIAGNOSTICS`` is off or the method has no
+    teacher."""
     if not (cfg.LOG.DIAGNOSTICS and getattr(model, "teacher", None) is not None):
         return None
     from .diagnostics import AlignmentDiagnostics
@@ -50,7 +55,8 @@ def build_diagnostics(cfg, model, val_set):
 
 class Sink:
     """One destination. ``record`` is the epoch's ordered metrics (``epoch``, ``lr``, accuracies, losses,
-    ``train_<loss term>``, ``best_acc``, ``epoch_time``); ``diagnostics`` the alignment values (may be empty)."""
+    ``train_<loss term>``, ``best_acc`` / ``val_best_acc``, ``epoch_time``); ``diagnostics`` the alignment values (may
+    be empty)."""
 
     def resumed(self, epoch):
         """The run continues after ``epoch``: forget what was logged past it."""
@@ -80,12 +86,12 @@ class WorklogSink(Sink):
 
     def log_epoch(self, record, diagnostics):
         lines = ["-" * 25, "epoch: {}".format(record["epoch"]), "lr: {:.2f}".format(record["lr"])]
-        lines += ["{}: {:.2f}".format(key, record[key]) for key in WORKLOG_KEYS]
+        lines += ["{}: {:.2f}".format(key, record[key]) for key in WORKLOG_KEYS if key in record]
         lines.append("-" * 25)
         self._write(lines)
 
     def finish(self, summary):
-        self._write(["best_acc\t{:.2f}".format(summary["best_acc"]), "last_acc\t{:.2f}".format(summary["last_acc"])])
+        self._write(["{}\t{:.2f}".format(key, summary[key]) for key in SUMMARY_LINES if summary.get(key) is not None])
 
 
 class CsvSink(Sink):
@@ -131,15 +137,13 @@ class ConsoleSink(Sink):
     """One line per epoch on stdout."""
 
     def log_epoch(self, record, diagnostics):
-        print(
-            log_msg(
-                "Epoch {} | lr {:.4f} | train loss {:.4f} acc {:.2f} | test acc {:.2f} (best {:.2f}) top5 {:.2f}".format(
-                    record["epoch"], record["lr"], record["train_loss"], record["train_acc"], record["test_acc"],
-                    record["best_acc"], record["test_acc_top5"],
-                ),
-                "EVAL",
-            )
-        )
+        text = "Epoch {} | lr {:.4f} | train loss {:.4f} acc {:.2f}".format(
+            record["epoch"], record["lr"], record["train_loss"], record["train_acc"])
+        for name, best in (("val", "val_best_acc"), ("test", "best_acc")):
+            if name + "_acc" in record:
+                text += " | {} acc {:.2f} (best {:.2f}) top5 {:.2f}".format(
+                    name, record[name + "_acc"], record[best], record[name + "_acc_top5"])
+        print(log_msg(text, "EVAL"))
 
 
 class SummarySink(Sink):
@@ -183,7 +187,7 @@ class WandbSink(Sink):
         self.run.log(dict(record, **{"alignment/" + k: v for k, v in diagnostics.items()}), step=record["epoch"])
 
     def _finish(self, summary):
-        self.run.summary.update({"best_acc": summary["best_acc"], "last_acc": summary["last_acc"]})
+        self.run.summary.update({key: summary[key] for key in SUMMARY_LINES + ("val_best_epoch",) if key in summary})
         self.run.finish()
 
     def log_epoch(self, record, diagnostics):
@@ -196,14 +200,16 @@ class WandbSink(Sink):
 
 
 class RunLogger:
-    """All sinks of a run (main process only). ``resumed_epoch``: the run continues after that epoch."""
+    """All sinks of a run (main process only). ``resumed_epoch``: the run continues after that epoch; ``extra_sinks``
+    come after the run's own."""
 
-    def __init__(self, cfg, log_path, resumed_epoch=None):
+    def __init__(self, cfg, log_path, resumed_epoch=None, extra_sinks=()):
         self.sinks = [
             TensorboardSink(log_path), CsvSink(log_path), WorklogSink(log_path), ConsoleSink(), SummarySink(log_path)
         ]
         if cfg.LOG.WANDB:
             self.sinks.append(WandbSink(cfg, log_path))
+        self.sinks += list(extra_sinks)
         if resumed_epoch is not None:
             for sink in self.sinks:
                 sink.resumed(resumed_epoch)
