@@ -19,6 +19,7 @@ COMMANDS = {
     "mdistiller-train": ("mdistiller.train", ["--cfg"]),
     "mdistiller-eval": ("mdistiller.eval", ["--batch-size", "many"]),
     "mdistiller-benchmark": ("mdistiller.benchmark", ["--launcher", "cloud"]),
+    "mdistiller-tune": ("mdistiller.tune", ["--trials", "many"]),
     "mdistiller-plot": ("mdistiller.plot", []),
     "mdistiller-cost-matrix": ("mdistiller.cost_matrix", ["--teacher", "resnet8"]),
     "mdistiller-download": ("mdistiller.download", ["--retries", "many"]),

@@ -27,7 +27,7 @@ EXIT_REQUEUE = 75
 OVERRIDE_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
 
 # Optional packages and the extra that installs each.
-OPTIONAL_PACKAGES = {"matplotlib": "plots", "submitit": "slurm", "wandb": "wandb"}
+OPTIONAL_PACKAGES = {"matplotlib": "plots", "submitit": "slurm", "wandb": "wandb", "optuna": "tune"}
 
 
 class UsageError(ValueError):

@@ -10,7 +10,8 @@ class docstring, as :meth:`Distiller.description` gives it), the models the keys
 Configs: a ``--cfg`` path that exists (relative to the current directory) is read as is; otherwise a
 name of a config shipped inside the package, ``mdistiller/configs/`` (``digits/kd.yaml``, also
 written ``configs/digits/kd.yaml``, mdistiller's spelling), is read from there
-(:func:`resolve_config_path`), so every config works from an installed wheel without the repository.
+(:func:`resolve_config_path`), so every config works from an installed wheel without the repository. Suites
+(``mdistiller/suites/``: ``tune_digits.yaml``) are found by name the same way (:func:`resolve_suite_path`).
 """
 import ast
 import os
@@ -59,6 +60,26 @@ def resolve_config_path(path):
         "Config file not found: {} (no such file in {}, and no config of that name ships with the package; "
         "`mdistiller-train --help` lists the {} shipped configs, e.g. digits/kd.yaml)".format(
             path, os.getcwd(), len(packaged_configs())))
+
+
+def packaged_suites():
+    """Names of the suites shipped in the package, sorted."""
+    root = resources.files("mdistiller").joinpath("suites")
+    return sorted(p.name for p in root.iterdir() if p.name.endswith(".yaml")) if root.is_dir() else []
+
+
+def resolve_suite_path(path):
+    """``path`` when it exists, else the packaged suite of that name (``tune_digits.yaml``, ``suites/tune_digits``);
+    else ``FileNotFoundError`` listing the packaged suites."""
+    if os.path.exists(path):
+        return path
+    name = os.path.basename(str(path))
+    name = name if name.endswith(".yaml") else name + ".yaml"
+    candidate = resources.files("mdistiller").joinpath("suites", name)
+    if candidate.is_file():
+        return str(candidate)
+    raise FileNotFoundError("Suite file not found: {} (no such file in {}, and no packaged suite of that name; packaged "
+                            "suites: {})".format(path, os.getcwd(), ", ".join(packaged_suites()) or "none"))
 
 
 def _parse(relative):

@@ -104,9 +104,11 @@ def _main(args):
         if value:
             opts += [key, str(value)]
     cfg = get_cfg(opts=opts)
-    if run.get("DETECTION") and not args.dataset:  # the run's detector and input sizes
+    if run.get("DETECTION") and not args.dataset:  # the run's detector, input sizes and COCO-format files
         cfg.defrost()
         cfg.merge_from_other_cfg(type(cfg)({"DETECTION": run["DETECTION"]}))
+        if run_dataset.get("COCO"):
+            cfg.merge_from_other_cfg(type(cfg)({"DATASET": {"COCO": run_dataset["COCO"]}}))
         cfg.freeze()
     dataset, zoo = cfg.DATASET.TYPE, cfg.DISTILLER.MODEL_ZOO
     if dataset_spec(dataset).task == "detection":

@@ -7,7 +7,7 @@ seed mean, the band ± one sample std where there are two seeds or more):
 * ``alignment_losses.png``: ``kl``, ``tc``, ``nc``, ``w`` (one panel each; see
   :mod:`mdistiller.engine.diagnostics` for their definitions), y on a log scale;
 * ``alignment_gradients.png``: ``grad_top1`` … ``grad_top6`` (distillers with a ``logit_loss``);
-* ``accuracy.png``: test top-1 per epoch, and train loss.
+* ``accuracy.png``: test top-1 per epoch (validation top-1 too for runs with a validation split), and train loss.
 
 Runs without a teacher have no ``alignment.csv``; they appear in ``accuracy.png`` only.
 A figure with no data at all is not written. matplotlib runs on the Agg backend (no display).
@@ -32,6 +32,7 @@ TITLES = {
     "nc": "non-target term (DKD's NCKD)",
     "w": "Wasserstein term (WKD-L's)",
     "test_acc": "test top-1 (%)",
+    "val_acc": "validation top-1 (%)",
     "train_loss": "train loss",
 }
 for _i in range(1, 7):
@@ -150,6 +151,12 @@ def plot_panels(groups, filename, columns, path, title, log_y=False):
     return path
 
 
+def accuracy_columns(groups):
+    """The columns of ``accuracy.png``: test top-1 and train loss, and validation top-1 when a run has it."""
+    with_val = any(group_series(run_dirs, "metrics.csv", "val_acc")[0] for run_dirs in groups.values())
+    return ("test_acc", "val_acc", "train_loss") if with_val else ("test_acc", "train_loss")
+
+
 def plot_groups(groups, out_dir, prefix=""):
     """The three figures for ``groups`` (``{label: [run_dir, ...]}``) in ``out_dir``; returns the paths written."""
     groups = OrderedDict((label, list(dirs)) for label, dirs in groups.items() if dirs)
@@ -160,7 +167,7 @@ def plot_groups(groups, out_dir, prefix=""):
          "Teacher-student alignment on the probe batch" + seed_note, True),
         ("alignment_gradients.png", "alignment.csv", ALIGNMENT_GRADIENTS,
          "Gradient of the distillation loss w.r.t. the student's logits" + seed_note, False),
-        ("accuracy.png", "metrics.csv", ("test_acc", "train_loss"), "Accuracy and loss" + seed_note, False),
+        ("accuracy.png", "metrics.csv", accuracy_columns(groups), "Accuracy and loss" + seed_note, False),
     ):
         path = plot_panels(groups, filename, columns, os.path.join(out_dir, prefix + name), title, log_y=log_y)
         if path:

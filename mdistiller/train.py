@@ -86,6 +86,19 @@ def build_parser():
     return parser
 
 
+def summary_line(summary, log_path):
+    """The line printed after a run: best and last test top-1, and with a validation split the test top-1 at the
+    epoch of best validation accuracy."""
+    parts = []
+    if "test_top1_at_val_best" in summary:
+        parts.append("test_top1_at_val_best {:.2f} (val_best epoch {}, val {:.2f})".format(
+            summary["test_top1_at_val_best"], summary["val_best_epoch"], summary["val_best_acc"]))
+    if summary["best_acc"] is not None:
+        parts.append("best_acc {:.2f} (epoch {})".format(summary["best_acc"], summary["best_epoch"]))
+    parts.append("last_acc {:.2f}".format(summary["last_acc"]))
+    return "{}  -> {}".format("  ".join(parts), log_path)
+
+
 def _main(args):
     from .engine.cfg import get_cfg, show_cfg
     from .engine.naming import run_dir
@@ -107,16 +120,21 @@ def _main(args):
                   report["val_batch"], report["memory"],
                   ", ".join("{} {:.4f}".format(k, v) for k, v in report["losses"].items()), log_path))
         return report
+    return train_and_report(cfg, log_path, resume=args.resume)
+
+
+def train_and_report(cfg, log_path, resume=False, sinks=(), prog=PROG):
+    """Train, print the summary line (rank 0) and return the summary; a run stopped by SIGTERM/SIGUSR2 (preemption,
+    time limit) says so on stderr and exits with ``EXIT_REQUEUE``, the runner's "resume me" (not a failure)."""
     from .engine.trainer import TrainingInterrupted, train
 
     try:
-        summary = train(cfg, log_path, resume=args.resume)
-    except TrainingInterrupted as e:  # preemption or time limit: not a failure, the run resumes
-        print("{}: {}".format(PROG, e), file=sys.stderr)
+        summary = train(cfg, log_path, resume=resume, sinks=sinks)
+    except TrainingInterrupted as e:
+        print("{}: {}".format(prog, e), file=sys.stderr)
         raise SystemExit(EXIT_REQUEUE) from None
     if int(os.environ.get("RANK", "0")) == 0:
-        print("best_acc {:.2f} (epoch {})  last_acc {:.2f}  -> {}".format(
-            summary["best_acc"], summary["best_epoch"], summary["last_acc"], log_path))
+        print(summary_line(summary, log_path))
     return summary
 
 

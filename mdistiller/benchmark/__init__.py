@@ -41,7 +41,8 @@ Rules:
   failed: it resumes from its ``latest`` on the next attempt.
 * Numbers: top-1 of the last epoch and of the best epoch, read from each run's
   ``metrics.csv``; mean and sample standard deviation (n - 1) over the seeds that finished
-  ("—" when n = 1). Wall time = the runner's measurement of the run's subprocesses (all
+  ("—" when n = 1). Runs with a validation split (``DATASET.VAL_SPLIT``) also give the test top-1
+  at their validation-best epoch (``summary.json``), which then leads the table (:mod:`.tables`). Wall time = the runner's measurement of the run's subprocesses (all
   attempts), or the summed epoch times when the runner did not launch it.
 * Published numbers come from ``mdistiller/reference/published_results.csv`` (looked up by
   dataset, teacher, student and :func:`method_label`, the registered class's ``label(cfg)``);

@@ -77,9 +77,41 @@ def collect_command(configs, seeds, out, name, opts, plots=True, python=None):
     return " ".join(shlex.quote(str(c)) for c in cmd)
 
 
-def build_parser():
+def add_slurm_arguments(parser, wait=True):
+    """The SLURM options group (``--slurm-config``, one flag per :data:`SLURM_FLAGS`, ``--sbatch``, ``--setup``,
+    ``--slurm-cluster``, ``--poll``, and ``--wait`` unless the command always waits)."""
     from .slurm import OPTIONS  # the module imports nothing heavy at its top: help stays fast
 
+    def help_of(key):
+        return OPTIONS[key][1].replace("%", "%%")
+
+    slurm = parser.add_argument_group("SLURM (--launcher slurm)")
+    slurm.add_argument("--slurm-config", default=None, metavar="YAML",
+                       help="yaml of SLURM options (keys: {}); flags override it".format(", ".join(OPTIONS)))
+    for flag, key, kind, metavar in SLURM_FLAGS:
+        slurm.add_argument(flag, dest="slurm_" + key, type=kind, default=None, metavar=metavar, help=help_of(key))
+    slurm.add_argument("--sbatch", dest="slurm_sbatch", action="append", type=sbatch_option, default=None,
+                       metavar="KEY[=VALUE]", help="extra sbatch option (repeatable), e.g. --sbatch mail-type=END")
+    slurm.add_argument("--setup", dest="slurm_setup", action="append", default=None, metavar="LINE",
+                       help=help_of("setup") + " (repeatable)")
+    slurm.add_argument("--slurm-cluster", dest="slurm_cluster", choices=("slurm", "local"), default=None,
+                       help=help_of("cluster"))
+    if wait:
+        slurm.add_argument("--wait", action="store_true", help="wait for the jobs, then write the tables")
+    slurm.add_argument("--poll", type=float, default=None, help="seconds between job status checks while waiting")
+    return slurm
+
+
+def slurm_flags_given(args):
+    """The SLURM options given on the command line (flag names)."""
+    given = [flag for flag, key, _, _ in SLURM_FLAGS if getattr(args, "slurm_" + key) is not None]
+    given += [f for f, v in (("--slurm-config", args.slurm_config), ("--sbatch", args.slurm_sbatch),
+                             ("--setup", args.slurm_setup), ("--slurm-cluster", args.slurm_cluster),
+                             ("--wait", getattr(args, "wait", False) or None), ("--poll", args.poll)) if v is not None]
+    return given
+
+
+def build_parser():
     parser = ArgumentParser(
         prog="mdistiller-benchmark",
         description="Run every (config, seed), skip finished runs, resume interrupted ones, and tabulate.",
@@ -101,28 +133,46 @@ def build_parser():
                         help="local: subprocesses on this machine (default); slurm: one SLURM job array")
     parser.add_argument("--collect-only", action="store_true",
                         help="run nothing: build results.md/results.csv from the run folders")
-    def help_of(key):
-        return OPTIONS[key][1].replace("%", "%%")
-
-    slurm = parser.add_argument_group("SLURM (--launcher slurm)")
-    slurm.add_argument("--slurm-config", default=None, metavar="YAML",
-                       help="yaml of SLURM options (keys: {}); flags override it".format(", ".join(OPTIONS)))
-    for flag, key, kind, metavar in SLURM_FLAGS:
-        slurm.add_argument(flag, dest="slurm_" + key, type=kind, default=None, metavar=metavar, help=help_of(key))
-    slurm.add_argument("--sbatch", dest="slurm_sbatch", action="append", type=sbatch_option, default=None,
-                       metavar="KEY[=VALUE]", help="extra sbatch option (repeatable), e.g. --sbatch mail-type=END")
-    slurm.add_argument("--setup", dest="slurm_setup", action="append", default=None, metavar="LINE",
-                       help=help_of("setup") + " (repeatable)")
-    slurm.add_argument("--slurm-cluster", dest="slurm_cluster", choices=("slurm", "local"), default=None,
-                       help=help_of("cluster"))
-    slurm.add_argument("--wait", action="store_true", help="wait for the jobs, then write the tables")
-    slurm.add_argument("--poll", type=float, default=None, help="seconds between job status checks with --wait")
+    add_slurm_arguments(parser)
     add_debug_flag(parser)
     return parser
 
 
-def slurm_launcher_from_args(args):
-    """The :class:`.slurm.SlurmLauncher` of parsed arguments: ``--slurm-config`` yaml, then the flags."""
+def sweep_from_args(parser, args, overrides, default_out, collect_only=False):
+    """The sweep a command line describes, ``dict(configs, seeds, opts, jobs, out, name, suite)``: ``--suite``'s
+    values where the flags give none (``opts``: the suite's, then the command line's KEY VALUE pairs). SLURM flags
+    without ``--launcher slurm`` (unless only collecting), ``--jobs`` with it, or no config is a usage error."""
+    from .suites import load_suite
+
+    slurm_given = slurm_flags_given(args)
+    if args.launcher == "local" and slurm_given and not collect_only:
+        parser.error("{} only apply to --launcher slurm".format(", ".join(slurm_given)))
+    if args.launcher == "slurm" and args.jobs is not None:
+        parser.error("--jobs is for the local launcher; with SLURM, every run is a job (see --array-parallelism)")
+    suite = load_suite(args.suite) if args.suite else {}
+    configs = suite.get("configs", []) + list(args.configs)
+    if not configs:
+        parser.error("give --configs and/or --suite")
+    name = args.name
+    if name is None and args.suite:
+        name = suite.get("name", os.path.splitext(os.path.basename(args.suite))[0])
+    return dict(configs=configs, seeds=args.seeds if args.seeds is not None else suite.get("seeds", [0]),
+                opts=list(suite.get("opts", [])) + list(overrides),
+                jobs=args.jobs if args.jobs is not None else suite.get("jobs"),
+                out=args.out if args.out is not None else suite.get("out") or default_out, name=name, suite=suite)
+
+
+def slurm_launcher_or_usage_error(parser, args, wait=None):
+    """:func:`slurm_launcher_from_args`; a bad option is the parser's usage error."""
+    try:
+        return slurm_launcher_from_args(args, wait)
+    except (OSError, ValueError) as e:
+        parser.error(user_error_text(e))
+
+
+def slurm_launcher_from_args(args, wait=None):
+    """The :class:`.slurm.SlurmLauncher` of parsed arguments: ``--slurm-config`` yaml, then the flags (``wait``: a
+    command that always waits for its jobs)."""
     from .slurm import SlurmLauncher, load_slurm_config, slurm_options
 
     config = load_slurm_config(args.slurm_config) if args.slurm_config else {}
@@ -130,7 +180,8 @@ def slurm_launcher_from_args(args):
     flags["sbatch"] = dict(args.slurm_sbatch) if args.slurm_sbatch else None
     flags["setup"] = args.slurm_setup
     flags["cluster"] = args.slurm_cluster
-    return SlurmLauncher(slurm_options(config, **flags), wait=args.wait, threads=args.threads, poll_s=args.poll)
+    wait = args.wait if wait is None else wait
+    return SlurmLauncher(slurm_options(config, **flags), wait=wait, threads=args.threads, poll_s=args.poll)
 
 
 def main(argv=None):
@@ -171,38 +222,13 @@ def check_configs(configs, opts):
 
 
 def _run(parser, args, overrides):
-    slurm_given = [flag for flag, key, _, _ in SLURM_FLAGS if getattr(args, "slurm_" + key) is not None]
-    slurm_given += [f for f, v in (("--slurm-config", args.slurm_config), ("--sbatch", args.slurm_sbatch),
-                                   ("--setup", args.slurm_setup), ("--slurm-cluster", args.slurm_cluster),
-                                   ("--wait", args.wait or None), ("--poll", args.poll)) if v is not None]
-    if args.launcher == "local" and slurm_given and not args.collect_only:
-        parser.error("{} only apply to --launcher slurm".format(", ".join(slurm_given)))
-    if args.launcher == "slurm" and args.jobs is not None:
-        parser.error("--jobs is for the local launcher; with SLURM, every run is a job (see --array-parallelism)")
-
-    from .suites import load_suite
-
-    configs, seeds, opts, jobs, out, name = list(args.configs), args.seeds, [], args.jobs, args.out, args.name
-    if args.suite:
-        suite = load_suite(args.suite)
-        configs = suite["configs"] + configs
-        seeds = seeds if seeds is not None else suite["seeds"]
-        opts = suite["opts"]
-        jobs = jobs if jobs is not None else suite.get("jobs")
-        out = out if out is not None else suite.get("out")
-        name = name if name is not None else suite.get("name", os.path.splitext(os.path.basename(args.suite))[0])
-    if not configs:
-        parser.error("give --configs and/or --suite")
-    seeds = seeds if seeds is not None else [0]
-    out = out or "benchmark_runs"
+    sweep = sweep_from_args(parser, args, overrides, "benchmark_runs", collect_only=args.collect_only)
+    configs, seeds, opts, jobs, out, name = (sweep[k] for k in ("configs", "seeds", "opts", "jobs", "out", "name"))
     launcher = None
     if args.launcher == "slurm" and not args.collect_only:
-        try:
-            launcher = slurm_launcher_from_args(args)
-        except (OSError, ValueError) as e:
-            parser.error(user_error_text(e))
+        launcher = slurm_launcher_or_usage_error(parser, args)
     if not args.collect_only:  # a mistake stops here, before any run starts
-        check_configs(configs, list(opts) + list(overrides))
+        check_configs(configs, opts)
 
     from .slurm import SubmissionError
     from .sweep import run_sweep, sweep_folder
@@ -214,7 +240,7 @@ def _run(parser, args, overrides):
             seeds=seeds,
             out=out,
             name=name,
-            opts=opts + overrides,
+            opts=opts,
             jobs=(jobs or 1) if launcher is None else 1,
             threads=args.threads,
             plots=not args.no_plots,
@@ -228,7 +254,7 @@ def _run(parser, args, overrides):
     if result["records"] is None:  # submitted, not waited for
         print("")
         print("When the jobs have ended, write the tables (from this folder) with:")
-        print("  " + collect_command(configs, seeds, out, name, opts + overrides, plots=not args.no_plots))
+        print("  " + collect_command(configs, seeds, out, name, opts, plots=not args.no_plots))
         print("Running this command again submits only the runs that are neither finished nor queued; "
               "interrupted ones resume from their latest checkpoint.")
         return 0

@@ -47,7 +47,9 @@ def evaluator_of(cfg):
 
 
 def collect_run(run):
-    """The run's record, from its own logs: status, last/best top-1, wall time, error."""
+    """The run's record, from its own logs: status, last/best top-1, wall time, error; with a validation split also
+    the trainer's ``test_at_val_best`` (test top-1 at the validation-best epoch), ``val_best_acc``,
+    ``val_best_epoch`` and the split's hash (``summary.json``)."""
     record = OrderedDict(
         name=run.name,
         config=run.config,
@@ -74,15 +76,27 @@ def collect_run(run):
         parallel=[],
     )
     rows = read_csv(os.path.join(run.run_dir, "metrics.csv"))
-    if rows:
-        evaluator = evaluator_of(run.cfg)
-        accs = [float(r["test_" + evaluator.METRIC]) for r in rows]
+    evaluator = evaluator_of(run.cfg)
+    key = "test_" + evaluator.METRIC
+    if rows and key in rows[0]:
+        accs = [float(r[key]) for r in rows]
         best = max(range(len(accs)), key=lambda i: accs[i])  # first epoch reaching the max, as the trainer
         record.update(
             epochs=len(rows), last_acc=accs[-1], best_acc=accs[best], best_epoch=int(rows[best]["epoch"])
         )
         record["extras"] = OrderedDict((label, float(rows[-1]["test_" + metric]))
                                        for metric, label in evaluator.TABLE_EXTRAS)
+    elif rows:  # DATASET.TEST_AT_END_ONLY: the test set was evaluated after the last epoch only
+        record["epochs"] = len(rows)
+    summary = read_json(os.path.join(run.run_dir, "summary.json"))
+    if summary and summary.get("val_split_sha256"):
+        record.update(test_at_val_best=summary.get("test_top1_at_val_best"), val_best_acc=summary.get("val_best_acc"),
+                      val_best_epoch=summary.get("val_best_epoch"), val_split_sha256=summary["val_split_sha256"])
+        if record["last_acc"] is None:
+            record["last_acc"] = summary.get("last_acc")
+            last_metrics = summary.get("last_metrics") or {}
+            record["extras"] = OrderedDict((label, last_metrics.get("test_" + metric))
+                                           for metric, label in evaluator.TABLE_EXTRAS)
     info = read_json(os.path.join(run.run_dir, RUN_INFO))
     if info and info.get("attempts"):
         attempts = info["attempts"]

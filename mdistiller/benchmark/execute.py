@@ -44,7 +44,7 @@ def run_config(run, sweep_dir):
     cfg.defrost()
     cfg.EXPERIMENT.SEED = run.seed
     cfg.EXPERIMENT.PROJECT = run.name
-    cfg.EXPERIMENT.NAME = "seed{}".format(run.seed)
+    cfg.EXPERIMENT.NAME = run.folder
     cfg.LOG.PREFIX = os.path.abspath(sweep_dir)
     cfg.freeze()
     return cfg.dump()
@@ -117,8 +117,9 @@ def train_command(cfg_path, resume=False, python=None, module=TRAIN_MODULE):
     return cmd
 
 
-def execute_run(run, sweep_dir, threads, python=None, module=TRAIN_MODULE, attempt_info=None):
-    """Run (or resume) one run in a subprocess; returns the action taken. Never raises for a failing run.
+def execute_run(run, sweep_dir, threads, python=None, attempt_info=None):
+    """Run (or resume) one run in a subprocess (``python -m <run.module or mdistiller.train>``); returns the action
+    taken. Never raises for a failing run.
 
     The action is decided from the run folder alone (:func:`run_state`): ``"skip"`` when finished,
     ``"resume"`` (``--resume``) when it has a ``latest``, else ``"new"``, so calling this again
@@ -152,7 +153,7 @@ def execute_run(run, sweep_dir, threads, python=None, module=TRAIN_MODULE, attem
     cfg_path = os.path.join(run.run_dir, RUN_CFG)
     with open(cfg_path, "w") as f:
         f.write(run_config(run, sweep_dir))
-    cmd = train_command(cfg_path, resume=state == "resume", python=python, module=module)
+    cmd = train_command(cfg_path, resume=state == "resume", python=python, module=run.module or TRAIN_MODULE)
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     env["PYTHONUNBUFFERED"] = "1"

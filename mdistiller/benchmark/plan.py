@@ -76,13 +76,17 @@ def run_name(config_path, cfg):
 
 
 class Run:
-    """One (config, seed) of a sweep."""
+    """One (config, seed) of a sweep, run in ``<sweep_dir>/<name>/<folder>`` (``folder`` default ``seed<seed>``) by
+    ``python -m <module>`` (default ``mdistiller.train``; a hyper-parameter search's trials run ``mdistiller.tune.trial``,
+    the same training with a reporter)."""
 
-    def __init__(self, config, seed, name, sweep_dir, cfg=None, load_error=None):
+    def __init__(self, config, seed, name, sweep_dir, cfg=None, load_error=None, folder=None, module=None):
         self.config = config
         self.seed = int(seed)
         self.name = name
-        self.run_dir = os.path.join(sweep_dir, name, "seed{}".format(self.seed))
+        self.folder = folder or "seed{}".format(self.seed)
+        self.module = module
+        self.run_dir = os.path.join(sweep_dir, name, self.folder)
         self.cfg = cfg
         self.load_error = load_error
         self.label = method_label(cfg) if cfg is not None else "?"
@@ -94,7 +98,7 @@ class Run:
         self.action = None  # "skip" | "resume" | "new" | "failed-config"
 
     def __repr__(self):
-        return "Run({}/seed{})".format(self.name, self.seed)
+        return "Run({}/{})".format(self.name, self.folder)
 
 
 def plan_runs(configs, seeds, sweep_dir, opts=()):

@@ -1,16 +1,22 @@
-"""Suite files: a yaml naming a sweep's configs, seeds and overrides."""
+"""Suite files: a yaml naming a sweep's configs, seeds and overrides (and, for ``mdistiller-tune``, its ``tune``
+block: :data:`mdistiller.tune.study.SETTINGS`). Suites shipped with the package (``mdistiller/suites/``) are found by
+name from any folder: ``tune_digits.yaml`` (:func:`mdistiller.catalogue.resolve_suite_path`)."""
 import os
 
 from .._cli import load_yaml_mapping
+from ..catalogue import resolve_suite_path
 
-SUITE_KEYS = ("configs", "seeds", "opts", "jobs", "name", "out")
+SUITE_KEYS = ("configs", "seeds", "opts", "jobs", "name", "out", "tune")
 
 
 def load_suite(path):
-    """A suite yaml: ``configs: [...]``, ``seeds: [...]``, ``opts: [...]`` (optional ``jobs``, ``name``, ``out``).
+    """A suite yaml: ``configs: [...]``, ``seeds: [...]``, ``opts: [...]`` (optional ``jobs``, ``name``, ``out``,
+    ``tune``), found by :func:`resolve_suite_path`.
 
-    Config paths are taken relative to the working directory, else to the suite file's folder.
+    Config paths are taken relative to the working directory, else to the suite file's folder (else they name
+    packaged configs, ``digits/kd.yaml``).
     """
+    path = resolve_suite_path(path)
     suite = load_yaml_mapping(path, "suite")
     unknown = set(suite) - set(SUITE_KEYS)
     if unknown:

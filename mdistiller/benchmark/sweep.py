@@ -12,7 +12,8 @@ from collections import OrderedDict
 from .collect import collect_run, run_state
 from .execute import LocalLauncher, config_changed, retire_run_folder
 from .plan import plan_runs
-from .tables import RUN_FIELDS, aggregate, format_markdown, write_csv
+from .tables import (CSV_FIELDS, RUN_FIELDS, SPLIT_CSV_FIELDS, SPLIT_RUN_FIELDS, aggregate, format_markdown,
+                     selected_on_validation, write_csv)
 
 
 def sweep_folder(out="benchmark_runs", name=None):
@@ -40,8 +41,19 @@ def pending_runs(runs, echo=None):
     return todo
 
 
+def accuracy_text(record):
+    """``last 71.20 best 72.00``, and ``at val-best 71.50`` first for a run with a validation split."""
+    parts = []
+    if record.get("test_at_val_best") is not None:
+        parts.append("at val-best {:.2f} (val {:.2f})".format(record["test_at_val_best"], record["val_best_acc"]))
+    parts.append("last {:.2f}".format(record["last_acc"]))
+    if record["best_acc"] is not None:
+        parts.append("best {:.2f}".format(record["best_acc"]))
+    return " ".join(parts)
+
+
 def run_sweep(configs, seeds=(0,), out="benchmark_runs", name=None, opts=(), jobs=1, threads=None, python=None,
-              plots=True, echo=print, title=None, launcher=None, collect_only=False):
+              plots=True, echo=print, title=None, launcher=None, collect_only=False, extra_markdown=""):
     """Run every (config, seed) not finished yet, then write and return the tables.
 
     ``launcher``: how the unfinished runs are executed; default ``LocalLauncher(jobs, threads,
@@ -52,7 +64,8 @@ def run_sweep(configs, seeds=(0,), out="benchmark_runs", name=None, opts=(), job
 
     Returns a dict: ``sweep_dir``, ``runs`` (the planned runs), ``submission`` (what the launcher
     returned: None locally, the submitted jobs for SLURM), ``records`` (one per run), ``rows``
-    (one per config), ``markdown``, ``paths`` (results.md, results.csv, runs.csv, plots).
+    (one per config), ``markdown``, ``paths`` (results.md, results.csv, runs.csv, plots). ``extra_markdown`` is
+    appended to results.md.
     """
     echo = echo or (lambda *a, **k: None)
     sweep_dir = sweep_folder(out, name)
@@ -75,8 +88,8 @@ def run_sweep(configs, seeds=(0,), out="benchmark_runs", name=None, opts=(), job
             done_count[0] += 1
             what = "resumed" if action == "resume" else "ran"
             if record["status"] == "ok":
-                msg = "{} {}/seed{}: last {:.2f} best {:.2f} ({:.0f} s)".format(
-                    what, run.name, run.seed, record["last_acc"], record["best_acc"], time.time() - started)
+                msg = "{} {}/seed{}: {} ({:.0f} s)".format(what, run.name, run.seed, accuracy_text(record),
+                                                         time.time() - started)
             elif getattr(run, "outcome", None) == "interrupted":
                 msg = "interrupted {}/seed{} by a signal: not finished; running this command again resumes it".format(
                     run.name, run.seed)
@@ -88,7 +101,7 @@ def run_sweep(configs, seeds=(0,), out="benchmark_runs", name=None, opts=(), job
         if not launcher.waits:
             return dict(sweep_dir=sweep_dir, runs=runs, submission=submission, records=None, rows=None,
                         markdown=None, paths=OrderedDict())
-    result = collect_sweep(runs, sweep_dir, plots=plots, echo=echo, title=title)
+    result = collect_sweep(runs, sweep_dir, plots=plots, echo=echo, title=title, extra_markdown=extra_markdown)
     result["submission"] = submission
     return result
 
@@ -111,22 +124,36 @@ def table_notes(records):
     detail = "; ".join((["{} thread(s) per run".format("/".join(map(str, threads)))] if threads else []) + how)
     metrics = sorted({r.get("metric", "top-1") for r in records})
     what = " and ".join(METRIC_TEXT.get(m, m) for m in metrics)
+    short = metrics[0] if len(metrics) == 1 else "score"
+    wall = ("Wall = mean wall-clock seconds of a run's mdistiller.train process(es), summed over its attempts{}; every "
+            "run's benchmark.json records its attempts.".format(" ({})".format(detail) if detail else ""))
+    if selected_on_validation(records):
+        splits = sorted({r["val_split_sha256"][:12] for r in records if r.get("val_split_sha256")})
+        head = ("{what} on the test set, mean ± sample std over seeds (— for one seed). Test {m} at val-best epoch "
+                "= the test {m} of the epoch with the best {m} on the validation split held out of the "
+                "training set (DATASET.VAL_SPLIT; split sha256 {splits}): the number selected without the test set. "
+                "Best val {m} = that validation {m}; Last-epoch test {m} = final epoch; Best test {m} = the best epoch "
+                "chosen on the test set itself (optimistic, as papers report; not measured with "
+                "DATASET.TEST_AT_END_ONLY). ".format(what=what, m=short, splits=", ".join(splits)))
+    else:
+        head = ("{} on the test set, mean ± sample std over seeds (— for one seed); Last = final epoch, "
+                "Best = best epoch. ".format(what))
     return [
-        "{} on the test set, mean ± sample std over seeds (— for one seed); Last = final epoch, "
-        "Best = best epoch. Wall = mean wall-clock seconds of a run's mdistiller.train process(es), summed over "
-        "its attempts{}; every run's benchmark.json records its attempts.".format(
-            what, " ({})".format(detail) if detail else ""),
+        head + wall,
         "Published = the paper's number for the same dataset/pair/method under its full protocol "
         "(mdistiller/reference/published_results.csv).",
     ]
 
 
-def collect_sweep(runs, sweep_dir, plots=True, echo=print, title=None):
-    """Collect every planned run from its folder and write results.md, results.csv, runs.csv (and the figures)."""
+def collect_sweep(runs, sweep_dir, plots=True, echo=print, title=None, extra_markdown=""):
+    """Collect every planned run from its folder and write results.md, results.csv, runs.csv (and the figures).
+    ``extra_markdown`` is appended to results.md (e.g. a tuning section)."""
     echo = echo or (lambda *a, **k: None)
     records = [collect_run(run) for run in runs]
     rows = aggregate(records)
     markdown = format_markdown(rows, title=title or "Results: {}".format(sweep_dir), notes=table_notes(records))
+    if extra_markdown:
+        markdown += "\n" + extra_markdown
     paths = OrderedDict(
         markdown=os.path.join(sweep_dir, "results.md"),
         csv=os.path.join(sweep_dir, "results.csv"),
@@ -134,8 +161,10 @@ def collect_sweep(runs, sweep_dir, plots=True, echo=print, title=None):
     )
     with open(paths["markdown"], "w") as f:
         f.write(markdown)
-    write_csv(rows, paths["csv"])
-    write_csv(records, paths["runs"], RUN_FIELDS)
+    on_validation = selected_on_validation(records)
+    write_csv(rows, paths["csv"], CSV_FIELDS + (SPLIT_CSV_FIELDS if on_validation else ()))
+    with_split = any(r.get("val_split_sha256") for r in records)
+    write_csv(records, paths["runs"], RUN_FIELDS + (SPLIT_RUN_FIELDS if with_split else ()))
     paths["plots"] = []
     if plots:
         paths["plots"] = draw_sweep_plots(records, sweep_dir, echo=echo)

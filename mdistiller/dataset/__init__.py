@@ -15,16 +15,23 @@ is the dataset table, :mod:`mdistiller.dataset.table`. Config keys read:
 * ``DATASET.TRAIN_PER_CLASS`` (0 = all): train on at most this many images of every
   class (a labelled subset, e.g. for distillation when the student sees few labels), drawn with
   ``DATASET.SUBSET_SEED`` (-1 = ``EXPERIMENT.SEED``: runs sharing a seed share the subset);
+* ``DATASET.VAL_SPLIT`` (0 = none), ``DATASET.SPLIT_SEED``: a validation split held out of the training set
+  before ``TRAIN_PER_CLASS`` draws from the rest (:mod:`mdistiller.dataset.split`);
 * ``DATASET.INPUT_SIZE``: the side a resizable dataset (digits) is resized to;
 * ``needs`` (a :data:`mdistiller.registry.DataNeeds`): with ``contrastive_k > 0`` the train set
   is wrapped in CRD's contrastive sampling with that many negatives and ``contrastive_mode``.
 
+``build_data(cfg, needs=None)`` returns every set of a run (:data:`RunData`: train, the validation split or
+None, test, number of classes, the :data:`~mdistiller.dataset.split.ValidationSplit` or None);
+``build_datasets`` is its ``(train, test, num_classes)`` view (mdistiller's "val" set is the test set).
 Train items are ``(image, target, index)`` (``+ contrastive_index`` when
-contrastive), val items ``(image, target)``; every train set has ``.targets``.
+contrastive), evaluation items ``(image, target)``; every train set has ``.targets``.
 
 The data pipeline (per-sample DataLoaders or whole batches cut on the training device by
 :class:`~mdistiller.dataset.batched.BatchedLoader`) is chosen by the engine, ``mdistiller.engine.data``.
 """
+from collections import namedtuple
+
 from torch.utils.data import DataLoader
 
 from ..registry import data_needs
@@ -35,6 +42,7 @@ from .cifar import CIFAR10, CIFAR100, CIFAR100Instance
 from .contrastive import ContrastiveSample
 from .digits import Digits
 from .imagefolder import ImageFolderInstance
+from .split import draw_split, held_out_view
 from .svhn import SVHN
 from .table import DATASETS, DatasetSpec, dataset_spec, image_size, load_function, register_dataset, task_of
 
@@ -43,7 +51,9 @@ __all__ = [
     "DatasetSpec",
     "dataset_spec",
     "register_dataset",
+    "build_data",
     "build_datasets",
+    "RunData",
     "image_size",
     "task_of",
     "get_dataset",
@@ -77,14 +87,24 @@ def wrap_contrastive(dataset, k, mode="exact"):
     return ContrastiveSample(dataset, k=k, mode=mode)
 
 
-def build_datasets(cfg, needs=None):
-    """Build ``(train_set, val_set, num_classes)`` from ``cfg.DATASET`` and the method's ``needs``."""
+# Every set of a run: val is the validation split held out of the training set (None without DATASET.VAL_SPLIT),
+# test the dataset's evaluation split; split is the ValidationSplit (None without one).
+RunData = namedtuple("RunData", ["train", "val", "test", "num_classes", "split"])
+
+
+def build_data(cfg, needs=None):
+    """Build the :data:`RunData` of ``cfg.DATASET`` and the method's ``needs``."""
     spec = dataset_spec(cfg.DATASET.TYPE)
     options = {"size": image_size(cfg)[0]} if spec.resize else {}
     if spec.options:
         options.update(load_function(spec.options)(cfg))
-    train_set, val_set, own = spec.build(str(cfg.DATASET.ROOT), bool(cfg.DATASET.DOWNLOAD), **options)
-    num_classes = resolve_num_classes(own, cfg.DATASET.NUM_CLASSES, train_set.targets, val_set.targets)
+    train_set, test_set, own = spec.build(str(cfg.DATASET.ROOT), bool(cfg.DATASET.DOWNLOAD), **options)
+    num_classes = resolve_num_classes(own, cfg.DATASET.NUM_CLASSES, train_set.targets, test_set.targets)
+    split = draw_split(cfg, train_set)
+    val_set = None
+    if split is not None:
+        val_set = held_out_view(train_set, test_set, split.val_indices)
+        train_set = select_items(train_set, split.train_indices)
     per_class = int(cfg.DATASET.TRAIN_PER_CLASS or 0)
     if per_class > 0 and spec.task != "classification":
         raise ValueError("DATASET.TRAIN_PER_CLASS selects images by class: it applies to classification sets only, "
@@ -96,7 +116,13 @@ def build_datasets(cfg, needs=None):
         train_set = select_items(train_set, per_class_indices(train_set.targets, per_class, seed))
     if needs is not None and needs.contrastive_k > 0:
         train_set = wrap_contrastive(train_set, k=int(needs.contrastive_k), mode=str(needs.contrastive_mode))
-    return train_set, val_set, num_classes
+    return RunData(train_set, val_set, test_set, num_classes, split)
+
+
+def build_datasets(cfg, needs=None):
+    """``(train_set, test_set, num_classes)`` of :func:`build_data` (mdistiller's ``(train, val, classes)``)."""
+    data = build_data(cfg, needs)
+    return data.train, data.test, data.num_classes
 
 
 def get_dataset(cfg):

@@ -19,6 +19,7 @@ float}``, ``scale`` the factors from the original image's coordinates to the res
 As Detectron2 does for training: crowd annotations and boxes without area are dropped, then images left
 without a box. The validation split keeps every image and annotation (COCOeval reads its json).
 """
+import copy
 import json
 import os
 
@@ -150,6 +151,22 @@ class CocoDetection(Dataset):
 
     def __len__(self):
         return len(self.image_ids)
+
+    @property
+    def strata(self):
+        """One key per image for stratified draws (``DATASET.VAL_SPLIT``): the image's rarest class, the one with the
+        fewest boxes in the whole split (ties: the lower class), so every class is held out in proportion to the
+        images that carry it. The validation view is scored against this split's json, on its image ids."""
+        counts = np.bincount(np.concatenate(self.labels), minlength=len(self.category_ids) + 1)
+        return [int(min(labels.tolist(), key=lambda c: (counts[c], c))) for labels in self.labels]
+
+    def select(self, indices):
+        """A copy holding only the images at ``indices``, in that order (the dataset layer's ``select_items``)."""
+        out = copy.copy(self)
+        for name in ("image_ids", "files", "boxes", "labels"):
+            setattr(out, name, [getattr(self, name)[i] for i in indices])
+        out.targets = [int(c) - 1 for labels in out.labels for c in labels]
+        return out
 
     def __getitem__(self, index):
         from PIL import Image

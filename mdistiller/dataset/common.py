@@ -83,18 +83,31 @@ class TensorImageDataset(Dataset):
         return img, target
 
 
+def strata(dataset):
+    """The key of every item that stratified draws group by: the dataset's own ``strata`` (one hashable key per item,
+    e.g. a detection image's dominant category) when it has them, else its ``targets`` (the class of every item)."""
+    keys = getattr(dataset, "strata", None)
+    return list(keys) if keys is not None else list(dataset.targets)
+
+
+def stratum_orders(keys, seed):
+    """``[(positions, order)]``, one pair per stratum of ``keys`` in sorted key order: the stratum's positions
+    (ascending, an ``int64`` tensor) and a uniform permutation of them (``torch.randperm``), all drawn in that
+    order from one ``torch.Generator`` seeded with ``seed``."""
+    groups = {}
+    for position, key in enumerate(keys):
+        groups.setdefault(key, []).append(position)
+    generator = torch.Generator().manual_seed(int(seed))
+    return [(torch.as_tensor(groups[key], dtype=torch.int64), torch.randperm(len(groups[key]), generator=generator))
+            for key in sorted(groups)]
+
+
 def per_class_indices(targets, per_class, seed):
     """Sorted positions of at most ``per_class`` items of every class of ``targets``, drawn uniformly
     without replacement by a ``torch.Generator`` seeded with ``seed`` (a class with fewer items keeps all)."""
     if int(per_class) < 1:
         raise ValueError("per_class must be positive, got %r" % (per_class,))
-    labels = torch.as_tensor(list(targets), dtype=torch.int64)
-    generator = torch.Generator().manual_seed(int(seed))
-    keep = []
-    for label in torch.unique(labels).tolist():
-        members = torch.nonzero(labels == label).flatten()
-        order = torch.randperm(len(members), generator=generator)
-        keep.append(members[order[: int(per_class)]])
+    keep = [positions[order[: int(per_class)]] for positions, order in stratum_orders([int(t) for t in targets], seed)]
     return torch.sort(torch.cat(keep)).values.tolist() if keep else []
 
 
@@ -102,10 +115,13 @@ def select_items(dataset, indices):
     """A shallow copy of ``dataset`` holding only the items at ``indices``, in that order.
 
     Works on :class:`TensorImageDataset` (images, targets and the per-item arrays ``data`` /
-    ``sample_indices`` some datasets keep for torchvision compatibility) and on torchvision's
-    ``ImageFolder`` (``samples``, ``imgs``, ``targets``).
+    ``sample_indices`` some datasets keep for torchvision compatibility), on torchvision's
+    ``ImageFolder`` (``samples``, ``imgs``, ``targets``) and on any dataset with a ``select(indices)`` method
+    returning that copy (the way another kind of dataset, e.g. one of image ids, takes part).
     """
     indices = [int(i) for i in indices]
+    if hasattr(dataset, "select"):
+        return dataset.select(indices)
     out = copy.copy(dataset)
     if isinstance(dataset, TensorImageDataset):
         out.images = dataset.images[torch.as_tensor(indices, dtype=torch.int64)]
@@ -124,8 +140,8 @@ def select_items(dataset, indices):
         out.imgs = out.samples
         out.targets = [target for _, target in out.samples]
         return out
-    raise TypeError("cannot take a subset of %s: expected a TensorImageDataset or an ImageFolder"
-                    % type(dataset).__name__)
+    raise TypeError("cannot take a subset of %s: expected a TensorImageDataset, an ImageFolder or a dataset with "
+                    "a select(indices) method" % type(dataset).__name__)
 
 
 def missing_data_error(name, path, hint):

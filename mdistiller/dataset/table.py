@@ -23,7 +23,9 @@ class DatasetSpec:
         builder: ``"module:function"``; ``function(root, download[, size=side])`` returns
             ``(train_set, val_set, num_classes)``, the number of classes being the data's own (a folder
             dataset counts its class folders). Train items ``(image, target, index)``, val items
-            ``(image, target)``; both sets have ``.targets``.
+            ``(image, target)``; both sets have ``.targets``. ``DATASET.VAL_SPLIT`` and ``TRAIN_PER_CLASS``
+            take subsets of the train set (``common.select_items``: in-memory tensors, ImageFolder samples, or
+            the set's own ``select(indices)``), stratified by its ``.strata`` when it has them, else ``.targets``.
         image_size: the side of the square images it yields, or None when it has no fixed size (ImageNet's
             crops) or is resized (``resize``).
         resize: ``"module:function"`` mapping ``DATASET.INPUT_SIZE`` to the side the builder resizes to

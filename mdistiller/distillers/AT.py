@@ -14,6 +14,7 @@ class AT(Distiller):
     """
 
     DEFAULTS = {"P": 2, "LOSS": {"CE_WEIGHT": 1.0, "FEAT_WEIGHT": 1000.0}}
+    SEARCH_SPACE = {"AT.LOSS.FEAT_WEIGHT": {"factor": 10.0}}
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher)

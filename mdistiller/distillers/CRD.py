@@ -4,7 +4,7 @@ import torch
 from ..losses.crd import crd_loss
 from ..registry import register_distiller
 from ._base import Distiller
-from ._common import Embed, MemoryBankMethod
+from ._common import Embed, MemoryBankMethod, at_least_fp32
 from ._contrast_memory import ContrastMemory
 
 
@@ -24,6 +24,9 @@ class CRD(MemoryBankMethod, Distiller):
         "LOSS": {"CE_WEIGHT": 1.0, "FEAT_WEIGHT": 0.8},
         "NCE": {"K": 16384, "MOMENTUM": 0.5, "TEMPERATURE": 0.07},
     }
+    # NCE temperature around CRD's 0.07 (Tian et al. use 0.02-0.3 in their ablation).
+    SEARCH_SPACE = {"CRD.LOSS.FEAT_WEIGHT": {"factor": 10.0},
+                    "CRD.NCE.TEMPERATURE": {"low": 0.02, "high": 0.3, "log": True}}
 
     def __init__(self, student, teacher, cfg, num_data):
         super().__init__(student, teacher)
@@ -56,7 +59,7 @@ class CRD(MemoryBankMethod, Distiller):
     def distill_losses(self, student, teacher, target, epoch, index=None, contrastive_index=None, **batch):
         if index is None or contrastive_index is None:
             raise ValueError("CRD needs the batch's index and contrastive_index (contrastive train set)")
-        f_s, f_t = student.feats["pooled_feat"].float(), teacher.feats["pooled_feat"].float()
+        f_s, f_t = at_least_fp32(student.feats["pooled_feat"]), at_least_fp32(teacher.feats["pooled_feat"])
         self._check_dim(f_s, self.embed_s, "STUDENT_DIM")
         self._check_dim(f_t, self.embed_t, "TEACHER_DIM")
         device = self.contrast.memory_v1.device

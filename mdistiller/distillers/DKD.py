@@ -10,6 +10,9 @@ class DKD(Distiller):
     """Decoupled KD: α·TCKD + β·NCKD with a linear warm-up (Zhao et al. CVPR 2022)."""
 
     DEFAULTS = {"CE_WEIGHT": 1.0, "ALPHA": 1.0, "BETA": 8.0, "T": 4.0, "WARMUP": 20}
+    # α and β log-uniform around the config's (they scale together with logit standardization, whose configs
+    # multiply them by the KD weight); the temperatures of the KD literature.
+    SEARCH_SPACE = {"DKD.ALPHA": {"factor": 4.0}, "DKD.BETA": {"factor": 8.0}, "DKD.T": {"low": 1.0, "high": 8.0}}
 
     LOGIT_STANDARDIZATION = True
 

@@ -17,6 +17,7 @@ class FitNet(Distiller):
     """
 
     DEFAULTS = {"HINT_LAYER": 2, "INPUT_SIZE": (32, 32), "LOSS": {"CE_WEIGHT": 1.0, "FEAT_WEIGHT": 100.0}}
+    SEARCH_SPACE = {"FITNET.LOSS.FEAT_WEIGHT": {"factor": 10.0}}
 
     @classmethod
     def label(cls, cfg):

@@ -11,6 +11,9 @@ class KD(Distiller):
     # TEMPERATURE is 4 in mdistiller (an int); a float here so that e.g. `KD.TEMPERATURE 3.5` (the logit-
     # standardization release sets fractional base temperatures) merges; mdistiller's integer values merge as floats.
     DEFAULTS = {"TEMPERATURE": 4.0, "LOSS": {"CE_WEIGHT": 0.1, "KD_WEIGHT": 0.9}}
+    # Temperatures 1-8 span those of the KD literature (mdistiller 4, the WKD release 8); the weights within 10x.
+    SEARCH_SPACE = {"KD.TEMPERATURE": {"low": 1.0, "high": 8.0}, "KD.LOSS.CE_WEIGHT": {"factor": 10.0},
+                    "KD.LOSS.KD_WEIGHT": {"factor": 10.0}}
 
     LOGIT_STANDARDIZATION = True
 

@@ -5,7 +5,7 @@ import torch.nn as nn
 from ..losses.kd2m import CLASS_REDUCTIONS, COVARIANCES, DISTANCES, LABEL_COSTS, kd2m_distance
 from ..registry import register_distiller
 from ._base import Distiller
-from ._common import parse_stage, probe_features, probe_input_size, stage_vectors
+from ._common import at_least_fp32, parse_stage, probe_features, probe_input_size, stage_vectors
 
 PROJECTORS = ("orthogonal", "learned", "none")
 
@@ -72,6 +72,7 @@ class KD2M(Distiller):
         "JW2_FEATURE_GRAD": True,
         "VAR_FLOOR": 1e-3,  # Gaussian variants: ε, ridge ε·(teacher's mean batch variance); gkl skips units below it
     }
+    SEARCH_SPACE = {"KD2M.LOSS.LAMBDA": {"factor": 10.0}}
 
     # KD2M.DISTANCE -> the name used in the paper's Table 1 (E: empirical, G: Gaussian)
     TABLE_NAMES = {"w2": "W2(E)", "cw2": "CW2(E)", "jw2": "JW2(E)", "gw2": "W2(G)", "cgw2": "CW2(G)", "gkl": "KL(G)"}
@@ -132,8 +133,8 @@ class KD2M(Distiller):
             self.teacher_projector = FixedProjection(t_dim, s_dim)
 
     def distill_losses(self, student, teacher, target, epoch, **batch):
-        feat_s = self.projector(stage_vectors(student.feats, self.feature, "KD2M.FEATURE").float())
-        feat_t = self.teacher_projector(stage_vectors(teacher.feats, self.feature, "KD2M.FEATURE").float())
+        feat_s = self.projector(at_least_fp32(stage_vectors(student.feats, self.feature, "KD2M.FEATURE")))
+        feat_t = self.teacher_projector(at_least_fp32(stage_vectors(teacher.feats, self.feature, "KD2M.FEATURE")))
         distance = kd2m_distance(
             self.distance, feat_s, feat_t, target, student.logits, teacher.logits, covariance=self.covariance,
             label_cost=self.label_cost, beta=self.beta, var_floor=self.var_floor, jw2_normalize=self.jw2_normalize,

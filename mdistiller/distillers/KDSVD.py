@@ -15,6 +15,7 @@ class KDSVD(Distiller):
     """
 
     DEFAULTS = {"K": 1, "LOSS": {"CE_WEIGHT": 1.0, "FEAT_WEIGHT": 1.0}}
+    SEARCH_SPACE = {"KDSVD.LOSS.FEAT_WEIGHT": {"factor": 10.0}}
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher)

@@ -14,6 +14,7 @@ class NST(Distiller):
     """
 
     DEFAULTS = {"LOSS": {"CE_WEIGHT": 1.0, "FEAT_WEIGHT": 50.0}}
+    SEARCH_SPACE = {"NST.LOSS.FEAT_WEIGHT": {"factor": 10.0}}
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from ..losses.ofd import ofd_loss, ofd_margin
 from ..registry import register_distiller
 from ._base import Distiller
+from ._common import at_least_fp32
 
 
 def _last(items, count):
@@ -64,6 +65,7 @@ class OFD(Distiller):
     """Overhaul of feature distillation: partial L2 to margin-ReLU'd teacher features (Heo et al. ICCV 2019)."""
 
     DEFAULTS = {"LOSS": {"CE_WEIGHT": 1.0, "FEAT_WEIGHT": 0.001}, "CONNECTOR": {"KERNEL_SIZE": 1}}
+    SEARCH_SPACE = {"OFD.LOSS.FEAT_WEIGHT": {"factor": 10.0}}
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher)
@@ -100,8 +102,8 @@ class OFD(Distiller):
         loss = 0
         stages = zip(self.connectors.connectors, self.margins, feats_s, feats_t)
         for i, (connector, margin, f_s, f_t) in enumerate(stages):
-            f_s = connector(f_s.float())
-            f_t = f_t.float().detach()
+            f_s = connector(at_least_fp32(f_s))
+            f_t = at_least_fp32(f_t).detach()
             if f_t.shape[-2:] != f_s.shape[-2:]:
                 f_t = F.adaptive_avg_pool2d(f_t, f_s.shape[-2:])
             loss = loss + ofd_loss(f_s, f_t, margin) / 2 ** (k - i - 1)

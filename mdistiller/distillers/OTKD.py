@@ -142,6 +142,7 @@ class OTKD(Distiller):
         "DETACH_PLAN": False,  # True: IPOT plan held constant (envelope gradient); False: unrolled autodiff
         "LOSS": {"CE_WEIGHT": 1.0},
     }
+    SEARCH_SPACE = {"OTKD.ALPHA": {"factor": 10.0}}
 
     @classmethod
     def label(cls, cfg):

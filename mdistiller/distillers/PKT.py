@@ -13,6 +13,7 @@ class PKT(Distiller):
     """
 
     DEFAULTS = {"LOSS": {"CE_WEIGHT": 1.0, "FEAT_WEIGHT": 30000.0}}
+    SEARCH_SPACE = {"PKT.LOSS.FEAT_WEIGHT": {"factor": 10.0}}
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher)

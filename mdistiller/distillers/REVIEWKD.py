@@ -31,7 +31,7 @@ from ..registry import register_distiller
 from ._base import Distiller
 from ._detection import FPN_LEVELS, RCNNDistiller
 from ..ops import upsample_nearest
-from ._common import probe_features, probe_input_size
+from ._common import at_least_fp32, probe_features, probe_input_size
 
 # mdistiller builds the ABFs with min(512, IN_CHANNELS[-1]) channels whatever REVIEWKD.MAX_MID_CHANNEL says.
 _MID_CHANNEL_CAP = 512
@@ -131,6 +131,7 @@ class REVIEWKD(Distiller):
         "MAX_MID_CHANNEL": 512,  # read but not used by mdistiller's ReviewKD (see docs/methods.md (REVIEWKD))
         "STU_PREACT": False,
     }
+    SEARCH_SPACE = {"REVIEWKD.REVIEWKD_WEIGHT": {"factor": 10.0}}
 
     @classmethod
     def label(cls, cfg):
@@ -188,7 +189,7 @@ class REVIEWKD(Distiller):
 
     def fuse(self, feats_student):
         """The ABF outputs, shallowest first (one per level), from the student's feature dict."""
-        x = [f.float() for f in student_levels(feats_student, self.stu_preact)[::-1]]
+        x = [at_least_fp32(f) for f in student_levels(feats_student, self.stu_preact)[::-1]]
         out, residual = self.abfs[0](x[0], out_shape=self.out_shapes[0])
         results = [out]
         for feat, abf, shape, out_shape in zip(x[1:], self.abfs[1:], self.shapes[1:], self.out_shapes[1:]):
@@ -198,7 +199,7 @@ class REVIEWKD(Distiller):
 
     def distill_losses(self, student, teacher, target, epoch, **batch):
         results = self.fuse(student.feats)
-        feats_t = [f.float() for f in teacher_levels(teacher.feats)]
+        feats_t = [at_least_fp32(f) for f in teacher_levels(teacher.feats)]
         loss = self.reviewkd_loss_weight * linear_warmup(epoch, self.warmup_epochs) * hcl_loss(results, feats_t)
         return {"loss_kd": loss}
 

@@ -2,6 +2,7 @@
 from ..losses.rkd import rkd_loss
 from ..registry import register_distiller
 from ._base import Distiller
+from ._common import at_least_fp32
 
 
 @register_distiller("RKD")
@@ -14,6 +15,7 @@ class RKD(Distiller):
         "LOSS": {"CE_WEIGHT": 1.0, "FEAT_WEIGHT": 1.0},
         "PDIST": {"EPSILON": 1e-12, "SQUARED": False},
     }
+    SEARCH_SPACE = {"RKD.DISTANCE_WEIGHT": {"factor": 10.0}, "RKD.ANGLE_WEIGHT": {"factor": 10.0}}
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher)
@@ -26,8 +28,8 @@ class RKD(Distiller):
 
     def distill_losses(self, student, teacher, target, epoch, **batch):
         loss = rkd_loss(
-            student.feats["pooled_feat"].float(),
-            teacher.feats["pooled_feat"].float(),
+            at_least_fp32(student.feats["pooled_feat"]),
+            at_least_fp32(teacher.feats["pooled_feat"]),
             self.squared,
             self.eps,
             self.distance_weight,

@@ -18,7 +18,7 @@ import torch.nn as nn
 from ..losses.vid import match_spatial, softplus_inverse, vid_loss
 from ..registry import register_distiller
 from ._base import Distiller
-from ._common import probe_features, probe_input_size
+from ._common import at_least_fp32, probe_features, probe_input_size
 
 
 def _conv1x1(in_channels, out_channels):
@@ -46,6 +46,7 @@ class VID(Distiller):
         "INIT_PRED_VAR": 5.0,
         "INPUT_SIZE": (32, 32),  # size of the dry forward that reads channel counts (fallback; see probe_input_size)
     }
+    SEARCH_SPACE = {"VID.LOSS.FEAT_WEIGHT": {"factor": 10.0}}
 
     def __init__(self, student, teacher, cfg):
         super().__init__(student, teacher)
@@ -72,6 +73,6 @@ class VID(Distiller):
         feats_s, feats_t = student.feats["feats"][1:], teacher.feats["feats"][1:]
         loss = 0
         for regressor, log_scale, f_s, f_t in zip(self.regressors, self.log_scales, feats_s, feats_t):
-            f_s, f_t = match_spatial(f_s.float(), f_t.float())
+            f_s, f_t = match_spatial(at_least_fp32(f_s), at_least_fp32(f_t))
             loss = loss + vid_loss(regressor(f_s), f_t, log_scale, self.eps)
         return {"loss_kd": self.feat_loss_weight * loss}

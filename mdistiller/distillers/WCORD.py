@@ -9,7 +9,7 @@ from ..losses.crd import crd_loss
 from ..losses.wcord import wcord_local_loss
 from ..registry import register_distiller
 from ._base import Distiller
-from ._common import LipschitzEmbed, MemoryBankMethod
+from ._common import LipschitzEmbed, MemoryBankMethod, at_least_fp32
 from ._contrast_memory import ContrastMemory
 
 
@@ -40,6 +40,9 @@ class WCORD(MemoryBankMethod, Distiller):
             "ITER": 100,
         },
     }
+    # The entropic regulariser on the 1 - cos cost (values in [0, 2]) within 5x of the default 0.05.
+    SEARCH_SPACE = {"WCORD.LOSS.GLOBAL_WEIGHT": {"factor": 10.0}, "WCORD.LOSS.LOCAL_WEIGHT": {"factor": 10.0},
+                    "WCORD.SINKHORN.LAMBDA": {"low": 0.01, "high": 0.25, "log": True}}
     ALIASES = {"WCORD.SINKHORN.REG": "WCORD.SINKHORN.LAMBDA"}
 
     @classmethod
@@ -75,8 +78,8 @@ class WCORD(MemoryBankMethod, Distiller):
     def distill_losses(self, student, teacher, target, epoch, index=None, contrastive_index=None, **batch):
         if index is None or contrastive_index is None:
             raise ValueError("WCORD needs the batch's index and contrastive_index (contrastive train set)")
-        v_s = self._embed(student.feats["pooled_feat"].float(), self.embed_s, "STUDENT_DIM")
-        v_t = self._embed(teacher.feats["pooled_feat"].float(), self.embed_t, "TEACHER_DIM")
+        v_s = self._embed(at_least_fp32(student.feats["pooled_feat"]), self.embed_s, "STUDENT_DIM")
+        v_t = self._embed(at_least_fp32(teacher.feats["pooled_feat"]), self.embed_t, "TEACHER_DIM")
         device = self.contrast.memory_v1.device
         out_s, out_t = self.contrast(
             v_s, v_t, index.to(device=device, dtype=torch.long), contrastive_index.to(device=device, dtype=torch.long)

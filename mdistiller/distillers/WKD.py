@@ -13,7 +13,7 @@ from ..ot import sinkhorn_kernel
 from ..registry import register_distiller
 from ._base import Distiller
 from ._detection import RCNNDistiller, fpn_projectors
-from ._common import ConvReg, ConvRegBottleNeck, probe_features, probe_input_size
+from ._common import ConvReg, ConvRegBottleNeck, at_least_fp32, probe_features, probe_input_size
 
 PROJECTORS = {"conv1x1": ConvReg, "bottleneck": ConvRegBottleNeck}
 
@@ -53,6 +53,13 @@ class WKD(Distiller):
         "SPATIAL_GRID": 4,
         "INPUT_SIZE": (224, 224),  # dry-forward size for ImageNet; 32 / 64 for the small datasets
     }
+    # The knobs of each part (a part is on when its weight is > 0; search_space keeps the parts that are on).
+    # Temperatures 1-10 include the release's CIFAR-100 8; Sinkhorn's λ within 5x of the release's 0.05 and 5-30
+    # iterations around its 10; the feature part's mean/covariance ratio between 0.5 and 8 (ImageNet 2, CIFAR 4).
+    LOGIT_SPACE = {"WKD.TEMPERATURE": {"low": 1.0, "high": 10.0}, "WKD.LOSS.WKD_LOGIT_WEIGHT": {"factor": 10.0},
+                   "WKD.SINKHORN.LAMBDA": {"low": 0.01, "high": 0.25, "log": True},
+                   "WKD.SINKHORN.ITER": {"low": 5, "high": 30}}
+    FEATURE_SPACE = {"WKD.LOSS.WKD_FEAT_WEIGHT": {"factor": 10.0}, "WKD.MEAN_COV_RATIO": {"low": 0.5, "high": 8.0, "log": True}}
 
     LOGIT_STANDARDIZATION = True
 
@@ -65,6 +72,17 @@ class WKD(Distiller):
     @classmethod
     def logit_temperature(cls, cfg):
         return float(cfg.WKD.TEMPERATURE), "WKD.TEMPERATURE"
+
+    @classmethod
+    def search_space(cls, cfg):
+        """``LOGIT_SPACE`` when WKD-L is on, ``FEATURE_SPACE`` when WKD-F is on (sampled weights stay > 0, so a study
+        never switches a part)."""
+        space = {}
+        if cfg.WKD.LOSS.WKD_LOGIT_WEIGHT > 0:
+            space.update(cls.LOGIT_SPACE)
+        if cfg.WKD.LOSS.WKD_FEAT_WEIGHT > 0:
+            space.update(cls.FEATURE_SPACE)
+        return space
 
     @classmethod
     def variants(cls):
@@ -184,8 +202,8 @@ class WKD(Distiller):
 
     def feature_loss(self, feat_student, feat_teacher, epoch):
         """``γ_F(e)·WKD-F`` on one pair of feature maps (the student's before the projector)."""
-        f_s = self.conv_reg(feat_student.float())
-        loss = wkd_feature_loss(f_s, feat_teacher.float(), eps=self.eps, grid=self.spatial_grid,
+        f_s = self.conv_reg(at_least_fp32(feat_student))
+        loss = wkd_feature_loss(f_s, at_least_fp32(feat_teacher), eps=self.eps, grid=self.spatial_grid,
                                 mean_cov_ratio=self.mean_cov_ratio)
         return self.feat_weight_at(epoch) * loss
 

@@ -5,6 +5,7 @@ from ..losses.wkd import hard_target, wkd_feature_loss
 from ..losses.schedules import SCHEDULES, wkl_weights
 from ..losses.wkl import gaussian_feature_kl
 from ..registry import register_distiller
+from ._common import at_least_fp32
 from .WKD import WKD
 
 KL_TERMS = ("dkd", "kl")
@@ -49,11 +50,18 @@ class WKL(WKD):
         "FEAT_KL_WEIGHT": 0.0,  # > 0 (needs WKD_FEAT_WEIGHT > 0): + (1-g)*this*KL(N_t || N_s) of the hint features
         "FEAT_KL_EPS": 1.0,  # variance floor of that Gaussian KL (the release's 1.0)
     }
+    # On top of WKD's parts: the KL side's weight and DKD's β, around the config's (the release's 0.5 and 2).
+    KL_SPACE = {"WKL.KL_WEIGHT": {"factor": 10.0}, "WKL.DKD_BETA": {"factor": 8.0}}
     ALIASES = {"WKD.LOSS.KL_WEIGHT": "WKL.KL_WEIGHT"}
 
     @classmethod
     def label(cls, cfg):
         return "WKL"
+
+    @classmethod
+    def search_space(cls, cfg):
+        """WKD's knobs of the parts that are on, plus ``KL_SPACE``."""
+        return dict(super().search_space(cfg), **cls.KL_SPACE)
 
     @classmethod
     def variants(cls):
@@ -115,8 +123,8 @@ class WKL(WKD):
 
     def feature_loss(self, feat_student, feat_teacher, epoch):
         """``w(e)·γ_F(e)·WKD-F + (1 − g(e))·FEAT_KL_WEIGHT·KL_gauss`` (the student's map projected once)."""
-        f_s = self.conv_reg(feat_student.float())
-        f_t = feat_teacher.float()
+        f_s = self.conv_reg(at_least_fp32(feat_student))
+        f_t = at_least_fp32(feat_teacher)
         w_side, kl_side = self.side_weights(epoch)
         wkd_f = wkd_feature_loss(f_s, f_t, eps=self.eps, grid=self.spatial_grid, mean_cov_ratio=self.mean_cov_ratio)
         loss = (w_side * self.feat_weight_at(epoch)) * wkd_f

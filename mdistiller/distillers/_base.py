@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from ..losses.standardize import standardize_logits
 from ..registry import DataNeeds, register_distiller
+from ._common import at_least_fp32
 
 # One network's output on the batch: logits (fp32 inside distill_losses) and its feature dict.
 ModelOutput = namedtuple("ModelOutput", ["logits", "feats"])
@@ -36,11 +37,15 @@ class Distiller(nn.Module):
     * :meth:`label`, :meth:`logit_temperature`, :meth:`data_needs` (classmethods of the config);
     * :meth:`variants`, :meth:`pair_settings`: its representative configurations, and the settings a
       student/teacher pair needs (read by ``benchmarks/throughput.py`` and the registry-wide tests);
+    * ``SEARCH_SPACE`` / :meth:`search_space`: the knobs ``mdistiller-tune`` searches, ``{dotted key: spec}`` with a
+      spec ``{"low", "high"[, "log"]}``, ``{"factor"}`` (log-uniform within that factor of the config's value) or
+      ``{"choices"}`` (:mod:`mdistiller.tune.space`);
     * the first line of the class docstring is the method's one-line description.
     """
 
     DEFAULTS = None
     ALIASES = {}
+    SEARCH_SPACE = {}
     # True when the method's logit terms follow EXPERIMENT.LOGIT_STAND (they call distillation_logits).
     LOGIT_STANDARDIZATION = False
     # Key of the cross-entropy term in the losses dict.
@@ -88,6 +93,11 @@ class Distiller(nn.Module):
         return [({}, "")]
 
     @classmethod
+    def search_space(cls, cfg):
+        """``{dotted config key: spec}``: what a hyper-parameter study of this method samples (``SEARCH_SPACE``)."""
+        return dict(cls.SEARCH_SPACE)
+
+    @classmethod
     def pair_settings(cls, cfg, student, teacher):
         """Dotted config keys a student/teacher pair needs on top of ``cfg`` (the widths of the method's heads,
         its level lists), read from the models at the dataset's input size; {} when the defaults fit any pair."""
@@ -124,9 +134,9 @@ class Distiller(nn.Module):
         if self.teacher is not None:
             logits_teacher, feats_teacher = self.teacher_forward(image)
         with fp32_losses(logits_student):
-            student = ModelOutput(logits_student.float(), feats_student)
+            student = ModelOutput(at_least_fp32(logits_student), feats_student)
             if self.teacher is not None:
-                teacher = ModelOutput(logits_teacher.float(), feats_teacher)
+                teacher = ModelOutput(at_least_fp32(logits_teacher), feats_teacher)
             losses = {self.ce_key: self.ce_weight * F.cross_entropy(student.logits, target)}
             losses.update(self.distill_losses(student, teacher, target, epoch, **batch))
         return logits_student, losses

@@ -79,6 +79,13 @@ CFG.DATASET.INPUT_SIZE = None  # official WKD key; probe size of feature methods
 # >0: train on at most this many images per class (a labelled subset), drawn with SUBSET_SEED (-1: EXPERIMENT.SEED)
 CFG.DATASET.TRAIN_PER_CLASS = 0
 CFG.DATASET.SUBSET_SEED = -1
+# >0: a validation split held out of the training set (a whole number: images per class; below 1: a fraction of each
+# class), stratified, drawn with SPLIT_SEED (the same for every method and seed); training uses the rest, every epoch
+# is evaluated on it and the epoch of best validation accuracy is kept (val_best). 0: no split (mdistiller's runs).
+CFG.DATASET.VAL_SPLIT = 0.0
+CFG.DATASET.SPLIT_SEED = 0
+# With a split: evaluate the test set only at the end, on the last and the val_best epoch's model.
+CFG.DATASET.TEST_AT_END_ONLY = False
 CFG.DATASET.NUM_WORKERS = 2
 # "auto": "batched" for cifar100/cifar10/svhn/digits (whole batches cut on the training device), "per_sample"
 # otherwise (the dataset's transform per image in DataLoader workers); or either name.

@@ -128,15 +128,17 @@ def set_loader_epoch(loader, epoch):
         loader.sampler.set_epoch(epoch)
 
 
-def build_loaders(cfg, train_set, val_set, runtime):
-    """``(train_loader, val_loader)`` for this process.
+def build_loaders(cfg, train_set, eval_sets, runtime):
+    """``(train_loader, eval_loaders)`` for this process: one evaluation loader per set of ``eval_sets``, in order
+    (the test set, and the validation split when the run holds one out).
 
     Training: ``DistributedSampler`` order (shuffled, seeded by ``EXPERIMENT.SEED``; call
     :func:`set_loader_epoch` every epoch), per-process batch ``SOLVER.BATCH_SIZE / world_size`` (the
-    config's batch is the global one). Validation: ``ShardSampler`` order, batch ``DATASET.TEST.BATCH_SIZE``.
+    config's batch is the global one). Evaluation: ``ShardSampler`` order, batch ``DATASET.TEST.BATCH_SIZE``.
     ``DATASET.PIPELINE`` batched: :class:`~mdistiller.dataset.batched.BatchedLoader` on the training device,
     in the same sample order. per_sample: DataLoaders; for file-backed datasets (ImageFolder) with workers they
-    persist across epochs, and batches are pinned on CUDA for non-blocking copies.
+    persist across epochs, and batches are pinned on CUDA for non-blocking copies. Every set of a run takes the
+    same pipeline.
     """
     if cfg.SOLVER.BATCH_SIZE % runtime.world_size:
         raise ValueError(
@@ -145,10 +147,10 @@ def build_loaders(cfg, train_set, val_set, runtime):
             )
         )
     batch_size = cfg.SOLVER.BATCH_SIZE // runtime.world_size
-    if pipeline_of(cfg) == "batched" and _batchable(cfg, train_set, val_set):
+    if pipeline_of(cfg) == "batched" and _batchable(cfg, train_set, *eval_sets):
         common = dict(device=runtime.device, seed=cfg.EXPERIMENT.SEED, rank=runtime.rank, world_size=runtime.world_size)
         return (BatchedLoader(train_set, batch_size, train=True, **common),
-                BatchedLoader(val_set, cfg.DATASET.TEST.BATCH_SIZE, train=False, **common))
+                [BatchedLoader(s, cfg.DATASET.TEST.BATCH_SIZE, train=False, **common) for s in eval_sets])
     train_sampler = DistributedSampler(
         train_set, num_replicas=runtime.world_size, rank=runtime.rank, shuffle=True, seed=cfg.EXPERIMENT.SEED
     )
@@ -165,13 +167,12 @@ def build_loaders(cfg, train_set, val_set, runtime):
         train_set = PerItemSeeded(train_set, cfg.EXPERIMENT.SEED)
         train_sampler = EpochTaggedSampler(train_sampler)
     train_loader = DataLoader(train_set, batch_size=batch_size, sampler=train_sampler, **common)
-    val_loader = DataLoader(
-        val_set,
-        batch_size=cfg.DATASET.TEST.BATCH_SIZE,
-        sampler=ShardSampler(len(val_set), runtime.rank, runtime.world_size),
-        **common,
-    )
-    return train_loader, val_loader
+    eval_loaders = [
+        DataLoader(s, batch_size=cfg.DATASET.TEST.BATCH_SIZE,
+                   sampler=ShardSampler(len(s), runtime.rank, runtime.world_size), **common)
+        for s in eval_sets
+    ]
+    return train_loader, eval_loaders
 
 
 def batch_size(batch):

@@ -42,11 +42,12 @@ def dry_run(cfg):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_step = time.time() - t0
-        val_batch = next(iter(trainer.val_loader))
+        evaluator = trainer.evaluators[0]
+        val_batch = next(iter(evaluator.loader))
         trainer.distiller.eval()
         model = unwrap(trainer.distiller)
         t0 = time.time()
-        trainer.evaluators[0](model, loader=[val_batch])
+        evaluator(model, loader=[val_batch])
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         val_step = time.time() - t0

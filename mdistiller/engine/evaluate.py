@@ -61,6 +61,7 @@ class TopKEvaluator:
 
     METRIC, LABEL = "acc", "top-1"
     TABLE_EXTRAS = ()
+    CONSOLE = (("acc", "acc"), ("acc_top5", "top5"))  # (metric, label) of the console line
 
     def __init__(self, name, loader, runtime, channels_last=False, amp=False):
         self.name = name
@@ -148,6 +149,7 @@ class COCOEvaluator:
 
     METRIC, LABEL = "ap", "AP"
     TABLE_EXTRAS = (("ap50", "AP50"), ("ap75", "AP75"))
+    CONSOLE = (("ap", "AP"), ("ap50", "AP50"), ("ap75", "AP75"))
 
     def __init__(self, name, loader, runtime, channels_last=False, amp=False):
         require_pycocotools()

@@ -6,6 +6,7 @@ this run ignores (a key of another scheduler, trainer or pipeline), is named her
 """
 import warnings
 
+from ..dataset.split import check_val_split
 from ..dataset.table import DATASETS
 
 COCO_OPTIONS = "mdistiller.dataset.coco:coco_options"  # the DatasetSpec.options that read DATASET.COCO
@@ -26,13 +27,16 @@ MINIMUM_VALUES = (
 
 def check_values(cfg):
     """Raise ``ValueError`` naming the key and its value when a run-level key is below its minimum
-    (:data:`MINIMUM_VALUES`), e.g. ``SOLVER.EPOCHS 0``."""
+    (:data:`MINIMUM_VALUES`), e.g. ``SOLVER.EPOCHS 0``, or the validation-split keys do not fit together."""
     for key, minimum in MINIMUM_VALUES:
         node = cfg
         for part in key.split("."):
             node = node[part]
         if node < minimum:
             raise ValueError("{} is {}; it must be at least {}".format(key, node, minimum))
+    if not check_val_split(cfg.DATASET.VAL_SPLIT) and cfg.DATASET.TEST_AT_END_ONLY:
+        raise ValueError("DATASET.TEST_AT_END_ONLY needs a validation split to select the epoch on: set "
+                         "DATASET.VAL_SPLIT (images per class, or a fraction of each class)")
 
 
 class UnusedKeyWarning(UserWarning):
@@ -87,6 +91,8 @@ def unused_key_notices(cfg, defaults=None):
             ", ".join(name for name, spec in DATASETS.items() if spec.task == "detection"), dataset.name, dataset.task))
     if changed("DATASET", "COCO") and dataset is not None and dataset.options != COCO_OPTIONS:
         notices.append("DATASET.COCO names the files of DATASET.TYPE coco only (this run: {})".format(dataset.name))
+    if not cfg.DATASET.VAL_SPLIT and changed("DATASET", "SPLIT_SEED"):
+        notices.append("DATASET.SPLIT_SEED is used only with DATASET.VAL_SPLIT > 0")
     return notices
 
 

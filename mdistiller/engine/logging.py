@@ -1,6 +1,7 @@
 """What a run writes while it trains, one sink per destination.
 
 * ``worklog.txt``: mdistiller's per-epoch block, ``resumed from epoch N`` lines, ``best_acc``/``last_acc`` at the end
+  (and, with a validation split, ``val_best_acc``/``test_top1_at_val_best``)
 * ``metrics.csv`` (one row per epoch) and ``alignment.csv`` (the alignment diagnostics), via ``engine.records``
 * ``train.events/``: tensorboardX scalars (diagnostics under ``alignment/``)
 * the console: one line per epoch
@@ -14,7 +15,7 @@ import json
 import math
 import os
 import sys
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 
 import torch
 
@@ -22,8 +23,14 @@ from .records import append_csv, truncate_csv
 from .utils import environment_info, log_msg
 
 TRAIN_KEYS = ("train_acc", "train_loss")
-# The evaluation metrics of a classification run (TopKEvaluator "test"); a run passes its evaluators' names.
-CLASSIFICATION_METRICS = ("test_acc", "test_acc_top5", "test_loss")
+SUMMARY_LINES = ("best_acc", "last_acc", "val_best_acc", "test_top1_at_val_best")
+
+# How a run's evaluators appear in its logs: ``name`` (the records' prefix), ``names`` (its metrics, in order),
+# ``best`` (the record key of its best value so far) and ``console`` (``(metric, label)`` pairs of the console line,
+# the first with its best value). The default is a classification run's test set (TopKEvaluator "test").
+EvaluatorLog = namedtuple("EvaluatorLog", ["name", "names", "best", "console"])
+CLASSIFICATION_LOGS = (EvaluatorLog("test", ("test_acc", "test_acc_top5", "test_loss"), "best_acc",
+                                    (("test_acc", "acc"), ("test_acc_top5", "top5"))),)
 
 
 def write_run_info(log_path, cfg, runtime, resumed):
@@ -38,9 +45,9 @@ def write_run_info(log_path, cfg, runtime, resumed):
 
 
 def build_diagnostics(cfg, model, val_set):
-    """``AlignmentDiagnostics`` on the first ``LOG.DIAGNOSTICS_SAMPLES`` (256) validation samples, or None when
-    ``LOG.DIAGNOSTICS`` is off, the method has no teacher or the task is not classification (the diagnostics compare
-    class distributions of whole images)."""
+    """``AlignmentDiagnostics`` on the first ``LOG.DIAGNOSTICS_SAMPLES`` (256) samples of ``val_set`` (the validation
+    split when the run holds one out, else the test set), or None when ``LOG.DIAGNOSTICS`` is off, the method has no
+    teacher or the task is not classification (the diagnostics compare class distributions of whole images)."""
     from ..dataset.table import task_of
 
     if not (cfg.LOG.DIAGNOSTICS and getattr(model, "teacher", None) is not None and task_of(cfg) == "classification"):
@@ -56,7 +63,8 @@ def build_diagnostics(cfg, model, val_set):
 
 class Sink:
     """One destination. ``record`` is the epoch's ordered metrics (``epoch``, ``lr``, accuracies, losses,
-    ``train_<loss term>``, ``best_acc``, ``epoch_time``); ``diagnostics`` the alignment values (may be empty)."""
+    ``train_<loss term>``, ``best_acc`` / ``val_best_acc``, ``epoch_time``); ``diagnostics`` the alignment values (may
+    be empty)."""
 
     def resumed(self, epoch):
         """The run continues after ``epoch``: forget what was logged past it."""
@@ -72,12 +80,13 @@ class Sink:
 
 
 class WorklogSink(Sink):
-    """``worklog.txt`` in mdistiller's format: per epoch the training accuracy and loss and the evaluation
-    ``metrics`` (mdistiller's ``test_acc``, ``test_acc_top5``, ``test_loss`` for classification)."""
+    """``worklog.txt`` in mdistiller's format: per epoch the training accuracy and loss and the metrics of the
+    ``evaluators`` the record has (:data:`EvaluatorLog`; mdistiller's ``test_acc``, ``test_acc_top5``, ``test_loss``
+    for classification)."""
 
-    def __init__(self, log_path, metrics=CLASSIFICATION_METRICS):
+    def __init__(self, log_path, evaluators=CLASSIFICATION_LOGS):
         self.path = os.path.join(log_path, "worklog.txt")
-        self.keys = TRAIN_KEYS + tuple(metrics)
+        self.keys = TRAIN_KEYS + tuple(name for evaluator in evaluators for name in evaluator.names)
 
     def _write(self, lines):
         with open(self.path, "a") as f:
@@ -88,12 +97,12 @@ class WorklogSink(Sink):
 
     def log_epoch(self, record, diagnostics):
         lines = ["-" * 25, "epoch: {}".format(record["epoch"]), "lr: {:.2f}".format(record["lr"])]
-        lines += ["{}: {:.2f}".format(key, record[key]) for key in self.keys]
+        lines += ["{}: {:.2f}".format(key, record[key]) for key in self.keys if key in record]
         lines.append("-" * 25)
         self._write(lines)
 
     def finish(self, summary):
-        self._write(["best_acc\t{:.2f}".format(summary["best_acc"]), "last_acc\t{:.2f}".format(summary["last_acc"])])
+        self._write(["{}\t{:.2f}".format(key, summary[key]) for key in SUMMARY_LINES if summary.get(key) is not None])
 
 
 class CsvSink(Sink):
@@ -136,18 +145,22 @@ class TensorboardSink(Sink):
 
 
 class ConsoleSink(Sink):
-    """One line per epoch on stdout: training loss and accuracy, then the evaluation ``metrics``, the first (which
-    selects the best epoch) with its best value."""
+    """One line per epoch on stdout: training loss and accuracy, then each evaluator the record has (its console
+    metrics, the first with its best value)."""
 
-    def __init__(self, metrics=CLASSIFICATION_METRICS):
-        self.metrics = tuple(metrics)
+    def __init__(self, evaluators=CLASSIFICATION_LOGS):
+        self.evaluators = tuple(evaluators)
 
     def log_epoch(self, record, diagnostics):
-        first, rest = self.metrics[0], self.metrics[1:]
-        evaluation = " ".join(["{} {:.2f} (best {:.2f})".format(first, record[first], record["best_acc"])]
-                              + ["{} {:.2f}".format(key, record[key]) for key in rest])
-        print(log_msg("Epoch {} | lr {:.4f} | train loss {:.4f} acc {:.2f} | {}".format(
-            record["epoch"], record["lr"], record["train_loss"], record["train_acc"], evaluation), "EVAL"))
+        text = "Epoch {} | lr {:.4f} | train loss {:.4f} acc {:.2f}".format(
+            record["epoch"], record["lr"], record["train_loss"], record["train_acc"])
+        for evaluator in self.evaluators:
+            (first, label), rest = evaluator.console[0], evaluator.console[1:]
+            if first in record:
+                text += " | {} {} {:.2f} (best {:.2f})".format(evaluator.name, label, record[first],
+                                                               record[evaluator.best])
+                text += "".join(" {} {:.2f}".format(label, record[key]) for key, label in rest)
+        print(log_msg(text, "EVAL"))
 
 
 def json_safe(value):
@@ -202,7 +215,7 @@ class WandbSink(Sink):
         self.run.log(dict(record, **{"alignment/" + k: v for k, v in diagnostics.items()}), step=record["epoch"])
 
     def _finish(self, summary):
-        self.run.summary.update({"best_acc": summary["best_acc"], "last_acc": summary["last_acc"]})
+        self.run.summary.update({key: summary[key] for key in SUMMARY_LINES + ("val_best_epoch",) if key in summary})
         self.run.finish()
 
     def log_epoch(self, record, diagnostics):
@@ -215,16 +228,18 @@ class WandbSink(Sink):
 
 
 class RunLogger:
-    """All sinks of a run (main process only). ``resumed_epoch``: the run continues after that epoch; ``metrics``:
-    the names of the evaluation metrics in the records, the best epoch's selector first."""
+    """All sinks of a run (main process only). ``resumed_epoch``: the run continues after that epoch;
+    ``evaluators``: how the run's evaluators appear (:data:`EvaluatorLog`, in the records' order); ``extra_sinks``
+    come after the run's own."""
 
-    def __init__(self, cfg, log_path, resumed_epoch=None, metrics=CLASSIFICATION_METRICS):
+    def __init__(self, cfg, log_path, resumed_epoch=None, extra_sinks=(), evaluators=CLASSIFICATION_LOGS):
         self.sinks = [
-            TensorboardSink(log_path), CsvSink(log_path), WorklogSink(log_path, metrics), ConsoleSink(metrics),
+            TensorboardSink(log_path), CsvSink(log_path), WorklogSink(log_path, evaluators), ConsoleSink(evaluators),
             SummarySink(log_path),
         ]
         if cfg.LOG.WANDB:
             self.sinks.append(WandbSink(cfg, log_path))
+        self.sinks += list(extra_sinks)
         if resumed_epoch is not None:
             for sink in self.sinks:
                 sink.resumed(resumed_epoch)

@@ -2,7 +2,9 @@
 
 It owns the training loop, resuming from ``latest`` and the checkpoint policy. Per epoch it trains,
 evaluates, hands the epoch's record to the run's sinks (``engine.logging``) and writes checkpoints
-atomically. Randomness is re-seeded from (seed, epoch, rank) at the start of every epoch, so a run
+atomically. Each evaluator's best epoch is kept: the test set's as ``best`` (mdistiller's), the validation
+split's (``DATASET.VAL_SPLIT``) as ``val_best``; with ``DATASET.TEST_AT_END_ONLY`` the test set is evaluated
+only after the last epoch, on the last and the ``val_best`` model. Randomness is re-seeded from (seed, epoch, rank) at the start of every epoch, so a run
 resumed from ``latest`` continues exactly as an uninterrupted one would. What happens to one batch is
 the step's (``engine.step``, ``engine.dot``: optimizer, scaler, backward passes); what is measured on an
 evaluation set is the evaluator's (``engine.evaluate``); loaders and the batch: ``engine.data``; LR
@@ -18,7 +20,8 @@ from collections import OrderedDict
 import torch
 
 from .._cli import check_writable, first_missing_folder
-from ..dataset import build_datasets, dataset_spec
+from ..dataset import build_data, dataset_spec
+from ..dataset.split import check_split, write_split
 from ..distillers import build_distiller
 from ..registry import data_needs
 from .build import build_student_and_teacher
@@ -43,7 +46,7 @@ from .device import (
 )
 from .dot import DOT_TRAINERS, DotStep
 from .evaluate import EVALUATORS
-from .logging import RunLogger, build_diagnostics, write_run_info
+from .logging import EvaluatorLog, RunLogger, build_diagnostics, write_run_info
 from .optim import learning_rate, set_learning_rate, warmup_factor
 from .records import read_csv
 from .keys import check_values, warn_unused_keys
@@ -99,7 +102,9 @@ class StopSignals:
 class Trainer:
     """Builds everything a run needs from ``cfg`` and trains it; ``train()`` returns the summary."""
 
-    def __init__(self, cfg, log_path, resume=False):
+    def __init__(self, cfg, log_path, resume=False, sinks=()):
+        """``sinks``: extra :class:`~mdistiller.engine.logging.Sink` objects that get every epoch's record (main
+        process), e.g. a hyper-parameter search's reporter."""
         if cfg.SOLVER.TRAINER not in STEPS:
             raise ValueError(
                 "Unknown SOLVER.TRAINER {!r}; this trainer runs {} (the dataset variant follows the distiller)".format(
@@ -127,11 +132,13 @@ class Trainer:
             torch.backends.cudnn.benchmark = task == "classification"
 
         needs = data_needs(cfg)
-        train_set, val_set, num_classes = build_datasets(cfg, needs=needs)
-        self.num_classes = num_classes
-        student, teacher = build_student_and_teacher(cfg, num_classes, needs_teacher=needs.teacher,
-                                                     category_ids=getattr(train_set, "category_ids", None))
-        distiller = build_distiller(cfg, student, teacher, num_data=len(train_set))
+        data = build_data(cfg, needs=needs)
+        self.split = data.split
+        self.test_at_end_only = bool(cfg.DATASET.TEST_AT_END_ONLY)  # with a split (check_values)
+        self.num_classes = data.num_classes
+        student, teacher = build_student_and_teacher(cfg, data.num_classes, needs_teacher=needs.teacher,
+                                                     category_ids=getattr(data.train, "category_ids", None))
+        distiller = build_distiller(cfg, student, teacher, num_data=len(data.train))
         distiller = place_distiller(distiller, self.device, cfg.SOLVER.CHANNELS_LAST)
         if cfg.SOLVER.COMPILE:
             for module in (distiller.student, distiller.teacher):
@@ -145,15 +152,20 @@ class Trainer:
             )
         self.distiller = distiller
         self.step = STEPS[cfg.SOLVER.TRAINER](cfg, distiller, self.runtime)
-        self.train_loader, self.val_loader = build_loaders(cfg, train_set, val_set, self.runtime)
+        held_out = [] if data.val is None else [data.val]
+        self.train_loader, eval_loaders = build_loaders(cfg, data.train, held_out + [data.test], self.runtime)
         self.train_accuracy = TRAIN_ACCURACY[task]
-        self.evaluators = [EVALUATORS[task]("test", self.val_loader, self.runtime, cfg.SOLVER.CHANNELS_LAST,
-                                            cfg.SOLVER.AMP)]
-        self.diagnostics = build_diagnostics(cfg, unwrap(distiller), val_set) if self.is_main else None
+        evaluator = EVALUATORS[task]
+        evaluators = [evaluator(name, loader, self.runtime, cfg.SOLVER.CHANNELS_LAST, cfg.SOLVER.AMP)
+                      for name, loader in zip(["val"] * len(held_out) + ["test"], eval_loaders)]
+        self.test_evaluator = evaluators[-1]
+        # Evaluated every epoch, each keeping its best epoch; the test set after the last epoch only, when asked.
+        self.evaluators = evaluators[:-1] if self.test_at_end_only else evaluators
+        self.best = OrderedDict((e.name, (-1.0, 0)) for e in self.evaluators)
+        probe_set = data.test if data.val is None else data.val  # no test image is looked at before the end
+        self.diagnostics = build_diagnostics(cfg, unwrap(distiller), probe_set) if self.is_main else None
 
         self.start_epoch = 1
-        self.best_acc = -1.0
-        self.best_epoch = 0
         self.logger = None
         if self.is_main:
             self.new_folder = first_missing_folder(log_path)
@@ -162,10 +174,22 @@ class Trainer:
             resumed_epoch = self._resume() if resume else None
             if self.is_main:
                 write_run_info(log_path, cfg, self.runtime, resume)
-                self.logger = RunLogger(cfg, log_path, resumed_epoch, [n for e in self.evaluators for n in e.names])
+                if self.split is not None:
+                    write_split(log_path, self.split, cfg)
+                self.logger = RunLogger(cfg, log_path, resumed_epoch, extra_sinks=sinks,
+                                        evaluators=[evaluator_log(e) for e in evaluators])
         except BaseException:
             self.discard_new_folder()
             raise
+
+    @property
+    def best_acc(self):
+        """The best test accuracy so far (-1 before the first epoch; None when the test set waits for the end)."""
+        return self.best.get("test", (None, None))[0]
+
+    @property
+    def best_epoch(self):
+        return self.best.get("test", (None, None))[1]
 
     def discard_new_folder(self):
         """Remove the folders this run created when it has no checkpoint yet: a run that fails before its first
@@ -178,7 +202,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ resume
     def _resume(self):
-        """Load ``latest`` (model, optimizer, scaler, RNG, best accuracy); returns the epoch it ended."""
+        """Load ``latest`` (model, optimizer, scaler, RNG, best accuracies); returns the epoch it ended. The
+        validation split drawn now must be the one the run started with."""
+        check_split(self.log_path, self.split)
         path = os.path.join(self.log_path, "latest")
         state = load_checkpoint(path, map_location=self.device)
         load_weights(unwrap(self.distiller), strip_data_parallel_prefix(state["model"]), path,
@@ -190,8 +216,9 @@ class Trainer:
         if "rng" in state:
             set_rng_state(state["rng"])
         self.start_epoch = state["epoch"] + 1
-        self.best_acc = float(state["best_acc"])
-        self.best_epoch = int(state.get("best_epoch", 0))
+        for name in self.best:
+            self.best[name] = (float(state.get(best_name(name) + "_acc", -1.0)),
+                               int(state.get(best_name(name) + "_epoch", 0)))
         if self.is_main:
             print(log_msg("Resumed from {} (epoch {})".format(path, state["epoch"]), "INFO"))
         return state["epoch"]
@@ -282,15 +309,17 @@ class Trainer:
         record = OrderedDict(epoch=epoch, lr=lr, train_acc=train_acc, train_loss=train_loss)
         record.update(self.evaluate())
         record.update(("train_" + k, v) for k, v in averages.items())
-        selected = record[self.evaluators[0].key]
-        is_best = selected > self.best_acc
-        if is_best:
-            self.best_acc, self.best_epoch = selected, epoch
-        record.update(best_acc=self.best_acc, epoch_time=train_time)
+        improved = []
+        for evaluator in self.evaluators:
+            if record[evaluator.key] > self.best[evaluator.name][0]:  # the first epoch reaching the best value
+                self.best[evaluator.name] = (record[evaluator.key], epoch)
+                improved.append(evaluator.name)
+        record.update((best_name(name) + "_acc", acc) for name, (acc, _) in self.best.items())
+        record.update(epoch_time=train_time)
         if self.is_main:
             diagnostics = self.diagnostics.compute(unwrap(self.distiller), epoch) if self.diagnostics else {}
             self.logger.log_epoch(record, diagnostics)
-            self._save(epoch, is_best)
+            self._save(epoch, improved)
         barrier(rt)
         return record
 
@@ -319,46 +348,60 @@ class Trainer:
         output, losses, loss = self.step(inputs, epoch)
         meters.update(loss, losses, self.train_accuracy(output, inputs["target"]), batch_size(batch), iteration)
 
-    def evaluate(self):
-        """The metrics of every evaluator (``test_acc``, ``test_acc_top5``, ``test_loss`` of a classifier), on rank
-        0's model."""
+    def evaluate(self, evaluators=None):
+        """The metrics of ``evaluators`` (default: those of every epoch; ``val_acc``, ``test_acc``, ``test_acc_top5``,
+        ``test_loss``, ...) on rank 0's model."""
         self.distiller.eval()
         model = unwrap(self.distiller)
         broadcast_buffers(model, self.runtime)  # evaluate (and save) one model: rank 0's
         metrics = OrderedDict()
-        for evaluator in self.evaluators:
+        for evaluator in self.evaluators if evaluators is None else evaluators:
             metrics.update(evaluator(model))
         return metrics
 
-    # ------------------------------------------------------------------ outputs
-    def _save(self, epoch, is_best):
+    def test_at_end(self):
+        """``(last, at_val_best)``: the test metrics of the model now (the last epoch's) and of the ``val_best``
+        checkpoint (its weights loaded for the evaluation, then the last ones put back)."""
+        last = self.evaluate([self.test_evaluator])
+        if self.best["val"][1] == self.cfg.SOLVER.EPOCHS:
+            return last, last
         model = unwrap(self.distiller)
-        state = {
-            "epoch": epoch,
-            "model": model.state_dict(),
-            "optimizer": self.step.optimizer.state_dict(),
-            "best_acc": self.best_acc,
-            "best_epoch": self.best_epoch,
-            "scaler": self.step.scaler.state_dict(),
-            "rng": rng_state(),
-        }
+        current = OrderedDict((k, v.clone()) for k, v in model.state_dict().items())
+        state = load_checkpoint(os.path.join(self.log_path, "val_best"), map_location=self.device)
+        model.load_state_dict(strip_data_parallel_prefix(state["model"]))
+        at_val_best = self.evaluate([self.test_evaluator])
+        model.load_state_dict(current)
+        return last, at_val_best
+
+    # ------------------------------------------------------------------ outputs
+    def _save(self, epoch, improved=()):
+        """``latest`` and ``student_latest`` (plus ``epoch_N`` every ``LOG.SAVE_CHECKPOINT_FREQ`` epochs), and the
+        best checkpoints of the evaluators named in ``improved`` (``best``/``student_best`` for the test set,
+        ``val_best``/``student_val_best`` for the validation split)."""
+        model = unwrap(self.distiller)
+        state = {"epoch": epoch, "model": model.state_dict(), "optimizer": self.step.optimizer.state_dict()}
+        for name, (acc, best_epoch) in self.best.items():
+            state.update([(best_name(name) + "_acc", acc), (best_name(name) + "_epoch", best_epoch)])
+        state.update(scaler=self.step.scaler.state_dict(), rng=rng_state())
         student = {"model": model.student.state_dict()}
         save_checkpoint(state, os.path.join(self.log_path, "latest"))
         save_checkpoint(student, os.path.join(self.log_path, "student_latest"))
         if self.cfg.LOG.SAVE_CHECKPOINT_FREQ > 0 and epoch % self.cfg.LOG.SAVE_CHECKPOINT_FREQ == 0:
             save_checkpoint(state, os.path.join(self.log_path, "epoch_{}".format(epoch)))
             save_checkpoint(student, os.path.join(self.log_path, "student_{}".format(epoch)))
-        if is_best:
-            save_checkpoint(state, os.path.join(self.log_path, "best"))
-            save_checkpoint(student, os.path.join(self.log_path, "student_best"))
+        for name in improved:
+            save_checkpoint(state, os.path.join(self.log_path, best_name(name)))
+            save_checkpoint(student, os.path.join(self.log_path, "student_" + best_name(name)))
 
     def _finish(self, last, wall_time):
         history = read_csv(os.path.join(self.log_path, "metrics.csv")) if self.is_main else []
-        key = self.evaluators[0].key
-        last_row = history[-1] if history else last
+        key, names = self.test_evaluator.key, self.test_evaluator.names  # test_acc (top-1 %) or test_ap (AP %)
+        if self.test_at_end_only:
+            last_row, at_val_best = self.test_at_end()
+        else:
+            last_row = history[-1] if history else last
         last_acc = last_row[key] if last_row else None
         best_row = next((row for row in history if row["epoch"] == self.best_epoch), None)
-        names = self.evaluators[0].names
         summary = OrderedDict(
             method=self.cfg.DISTILLER.TYPE,
             teacher=self.cfg.DISTILLER.TEACHER if self.cfg.DISTILLER.TYPE != "NONE" else None,
@@ -366,12 +409,23 @@ class Trainer:
             dataset=self.cfg.DATASET.TYPE,
             seed=self.cfg.EXPERIMENT.SEED,
             epochs=self.cfg.SOLVER.EPOCHS,
-            metric=key,  # what best_acc / last_acc are: the first evaluator's key (test_acc: top-1 %, test_ap: AP %)
+            metric=key,  # what best_acc / last_acc / test_top1_at_val_best are
             best_acc=self.best_acc,
             best_epoch=self.best_epoch,
             last_acc=last_acc,
             best_metrics=OrderedDict((n, best_row[n]) for n in names) if best_row else None,
             last_metrics=OrderedDict((n, last_row[n]) for n in names) if last_row else None,
+        )
+        if self.split is not None:
+            val_acc, val_epoch = self.best["val"]
+            if self.test_at_end_only:
+                test_at_val_best = at_val_best[key]
+            else:
+                test_at_val_best = next((row[key] for row in history if row["epoch"] == val_epoch), None)
+            summary.update(val_best_acc=val_acc, val_best_epoch=val_epoch, test_top1_at_val_best=test_at_val_best,
+                           test_at_end_only=self.test_at_end_only, val_size=len(self.split.val_indices),
+                           val_split_sha256=self.split.sha256)
+        summary.update(
             train_time=sum(row["epoch_time"] for row in history),
             wall_time_this_process=wall_time,
             log_path=self.log_path,
@@ -381,9 +435,21 @@ class Trainer:
         return summary
 
 
-def train(cfg, log_path, resume=False):
+def best_name(evaluator_name):
+    """The name of an evaluator's best epoch (its checkpoint; ``_acc`` / ``_epoch`` for the records): ``best`` for
+    the test set (mdistiller's), ``<name>_best`` for another evaluation set (``val_best``)."""
+    return "best" if evaluator_name == "test" else evaluator_name + "_best"
+
+
+def evaluator_log(evaluator):
+    """How ``evaluator`` appears in the run's logs (:data:`~mdistiller.engine.logging.EvaluatorLog`)."""
+    return EvaluatorLog(evaluator.name, tuple(evaluator.names), best_name(evaluator.name) + "_acc",
+                        tuple((evaluator.name + "_" + metric, label) for metric, label in evaluator.CONSOLE))
+
+
+def train(cfg, log_path, resume=False, sinks=()):
     """Train ``cfg`` writing to ``log_path``; returns the run summary (best/last accuracy, ...)."""
-    return Trainer(cfg, log_path, resume=resume).train()
+    return Trainer(cfg, log_path, resume=resume, sinks=sinks).train()
 
 
 # mdistiller exposes trainers by SOLVER.TRAINER; every name runs the same loop here, with its step (STEPS).

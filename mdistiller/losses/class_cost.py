@@ -68,14 +68,17 @@ def classifier_weight(model):
 
 
 def cosine_cost(weight):
-    """``D_ij = 1 − cos(w_i, w_j)`` between the rows of a (C, d) weight: a (C, C) float32 tensor."""
+    """``D_ij = 1 − cos(w_i, w_j)`` between the rows of a (C, d) weight: a (C, C) tensor in float32 (float64 for a
+    float64 weight)."""
     with torch.no_grad():
-        weight = F.normalize(weight.detach().float(), p=2, dim=-1)
+        weight = weight.detach()
+        weight = F.normalize(weight.to(torch.promote_types(weight.dtype, torch.float32)), p=2, dim=-1)
         return 1.0 - weight @ weight.t()
 
 
 def fc_cost_matrix(model):
-    """``D_ij = 1 − cos(w_i, w_j)`` between the rows of the model's classifier weight: a (C, C) float32 tensor.
+    """``D_ij = 1 − cos(w_i, w_j)`` between the rows of the model's classifier weight: a (C, C) tensor in float32
+    (float64 for a float64 classifier).
 
     The release's ``COST_MATRIX fc`` (the teacher's classifier rows as category prototypes).
     """

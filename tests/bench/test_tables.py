@@ -103,3 +103,34 @@ def test_a_detection_table_reports_ap_with_ap50_and_ap75(tmp_path):
     write_csv(rows, str(tmp_path / "results.csv"))
     header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
     assert header[-4:] == ["last_ap50_mean", "last_ap50_std", "last_ap75_mean", "last_ap75_std"]
+
+
+def test_runs_with_a_validation_split_lead_with_test_top1_at_the_val_best_epoch():
+    def run(name, method, kind, seed, at_val_best, last, best=None):
+        r = record(name, seed, last, best, method=method)
+        r.update(type=kind, test_at_val_best=at_val_best, val_best_acc=at_val_best + 1.0, val_best_epoch=2,
+                 val_split_sha256="ab" * 32)
+        return r
+
+    records = [run("vanilla", "student", "NONE", s, acc, 50.0) for s, acc in enumerate([70.0, 72.0, 71.0])]
+    records += [run("kd", "KD", "KD", s, acc, 90.0 + s) for s, acc in enumerate([72.0, 73.0, 74.0])]
+    rows = aggregate(records)
+    vanilla, kd = rows
+    assert kd["at_val_best_mean"] == 73.0 and kd["at_val_best_std"] == pytest.approx(1.0)
+    assert kd["val_mean"] == 74.0 and kd["last_mean"] == 91.0 and kd["best_mean"] is None
+    # the paired comparison is made on the selected number, not on the last epoch
+    assert kd["delta_on"] == "test_at_val_best" and kd["delta_mean"] == pytest.approx(2.0)
+    assert kd["delta_p"] == pytest.approx(0.07417990, abs=1e-6)
+    text = format_markdown(rows)
+    header = text.splitlines()[0]
+    assert header.startswith("| Method | Run | Dataset | Teacher→Student | Test top-1 at val-best epoch | "
+                             "At val-best − student alone (paired) | Best val top-1 | Last-epoch test top-1 | Seeds |")
+    assert "Best test top-1" not in header  # the test set waited for the end: no epoch was chosen on it
+    assert "| 73.00 ± 1.00 | +2.00 ± 1.00 (3/3 seeds up, p = 0.074) | 74.00 ± 1.00 | 91.00 ± 1.00 | 3 |" in text
+    # with the test set every epoch, the best-test column comes back, labelled as selected on test
+    for r in records:
+        r["best_acc"] = r["last_acc"] + 1.0
+    assert "| Best test top-1 (selected on test) |" in format_markdown(aggregate(records))
+    # one run without a split: the table is the usual one
+    records[0] = record("vanilla", 0, 70.0, 70.0, method="student")
+    assert "val-best" not in format_markdown(aggregate(records))

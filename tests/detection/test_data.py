@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import mdistiller.dataset.shapes as shapes
-from mdistiller.dataset import build_datasets
+from mdistiller.dataset import build_data, build_datasets
 from mdistiller.dataset.coco import CocoDetection, ResizeFlip, resized_shape
 from mdistiller.engine.cfg import get_cfg
 from mdistiller.engine.data import batch_inputs, build_loaders
@@ -91,3 +91,24 @@ def test_missing_coco_says_where_it_was_expected_and_where_to_get_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="cocodataset.org") as error:
         build_datasets(cfg)
     assert os.path.join(str(tmp_path), "coco", "train2017") in str(error.value)
+
+
+def test_a_validation_split_holds_out_whole_images_stratified_by_their_rarest_class(tmp_path):
+    shapes.write_shapes(str(tmp_path / "shapes"), num_train=16, num_val=2, size=IMAGE_SIZE, max_objects=3, seed=4)
+    cfg = get_cfg(None, TINY + coco_layout(tmp_path))
+    full = build_datasets(cfg)[0]
+    counts = torch.bincount(torch.cat([torch.as_tensor(l) for l in full.labels]), minlength=5)
+    rarest = [min(l.tolist(), key=lambda c: (int(counts[c]), c)) for l in full.labels]
+    assert full.strata == rarest
+    data = build_data(get_cfg(None, TINY + coco_layout(tmp_path) + ["DATASET.VAL_SPLIT", "1"]))
+    held = data.split.val_indices
+    # one image of every stratum, the rest trains; the items are the full set's, with the test transforms
+    assert sorted(rarest[i] for i in held) == sorted(set(rarest))
+    assert sorted(data.split.train_indices + held) == list(range(len(full)))
+    assert data.val.image_ids == [full.image_ids[i] for i in held]
+    assert data.train.image_ids == [full.image_ids[i] for i in data.split.train_indices]
+    assert data.val.transform is data.test.transform and not data.val.transform.train
+    assert data.val.annotation_file == full.annotation_file
+    assert data.train.targets == [int(c) - 1 for i in data.split.train_indices for c in full.labels[i]]
+    image, target = data.val[0]
+    assert torch.equal(target["boxes"], torch.as_tensor(full.boxes[held[0]]))  # not flipped

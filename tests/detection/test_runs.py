@@ -129,3 +129,30 @@ def test_torchrun_two_processes_evaluate_the_whole_validation_set(shapes_root, t
     metrics = evaluate(["-c", str(run / "student_latest"), "--device", "cpu", "--workers", "0", "-bs", "1"])
     assert metrics["test_ap"] == pytest.approx(float(rows[0]["test_ap"]), abs=1e-9)
     assert metrics["test_ap50"] == pytest.approx(float(rows[0]["test_ap50"]), abs=1e-9)
+
+
+def test_a_detection_run_selects_on_its_validation_split_and_tests_at_the_end(teachers, tmp_path):
+    # Whole training images held out (one per stratum), scored with COCOeval against the training json on their
+    # ids; the test set is evaluated once, on the last and the val-best model.
+    from mdistiller.dataset.shapes import write_shapes
+
+    write_shapes(str(tmp_path / "shapes"), num_train=10, num_val=2, size=96, max_objects=3, seed=5)
+    opts = _opts(tmp_path, teachers["ResNet18"], tmp_path / "out", 2) + coco_layout(tmp_path)
+    opts += ["DATASET.VAL_SPLIT", "1", "DATASET.TEST_AT_END_ONLY", "True"]
+    summary = train(get_cfg(os.path.join(REPO, "configs", "shapes", "kd.yaml"), opts + ["DISTILLER.TEACHER",
+                                                                                        "ResNet18"]),
+                    str(tmp_path / "out" / "run"))
+    run = summary["log_path"]
+    rows = read_metrics(run)
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert "val_ap" in rows[0] and "val_ap50" in rows[0] and "test_ap" not in rows[0]
+    with open(os.path.join(run, "val_split.json")) as f:
+        split = json.load(f)
+    assert split["val_size"] == len(split["val_indices"]) >= 1 and summary["val_split_sha256"] == split["sha256"]
+    val_ap = [float(r["val_ap"]) for r in rows]
+    assert summary["val_best_acc"] == max(val_ap) and summary["val_best_epoch"] == 1 + val_ap.index(max(val_ap))
+    assert summary["metric"] == "test_ap" and summary["best_acc"] is None
+    assert set(summary["last_metrics"]) == {"test_ap", "test_ap50", "test_ap75", "test_aps", "test_apm", "test_apl"}
+    # the number reported at the val-best epoch is that checkpoint's test AP
+    metrics = evaluate(["-c", os.path.join(run, "student_val_best"), "--device", "cpu", "--workers", "0"])
+    assert metrics["test_ap"] == pytest.approx(summary["test_top1_at_val_best"], abs=1e-9)

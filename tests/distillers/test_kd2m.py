@@ -239,6 +239,7 @@ def test_all_singleton_classes_reduce_to_pointwise_distance(nets, images):
 # ----------------------------------------------------------------------------- projections
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("distance", ["w2", "gw2"])
 def test_different_widths_default_to_a_fixed_orthogonal_projection(nets, images, distance):
     cfg, d = make(nets, distance, teacher="resnet8x4")  # 64 -> 256

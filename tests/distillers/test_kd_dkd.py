@@ -10,6 +10,7 @@ from mdistiller.losses.kd import kd_loss
 from tests.helpers.distill_inputs import zoo_pair
 
 
+@pytest.mark.numerics
 def test_dkd_warmup_and_kd_weights_in_forward():
     student, teacher = zoo_pair("resnet8", "resnet8")
     teacher.eval()

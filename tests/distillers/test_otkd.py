@@ -181,6 +181,7 @@ def test_loss_equals_alpha_sum_of_unrolled_ipot_value_and_gradient(pair, alpha):
     assert all(p.grad is None for p in teacher.parameters())
 
 
+@pytest.mark.numerics
 def test_detached_plan_option_is_the_envelope_gradient():
     """DETACH_PLAN: gradient of Σ T*.detach() ⊙ C (T* from the float64 loop); differs from the unrolled default."""
     student, teacher = models()
@@ -203,6 +204,7 @@ def test_detached_plan_option_is_the_envelope_gradient():
     assert torch.isfinite(w2).all() and not torch.allclose(w, w2, rtol=1e-2)
 
 
+@pytest.mark.numerics
 def test_remd_and_small_beta_ipot_against_closed_form_and_pot():
     """REMD = Eq. (8); IPOT with a small β reaches POT's exact EMD (Eq. 2)."""
     student, teacher = models("resnet8", "wrn_16_2")

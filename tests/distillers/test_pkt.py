@@ -16,6 +16,7 @@ def test_defaults_label_and_published_number():
     assert published_top1("cifar100", "resnet32x4", "resnet8x4", "PKT")[0] == 73.64  # CRD paper Table 1
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("teacher,student", [(None, None), ("vgg13", "MobileNetV2")])
 def test_step_equals_closed_form(teacher, student):
     _, distiller = build("configs/cifar100/pkt.yaml", teacher, student)

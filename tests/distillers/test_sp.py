@@ -21,6 +21,7 @@ def reference_sp(f_s, f_t):
     return ((gram(f_t.detach()) - gram(f_s)) ** 2).sum() / (b * b)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("teacher, student", PAIRS)
 def test_sp_from_mdistiller_yaml_equals_formula(teacher, student):
     cfg, distiller = build("configs/cifar100/sp.yaml", teacher, student, spread_bn=True)

@@ -32,6 +32,7 @@ def reference_vid(distiller, feats_s, feats_t, init_var):
     return total
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("teacher, student", PAIRS)
 def test_vid_from_mdistiller_yaml_equals_formula(teacher, student):
     cfg, distiller = build("configs/cifar100/vid.yaml", teacher, student, spread_bn=True)

@@ -160,6 +160,7 @@ def test_complementary_schedule_in_distiller(logits):
     torch.testing.assert_close(loss_kl, KL_WEIGHT * dkd_ref(s, t, y), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.numerics
 def test_kl_term_option(logits):
     s, t, y = logits
     d = make_distiller("WKL.KL_TERM", "kl")

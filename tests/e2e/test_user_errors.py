@@ -12,12 +12,13 @@ import pytest
 
 from mdistiller import cost_matrix, download, eval as evaluate, plot, train
 from mdistiller.benchmark import cli as benchmark
+from mdistiller.tune import cli as tune
 from tests.helpers.datagen import make_cifar100_folder
 from tests.helpers.runutil import random_teacher_ckpt
 
 MAINS = {"mdistiller-train": train.main, "mdistiller-eval": evaluate.main, "mdistiller-benchmark": benchmark.main,
          "mdistiller-plot": plot.main, "mdistiller-cost-matrix": cost_matrix.main,
-         "mdistiller-download": download.main}
+         "mdistiller-download": download.main, "mdistiller-tune": tune.main}
 QUICK = ["SOLVER.EPOCHS", "1", "EXPERIMENT.DEVICE", "cpu"]
 TEACHER = ["DISTILLER.TEACHER", "resnet8", "DISTILLER.TEACHER_CKPT"]  # + a checkpoint file
 DIGITS = ["-m", "resnet8", "-d", "digits", "--device", "cpu", "--workers", "0", "-c"]  # eval; + a checkpoint file
@@ -108,6 +109,11 @@ CASES = [
     ("mdistiller-download", "manifest-missing", ["--manifest", "nowhere.json"], ["No such file", "nowhere.json"]),
     ("mdistiller-download", "manifest-not-json", ["--manifest", "{F}/tab.yaml"], ["tab.yaml: not a JSON manifest"]),
     ("mdistiller-download", "mirror", ["--mirror", "https://x", "--list"], ["--mirror expects PREFIX=NEWPREFIX"]),
+    ("mdistiller-tune", "suite-missing", ["--suite", "nope.yaml"], ["Suite file not found: nope.yaml", "tune_digits.yaml"]),
+    ("mdistiller-tune", "suite-tab", ["--suite", "{F}/tab.yaml"], ["tab.yaml, line 2, column 1"]),
+    ("mdistiller-tune", "no-split", ["--configs", "digits/vanilla.yaml"], ["set DATASET.VAL_SPLIT"]),
+    ("mdistiller-tune", "split-type", ["--configs", "digits/vanilla.yaml", "DATASET.VAL_SPLIT", "2.5"],
+     ["DATASET.VAL_SPLIT 2.5", "whole number of images per class"]),
 ]
 
 
@@ -189,6 +195,7 @@ def test_a_mistake_is_one_line_exit_2_and_leaves_nothing_behind(command, argv, e
     ("mdistiller-plot", ["nowhere"]),
     ("mdistiller-cost-matrix", ["--teacher", "resnet999", "--dataset", "cifar100"]),
     ("mdistiller-download", ["nosuch"]),
+    ("mdistiller-tune", ["--suite", "{F}/tab.yaml"]),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_debug_keeps_the_traceback(command, argv, bad_files, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -21,7 +21,7 @@ def test_shards_cover_every_sample_once():
 def test_per_process_batch_and_divisibility():
     cfg = get_cfg(None, ["SOLVER.BATCH_SIZE", "8", "DATASET.NUM_WORKERS", "0", "DATASET.TEST.BATCH_SIZE", "5"])
     data = TensorDataset(torch.arange(20.0), torch.zeros(20, dtype=torch.long))
-    train, val = build_loaders(cfg, data, data, Runtime(device=torch.device("cpu"), rank=1, world_size=2))
+    train, (val,) = build_loaders(cfg, data, [data], Runtime(device=torch.device("cpu"), rank=1, world_size=2))
     assert train.batch_size == 4 and val.batch_size == 5
     assert len(train.sampler) == 10 and list(val.sampler) == list(range(1, 20, 2))
     train.sampler.set_epoch(1)
@@ -29,7 +29,7 @@ def test_per_process_batch_and_divisibility():
     train.sampler.set_epoch(2)
     assert list(train.sampler) != first
     with pytest.raises(ValueError, match="must divide by the 3 processes"):
-        build_loaders(cfg, data, data, Runtime(device=torch.device("cpu"), rank=0, world_size=3))
+        build_loaders(cfg, data, [data], Runtime(device=torch.device("cpu"), rank=0, world_size=3))
 
 
 def test_pipeline_auto_batched_for_in_memory_types_and_per_sample_otherwise():
@@ -55,7 +55,7 @@ def test_file_backed_loaders_keep_persistent_workers_seeded_per_item():
             return torch.rand(()), i
 
     cfg = get_cfg(None, ["DATASET.TYPE", "imagenet", "SOLVER.BATCH_SIZE", "4", "DATASET.NUM_WORKERS", "1"])
-    train, val = build_loaders(cfg, Noise(), Noise(), Runtime(device=torch.device("cpu")))
+    train, (val,) = build_loaders(cfg, Noise(), [Noise()], Runtime(device=torch.device("cpu")))
     assert train.persistent_workers and isinstance(train.dataset, PerItemSeeded)
     assert isinstance(train.sampler, EpochTaggedSampler)
 
@@ -72,7 +72,7 @@ def test_contrastive_through_the_batched_loaders(tmp_path):
     cfg = make_dataset_cfg("cifar10", tmp_path, batch_size=8, test_batch_size=4)
     train, val, _ = build_datasets(cfg, needs=DataNeeds(contrastive_k=6, contrastive_mode="relax"))
     labels = np.asarray(train.targets)
-    train_loader, val_loader = build_loaders(cfg, train, val, Runtime(device=torch.device("cpu"), rank=1, world_size=2))
+    train_loader, (val_loader,) = build_loaders(cfg, train, [val], Runtime(device=torch.device("cpu"), rank=1, world_size=2))
     assert train_loader.batch_size == 4 and val_loader.batch_size == 4
     train_loader.set_epoch(1)
     for image, target, index, cidx in train_loader:
@@ -81,7 +81,7 @@ def test_contrastive_through_the_batched_loaders(tmp_path):
         assert (labels[cidx[:, 1:].numpy()] != target.numpy()[:, None]).all()
     assert len(train_loader) == 4 and len(val_loader) == 1
     with pytest.raises(ValueError, match="divide"):
-        build_loaders(cfg, train, val, Runtime(device=torch.device("cpu"), rank=0, world_size=3))
+        build_loaders(cfg, train, [val], Runtime(device=torch.device("cpu"), rank=0, world_size=3))
 
 
 def test_resolve_pipeline(tmp_path):
@@ -102,4 +102,4 @@ def test_resolve_pipeline(tmp_path):
     make_imagefolder(base / "val", ["a"], 1, size=8)
     train, val, _ = build_datasets(cfg)
     with pytest.raises(ValueError, match="in-memory.*tiny_imagenet.*per_sample"):
-        build_loaders(cfg, train, val, Runtime(device=torch.device("cpu")))
+        build_loaders(cfg, train, [val], Runtime(device=torch.device("cpu")))

@@ -10,6 +10,9 @@ from mdistiller.engine.cfg import get_cfg
 from mdistiller.engine.diagnostics import AlignmentDiagnostics, diagnostics_temperature
 from tests.helpers.distill_inputs import zoo_pair
 
+# float32 diagnostics against float64 references: every test depends on the CPU kernels' rounding
+pytestmark = pytest.mark.numerics
+
 EPOCHS = 240
 B = 12
 C = 100
@@ -203,7 +206,9 @@ def test_diagnostics_match_formulas(name):
     y = targets
     assert out["kl"] == pytest.approx(ref_kl(s, t, T).mean().item(), rel=1e-4, abs=1e-6)
     tc, nc = ref_dkd(s, t, y, T)
-    assert out["tc"] == pytest.approx(tc.mean().item(), rel=1e-4, abs=1e-6)
+    # TCKD is the KL between two nearly equal Bernoulli distributions: its two float32 terms cancel to second
+    # order, so the rounding of float32 exp/log (vectorised or not) moved it by up to 4.5e-4 relative
+    assert out["tc"] == pytest.approx(tc.mean().item(), rel=2e-3, abs=1e-6)
     assert out["nc"] == pytest.approx(nc.mean().item(), rel=1e-4, abs=1e-6)
     if name in ("WKD", "WKL"):  # the run's own cost, λ and iterations
         cost, reg, iters = ref_cost_fc(teacher, 2.0), 0.05, 7

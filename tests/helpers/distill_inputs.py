@@ -1,8 +1,27 @@
-"""Inputs of the distillation tests: a fresh CIFAR-zoo pair, a batch with CRD's indices, logits, a class cost."""
+"""Inputs of the distillation tests: a fresh CIFAR-zoo pair, a batch with CRD's indices, logits, a class cost,
+and the float64 scope of the tests that compare two computations through networks."""
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
 from mdistiller.models import cifar_model_dict
+
+
+@contextlib.contextmanager
+def default_dtype(dtype):
+    """Tensors and modules created inside are ``dtype`` (``torch.set_default_dtype``), restored on exit.
+
+    In float64, values computed through networks do not depend on which CPU kernels PyTorch picks (the
+    summation order moves them by ~1e-15 relative, float32 by 1e-7 to 1e-3), so a test can compare them tightly
+    on any machine.
+    """
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def zoo_pair(student="resnet8", teacher="wrn_16_2", num_classes=10, seed=0):

@@ -41,6 +41,7 @@ def test_vid_loss_minimum_at_the_mean():
     assert vid_loss(target, target, log_scale).item() == pytest.approx(0.5 * math.log(var), rel=1e-12)
 
 
+@pytest.mark.numerics
 def test_match_spatial_pools_the_larger_map():
     big, small = torch.randn(2, 3, 8, 8), torch.randn(2, 5, 4, 4)
     s, t = match_spatial(big, small)

@@ -57,6 +57,7 @@ def test_wkd_l_parts_are_the_two_terms():
     assert torch.equal(w, wkd_nontarget_distance(zs, zt, y, cost, 3.0, REG, ITERS))
 
 
+@pytest.mark.numerics
 def test_wkd_l_fp32_close_to_float64_reference():
     zs, zt, y = random_logits(8, 12)
     raw = raw_cost(12)

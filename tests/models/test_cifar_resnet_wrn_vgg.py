@@ -124,6 +124,7 @@ def test_state_dict_layout_matches_mdistiller(name):
     model.load_state_dict(ckpt, strict=True, assign=True)
 
 
+@pytest.mark.numerics
 def test_outputs_match_mdistiller(ev):
     ref = REFERENCE[ev.name]
     feats = ev.feats

@@ -44,6 +44,7 @@ def test_sinkhorn_fixed_none_is_uniform_and_unbatched_shapes():
 REG, ITERS = 0.05, 10
 
 
+@pytest.mark.numerics
 def test_shared_and_per_sample_cost_modes_agree():
     g = torch.Generator().manual_seed(3)
     B, n = 4, 6

@@ -12,7 +12,7 @@ import mdistiller
 PACKAGE_DIR = os.path.dirname(os.path.abspath(mdistiller.__file__))
 # Lower layers never import these.
 LOWER_LAYERS = ("dataset", "models", "ot", "ops", "losses", "registry")
-UPPER_LAYERS = ("distillers", "engine", "benchmark", "train", "eval", "plot", "cost_matrix")
+UPPER_LAYERS = ("distillers", "engine", "benchmark", "tune", "train", "eval", "plot", "cost_matrix")
 
 
 def module_name(path):

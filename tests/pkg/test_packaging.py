@@ -13,6 +13,7 @@ SCRIPTS = {
     "mdistiller-train": "mdistiller.train:cli",
     "mdistiller-eval": "mdistiller.eval:cli",
     "mdistiller-benchmark": "mdistiller.benchmark.__main__:main",
+    "mdistiller-tune": "mdistiller.tune.__main__:main",
     "mdistiller-plot": "mdistiller.plot:cli",
     "mdistiller-cost-matrix": "mdistiller.cost_matrix:cli",
     "mdistiller-download": "mdistiller.download:main",
@@ -39,11 +40,14 @@ def test_pyproject_replaces_setup_py(project):
     assert meta["name"] == "mdistiller" and meta["license"] == "MIT" and meta["readme"] == "README.md"
     assert meta["requires-python"] == ">=3.9"
     assert meta["scripts"] == SCRIPTS
-    assert set(meta["optional-dependencies"]) == {"wandb", "plots", "slurm", "detection", "test", "all"}
+    assert set(meta["optional-dependencies"]) == {"wandb", "plots", "slurm", "detection", "tune", "test", "all"}
     assert any(r.startswith("submitit") for r in meta["optional-dependencies"]["slurm"])
+    assert _bound(meta["optional-dependencies"]["tune"], "optuna") == (4, 0)  # JournalFileBackend's first release
+    assert "tune" in meta["optional-dependencies"]["all"][0]
     data = project["tool"]["setuptools"]["package-data"]["mdistiller"]
     assert "reference/*.csv" in data and "download_manifest.json" in data
     assert "configs/**/*.yaml" in data  # the packaged configs (mdistiller-train --cfg digits/kd.yaml)
+    assert "suites/*.yaml" in data  # the packaged suites (mdistiller-tune --suite tune_digits.yaml)
 
 
 def test_torch_lower_bound_is_the_first_release_with_the_apis_used(project):

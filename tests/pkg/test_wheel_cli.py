@@ -86,6 +86,13 @@ README_COMMANDS = {
     "--ckpt output/shapes_detection/teacher,r50/student_best --max-per-class 200": Needs("the trained shapes teacher"),
     "mdistiller-benchmark --configs shapes/{vanilla,kd,dkd,fitnet,reviewkd,reviewkd_dkd,wkd_l,wkd_f,wkd_lf}.yaml "
     "--seeds 0 1 2 --jobs 2 --name shapes": Needs("CPU hours (27 runs) and the shapes teacher"),
+    # Tuned comparisons
+    "mdistiller-tune --suite tune_digits.yaml": Shortened(
+        ["--trials", "1", "--seeds", "0", "--no-plots", "SOLVER.EPOCHS", "1"],
+        "8 trials x 3 methods and 4 configs x 5 seeds, 30 epochs each (the teacher's 8 epochs stay)"),
+    "mdistiller-tune --suite tune_cifar100.yaml --launcher slurm --partition gpu --time 8:00:00":
+        Needs("CIFAR-100, the teachers, the WKD cost matrix, a SLURM cluster with GPUs"),
+    "mdistiller-tune --suite tune_digits.yaml --dry-run": RUN,
 }
 
 
@@ -191,6 +198,10 @@ def test_readme_commands_run_from_an_empty_folder_after_installing_the_wheel(whe
     assert (work / "wkd_cost_matrix" / "digits" / "resnet20" / "linear_cka.pth").is_file()
     assert "wkd_cost_cifar100_resnet32x4" in printed["mdistiller-download --list"]
     assert not (work / "configs").exists()
+    tuned = work / "tune_runs" / "tune_digits"
+    assert "KD (kd): KD.TEMPERATURE [1, 8]" in printed["mdistiller-tune --suite tune_digits.yaml --dry-run"]
+    assert "## Tuning on the validation split" in printed["mdistiller-tune --suite tune_digits.yaml"]
+    assert len(read_metrics(tuned / "wkd_l" / "seed0")) == 1 and (tuned / "tuned" / "kd.yaml").is_file()
     # the configs of the commands that need data ship in the wheel
     check = "from mdistiller.catalogue import resolve_config_path as r; import sys; [r(c) for c in sys.argv[1:]]"
     _run([python, "-c", check] + sorted(set(needed)), work, env)
