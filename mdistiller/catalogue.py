@@ -87,8 +87,9 @@ def _parse(relative):
         return ast.parse(f.read())
 
 
-def _registered_classes(tree):
-    """``(key, description)`` of the classes of a module decorated ``@register_distiller("KEY")``."""
+def _registered_classes(tree, task="classification"):
+    """``(key, description)`` of the classes of a module decorated ``@register_distiller("KEY")`` for ``task`` (the
+    decorator's ``task=`` keyword, classification without it)."""
     found = []
     for node in tree.body:
         if not isinstance(node, ast.ClassDef):
@@ -96,20 +97,26 @@ def _registered_classes(tree):
         for decorator in node.decorator_list:
             if (isinstance(decorator, ast.Call) and getattr(decorator.func, "id", None) == "register_distiller"
                     and decorator.args and isinstance(decorator.args[0], ast.Constant)):
+                keywords = {k.arg: getattr(k.value, "value", None) for k in decorator.keywords}
+                if keywords.get("task", "classification") != task:
+                    continue
                 key = decorator.args[0].value
                 doc = (ast.get_docstring(node) or "").strip()
                 found.append((key, doc.splitlines()[0] if doc else key))
     return found
 
 
-def builtin_methods():
-    """``[(DISTILLER.TYPE key, one-line description)]`` of the built-in methods, in registration order."""
-    methods = _registered_classes(_parse(os.path.join("distillers", "_base.py")))
+def builtin_methods(task="classification"):
+    """``[(DISTILLER.TYPE key, one-line description)]`` of the built-in methods of ``task`` (the datasets' task:
+    classification, or detection for the methods' detection variants), in registration order."""
+    modules = [os.path.join("distillers", "_base.py"), os.path.join("distillers", "_detection.py")]
     for node in _parse(os.path.join("distillers", "__init__.py")).body:
         if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module and not node.module.startswith("_"):
-            path = os.path.join("distillers", node.module.replace(".", os.sep) + ".py")
-            if os.path.isfile(os.path.join(PACKAGE_DIR, path)):
-                methods += [m for m in _registered_classes(_parse(path)) if m not in methods]
+            modules.append(os.path.join("distillers", node.module.replace(".", os.sep) + ".py"))
+    methods = []
+    for path in modules:
+        if os.path.isfile(os.path.join(PACKAGE_DIR, path)):
+            methods += [m for m in _registered_classes(_parse(path), task) if m not in methods]
     return methods
 
 
@@ -121,10 +128,12 @@ def _dict_keys(relative, name):
 
 
 def model_names():
-    """``{zoo: [model names]}``: ``cifar`` (cifar_model_dict), ``imagenet`` and ``tiny_imagenet``."""
+    """``{zoo: [model names]}``: ``cifar`` (cifar_model_dict), ``imagenet``, ``tiny_imagenet`` and ``detection``
+    (the backbones of the Faster R-CNN detectors)."""
     init = os.path.join("models", "__init__.py")
     return {
         "cifar": _dict_keys(init, "cifar_model_dict"),
         "imagenet": _dict_keys(os.path.join("models", "imagenet", "__init__.py"), "imagenet_model_dict"),
         "tiny_imagenet": _dict_keys(init, "tiny_imagenet_model_dict"),
+        "detection": _dict_keys(os.path.join("models", "detection.py"), "DETECTION_BACKBONES"),
     }

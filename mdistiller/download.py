@@ -48,6 +48,7 @@ CHUNK = 1 << 20
 USER_AGENT = "mdistiller-download"
 LFS_POINTER_PREFIX = b"version https://git-lfs"
 RETRYABLE_HTTP = (408, 425, 429, 500, 502, 503, 504)
+MIN_SHA_PREFIX = 8  # shortest pinned SHA-256 prefix accepted (torchvision's file names carry 8 hex digits)
 
 
 class DownloadError(RuntimeError):
@@ -102,8 +103,16 @@ def load_manifest(path=None):
 def _check_sha(value, where, name):
     if value is None:
         return
-    if not (isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)):
-        raise ValueError("{}: sha256 of {} must be 64 lowercase hex digits or null, got {!r}".format(where, name, value))
+    if not (isinstance(value, str) and MIN_SHA_PREFIX <= len(value) <= 64
+            and all(c in "0123456789abcdef" for c in value)):
+        raise ValueError("{}: sha256 of {} must be 64 lowercase hex digits (or the first {} or more where only those "
+                         "are published), or null; got {!r}".format(where, name, MIN_SHA_PREFIX, value))
+
+
+def sha_matches(actual, pinned):
+    """Whether the SHA-256 ``actual`` is the pinned one: equal to it, or starting with it when the manifest pins a
+    prefix (torchvision publishes the first 8 hex digits in its weight files' names; torch.hub checks the same)."""
+    return actual.startswith(pinned)
 
 
 def _check_relative(path, where):
@@ -113,9 +122,10 @@ def _check_relative(path, where):
 
 
 def select(entries, names):
-    """Entries whose name or group is in ``names`` (all entries when ``names`` is empty)."""
+    """Entries whose name or group is in ``names``; when ``names`` is empty, every entry but those marked
+    ``"explicit": true`` (large files few users need, fetched only when named or by the code that needs them)."""
     if not names:
-        return list(entries)
+        return [e for e in entries if not e.get("explicit")]
     known = {e["name"] for e in entries} | {e.get("group") for e in entries if e.get("group")}
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -293,7 +303,7 @@ def download_verified(url, dest, sha256=None, size=None, allow_unverified=False,
             log("  present (no pinned SHA-256; its SHA-256 is {})".format(sha256_file(dest)))
             return "present-unverified"
         actual = sha256_file(dest)
-        if actual == sha256:
+        if sha_matches(actual, sha256):
             return "present"
         raise ChecksumError(
             "{} exists but its SHA-256 is {}, not the released file's {}. It was left untouched: "
@@ -331,7 +341,7 @@ def _verify_part(part, url, sha256, size):
         _remove(part)
         raise ChecksumError("{}: downloaded {} bytes, expected {}; nothing was installed".format(url, got, size))
     actual = sha256_file(part)
-    if sha256 is not None and actual != sha256:
+    if sha256 is not None and not sha_matches(actual, sha256):
         _remove(part)
         raise ChecksumError(
             "SHA-256 mismatch for {}:\n  expected {}\n  got      {}\n"
@@ -385,7 +395,7 @@ def extract_verified(archive, into, top, pinned=None, log=print):
                         digest.update(block)
                         out.write(block)
                 actual = digest.hexdigest()
-                if name in pinned and pinned[name] != actual:
+                if name in pinned and not sha_matches(actual, pinned[name]):
                     raise ChecksumError(
                         "SHA-256 mismatch for {} in {}:\n  expected {}\n  got      {}\n"
                         "Nothing was unpacked.".format(name, archive, pinned[name], actual))
@@ -419,7 +429,7 @@ def check_extracted(folder, top, pinned=None):
         if not os.path.isfile(path):
             raise ChecksumError("{} lacks {}: delete the folder to download it again".format(folder, rel))
         actual = sha256_file(path)
-        if actual != digest:
+        if not sha_matches(actual, digest):
             raise ChecksumError("{} has SHA-256 {}, not the released file's {}: delete the folder to download "
                                 "it again".format(path, actual, digest))
         checked += 1
@@ -488,6 +498,24 @@ def run(entries, root=".", allow_unverified=False, force=False, mirrors=(), retr
     return statuses, failures
 
 
+def fetch_file(name, root=".", log=print):
+    """The installed path of manifest entry ``name``, downloaded and verified first when it is missing (what a
+    run does for a released file it needs, as torch.hub does); ``FileNotFoundError`` saying what failed and the
+    command to run otherwise."""
+    (entry,) = select(load_manifest(), [name])
+    dest = destination(entry, root)
+    if os.path.exists(dest):
+        return dest
+    log("{}: fetching {} (verified against the manifest's SHA-256)".format(name, entry["url"]))
+    try:
+        install(entry, root, log=log)
+    except (DownloadError, OSError) as e:
+        raise FileNotFoundError("{} is missing ({}) and could not be fetched: {}. Run `mdistiller-download {}` "
+                                "where you are online, from this folder".format(
+                                    dest, entry.get("description", name), str(e).splitlines()[0], name)) from None
+    return dest
+
+
 def _list(entries, root):
     for e in entries:
         dest = destination(e, root)
@@ -502,7 +530,7 @@ def build_parser():
         prog="mdistiller-download",
         description="Download the released teachers and cost matrices listed in the package's manifest, "
                     "verifying each file's SHA-256 (resumes partial downloads, retries, skips verified files).")
-    p.add_argument("names", nargs="*", help="files or groups to fetch (default: all; see --list)")
+    p.add_argument("names", nargs="*", help="files or groups to fetch (default: all but the 'explicit' ones; see --list)")
     p.add_argument("--list", action="store_true", help="list the manifest's files and whether they are present")
     p.add_argument("--teachers-only", action="store_true", help="only the 'teachers' group")
     p.add_argument("--root", default=".", help="folder the manifest's paths are relative to (default: current folder)")

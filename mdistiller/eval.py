@@ -1,15 +1,17 @@
-"""Evaluate a model: top-1, top-5 and cross-entropy on a dataset's validation split.
+"""Evaluate a model: top-1, top-5 and cross-entropy on a dataset's validation split (a detector: COCO box mAP).
 
     mdistiller-eval -m resnet32x4                                 # mdistiller's released teacher
     mdistiller-eval -c output/distill/kd,res32x4,res8x4           # a run folder (mdistiller-train prints it)
     mdistiller-eval -m resnet8x4 -c output/.../student_best       # a checkpoint file
     mdistiller-eval -m ResNet34 -d imagenet                       # torchvision weights
+    mdistiller-eval -c output/shapes_detection/kd,r50,mv2         # a detection run: AP, AP50, AP75, APs/m/l
+    mdistiller-eval -m ResNet50 -d coco                           # torchvision's COCO R50-FPN detector
     python -m mdistiller.eval ... | python tools/eval.py ...      # the same, mdistiller's command
 
 ``-c`` takes a checkpoint file or a run folder written by ``mdistiller-train`` (its ``student_best``,
 else ``student_latest``, else the student of ``latest``). When the run folder (the checkpoint's
 folder) holds the run's ``config.yaml``, the model, dataset, data root and model zoo default to the
-run's; ``-m``/``-d``/``--root`` override them.
+run's; ``-m``/``-d``/``--root`` override them. A detection run's ``DETECTION`` settings come from its config too.
 """
 import os
 
@@ -102,7 +104,15 @@ def _main(args):
         if value:
             opts += [key, str(value)]
     cfg = get_cfg(opts=opts)
+    if run.get("DETECTION") and not args.dataset:  # the run's detector, input sizes and COCO-format files
+        cfg.defrost()
+        cfg.merge_from_other_cfg(type(cfg)({"DETECTION": run["DETECTION"]}))
+        if run_dataset.get("COCO"):
+            cfg.merge_from_other_cfg(type(cfg)({"DATASET": {"COCO": run_dataset["COCO"]}}))
+        cfg.freeze()
     dataset, zoo = cfg.DATASET.TYPE, cfg.DISTILLER.MODEL_ZOO
+    if dataset_spec(dataset).task == "detection":
+        return evaluate_detector(args, cfg, model_name, path)
     if model_name not in model_zoo(dataset, zoo):
         build_model(model_name, dataset, 1, zoo=zoo)  # raises the unknown-name error, before any data is read
     device = resolve_device(args.device)
@@ -129,6 +139,41 @@ def _main(args):
     top1, top5, loss = as_percentages(*evaluation_sums(lambda image: model(image)[0], loader, device))
     print("top-1: {:.2f}  top-5: {:.2f}  loss: {:.4f}".format(top1, top5, loss))
     return top1, top5, loss
+
+
+def evaluate_detector(args, cfg, model_name, path):
+    """COCO box mAP of a detector checkpoint (or, with ``-c pretrain``, torchvision's COCO detector of ``-m``) on the
+    dataset's validation split; returns the metrics (percent)."""
+    from torch.utils.data import DataLoader
+
+    from .dataset import build_datasets
+    from .dataset.coco import collate_detection
+    from .engine.build import build_detector_model, detection_teacher_checkpoint
+    from .engine.checkpoint import CheckpointError, load_checkpoint, load_weights
+    from .engine.device import Runtime, resolve_device
+    from .engine.evaluate import COCOEvaluator
+
+    device = resolve_device(args.device)
+    _, val_set, _ = build_datasets(cfg)
+    if path == "pretrain":
+        released = cfg.clone()
+        released.defrost()
+        released.DISTILLER.TEACHER = model_name
+        path = detection_teacher_checkpoint(released)
+    state = student_state(load_checkpoint(path))
+    key = "roi_heads.box_predictor.cls_score.weight"
+    if not isinstance(state, dict) or key not in state:
+        raise CheckpointError("{} is not the checkpoint of a Faster R-CNN of this project or of torchvision (no "
+                              "{})".format(os.path.abspath(path), key))
+    model = build_detector_model(cfg, model_name, val_set.category_ids, num_outputs=state[key].shape[0])
+    asked = "-m {}".format(model_name) if args.model else "the run's DISTILLER.STUDENT {}".format(model_name)
+    load_weights(model, state, path, asked)
+    model = model.to(device).eval()
+    loader = DataLoader(val_set, batch_size=args.batch_size, shuffle=False, num_workers=args.workers,
+                        collate_fn=collate_detection)
+    metrics = COCOEvaluator("test", loader, Runtime(device=device))(lambda image: model(image))
+    print("  ".join("{}: {:.2f}".format(name[len("test_"):].upper(), value) for name, value in metrics.items()))
+    return metrics
 
 
 def main(argv=None):

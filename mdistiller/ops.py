@@ -31,7 +31,8 @@ def _repeats_exactly(in_size, out_size):
 
 
 def upsample_nearest(x, size):
-    """``F.interpolate(x, (size, size), mode="nearest")``, bitwise, value and gradient.
+    """``F.interpolate(x, size, mode="nearest")``, bitwise, value and gradient; ``size`` an int (a square) or
+    ``(h, w)``.
 
     Where every pixel is repeated a whole number of times (see :func:`_repeats_exactly`)
     the forward is a broadcast copy: on CPU (torch 2.14) ``upsample_nearest2d`` takes
@@ -39,9 +40,10 @@ def upsample_nearest(x, size):
     CIFAR setting — and the copy 9 ms. Other sizes, and channels_last maps (whose layout
     ``F.interpolate`` keeps), go to ``F.interpolate``.
     """
+    size = (size, size) if isinstance(size, int) else tuple(int(v) for v in size)
     h, w = x.shape[-2:]
-    if (h, w) == (size, size):
+    if (h, w) == size:
         return x
-    if x.dim() == 4 and x.is_contiguous() and _repeats_exactly(h, size) and _repeats_exactly(w, size):
-        return _RepeatUpsample.apply(x, (size, size))
-    return F.interpolate(x, (size, size), mode="nearest")
+    if x.dim() == 4 and x.is_contiguous() and _repeats_exactly(h, size[0]) and _repeats_exactly(w, size[1]):
+        return _RepeatUpsample.apply(x, size)
+    return F.interpolate(x, size, mode="nearest")

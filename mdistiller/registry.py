@@ -1,14 +1,20 @@
 """The method registry: ``distiller_dict[KEY] = class``, filled by ``@register_distiller(KEY)`` next to each class.
 
-This is the lowest layer of the package (it imports nothing from mdistiller), so
+This is the lowest layer of the package (it imports nothing from mdistiller at import time), so
 the dataset layer, the config and the benchmark runner can all ask a method
 what it needs without importing the method implementations. The built-in
 methods register themselves when ``mdistiller.distillers`` is imported, which
 the config (``mdistiller.engine.cfg``) does: every config object comes with them.
+
+A method's variant for another task (``DatasetSpec.task`` of ``DATASET.TYPE``, e.g. detection) registers under
+the same key with ``@register_distiller(KEY, task="detection")`` and shares the method's config block; it lives
+in :data:`task_distillers`. ``distiller_dict`` is the classification table (mdistiller's).
 """
 from collections import namedtuple
 
 distiller_dict = {}
+# DatasetSpec.task -> {KEY: class}; "classification" is distiller_dict itself.
+task_distillers = {"classification": distiller_dict}
 _listeners = []
 
 # What a method needs from the data layer and the trainer:
@@ -20,14 +26,17 @@ DataNeeds = namedtuple("DataNeeds", ["teacher", "contrastive_k", "contrastive_mo
 DataNeeds.__new__.__defaults__ = (True, 0, "exact", False)
 
 
-def register_distiller(key):
-    """Class decorator: ``@register_distiller("KD")`` makes the class ``distiller_dict["KD"]``."""
+def register_distiller(key, task="classification"):
+    """Class decorator: ``@register_distiller("KD")`` makes the class ``distiller_dict["KD"]``;
+    ``@register_distiller("KD", task="detection")`` makes it KD's variant for the detection task."""
 
     def add(cls):
-        if key in distiller_dict and distiller_dict[key] is not cls:
-            raise KeyError("Distiller {!r} is registered twice ({} and {})".format(key, distiller_dict[key], cls))
-        distiller_dict[key] = cls
+        table = task_distillers.setdefault(task, {})
+        if key in table and table[key] is not cls:
+            raise KeyError("Distiller {!r} ({}) is registered twice ({} and {})".format(key, task, table[key], cls))
+        table[key] = cls
         cls.registry_name = key
+        cls.task = task
         for listener in _listeners:
             listener(cls)
         return cls
@@ -42,18 +51,23 @@ def on_register(listener):
         listener(cls)
 
 
-def get_distiller_class(key):
-    """The class registered under ``key``; an unknown key lists the valid ones."""
+def get_distiller_class(key, task="classification"):
+    """The class registered under ``key`` for ``task``; an unknown key lists the valid ones (a method without a
+    variant for ``task`` lists the methods that have one)."""
+    table = task_distillers.get(task, {})
     try:
-        return distiller_dict[key]
+        return table[key]
     except KeyError:
+        if task != "classification" and key in distiller_dict:
+            raise KeyError("DISTILLER.TYPE {} has no {} variant; {} methods: {}".format(
+                key, task, task, ", ".join(sorted(table)))) from None
         raise KeyError(
-            "Unknown distiller {!r} (DISTILLER.TYPE). Valid names: {}".format(key, ", ".join(sorted(distiller_dict)))
+            "Unknown distiller {!r} (DISTILLER.TYPE). Valid names: {}".format(key, ", ".join(sorted(table)))
         ) from None
 
 
 def data_needs(cfg):
-    """:data:`DataNeeds` of the configured method (``cfg.DISTILLER.TYPE``)."""
+    """:data:`DataNeeds` of the configured method (``cfg.DISTILLER.TYPE``; a task's variant shares its method's)."""
     return get_distiller_class(cfg.DISTILLER.TYPE).data_needs(cfg)
 
 

@@ -34,10 +34,13 @@ def methods_and_models_text():
     width = max(len(key) for key, _ in methods) + 2
     lines = ["methods (DISTILLER.TYPE):"]
     lines += ["  {}{}".format(key.ljust(width), description) for key, description in methods]
+    lines += ["", "methods with a detection variant (DATASET.TYPE coco, shapes):"]
+    lines += _wrap([key for key, _ in builtin_methods("detection")])
     names = model_names()
     for title, zoo in (("CIFAR-style models (DATASET.TYPE cifar100, cifar10, svhn, digits, ...)", "cifar"),
                        ("ImageNet models (DATASET.TYPE imagenet, or DISTILLER.MODEL_ZOO imagenet)", "imagenet"),
-                       ("Tiny-ImageNet models", "tiny_imagenet")):
+                       ("Tiny-ImageNet models", "tiny_imagenet"),
+                       ("Faster R-CNN + FPN detectors, by backbone (DATASET.TYPE coco, shapes)", "detection")):
         lines += ["", "{} (DISTILLER.STUDENT / DISTILLER.TEACHER):".format(title)]
         lines += _wrap(sorted(names[zoo]))
     lines += ["", "shipped configs, by folder (--cfg FOLDER/NAME.yaml from any folder; a file of that path here wins):"]

@@ -1,14 +1,17 @@
-"""Reading a run folder: whether the run is finished, and its record (status, top-1, wall time, error).
+"""Reading a run folder: whether the run is finished, and its record (status, top-1 or AP, wall time, error).
 
 Files read: the trainer's ``metrics.csv`` and ``summary.json``, the runner's
 ``benchmark.json`` (wall time, threads and, for batch jobs, the job id of each attempt) and
 ``error.txt`` (last line of a failed attempt's stderr). The record depends on the run folder
-only, whichever launcher ran it.
+only, whichever launcher ran it. Which ``metrics.csv`` column is the run's score follows its dataset's task
+(:func:`evaluator_of`): ``test_acc`` (top-1) for classification, ``test_ap`` (COCO AP) for detection.
 """
 import json
 import os
 from collections import OrderedDict
 
+from ..dataset.table import DATASETS
+from ..engine.evaluate import EVALUATORS
 from ..engine.records import read_csv
 
 RUN_INFO = "benchmark.json"
@@ -36,6 +39,13 @@ def run_state(run_dir, epochs):
     return "new"
 
 
+def evaluator_of(cfg):
+    """The evaluator class of a run's task (its score column ``test_<METRIC>``, its ``LABEL`` and ``TABLE_EXTRAS``);
+    classification's for a config that did not load or an unknown dataset."""
+    spec = DATASETS.get(str(cfg.DATASET.TYPE).lower()) if cfg is not None else None
+    return EVALUATORS[spec.task if spec is not None else "classification"]
+
+
 def collect_run(run):
     """The run's record, from its own logs: status, last/best top-1, wall time, error; with a validation split also
     the trainer's ``test_at_val_best`` (test top-1 at the validation-best epoch), ``val_best_acc``,
@@ -57,6 +67,8 @@ def collect_run(run):
         wall_time=None,
         error="",
         run_dir=run.run_dir,
+        metric=evaluator_of(run.cfg).LABEL,
+        extras=OrderedDict(),
         attempts=0,
         job_ids="",
         threads=[],
@@ -64,12 +76,16 @@ def collect_run(run):
         parallel=[],
     )
     rows = read_csv(os.path.join(run.run_dir, "metrics.csv"))
-    if rows and "test_acc" in rows[0]:
-        accs = [float(r["test_acc"]) for r in rows]
+    evaluator = evaluator_of(run.cfg)
+    key = "test_" + evaluator.METRIC
+    if rows and key in rows[0]:
+        accs = [float(r[key]) for r in rows]
         best = max(range(len(accs)), key=lambda i: accs[i])  # first epoch reaching the max, as the trainer
         record.update(
             epochs=len(rows), last_acc=accs[-1], best_acc=accs[best], best_epoch=int(rows[best]["epoch"])
         )
+        record["extras"] = OrderedDict((label, float(rows[-1]["test_" + metric]))
+                                       for metric, label in evaluator.TABLE_EXTRAS)
     elif rows:  # DATASET.TEST_AT_END_ONLY: the test set was evaluated after the last epoch only
         record["epochs"] = len(rows)
     summary = read_json(os.path.join(run.run_dir, "summary.json"))
@@ -78,6 +94,9 @@ def collect_run(run):
                       val_best_epoch=summary.get("val_best_epoch"), val_split_sha256=summary["val_split_sha256"])
         if record["last_acc"] is None:
             record["last_acc"] = summary.get("last_acc")
+            last_metrics = summary.get("last_metrics") or {}
+            record["extras"] = OrderedDict((label, last_metrics.get("test_" + metric))
+                                           for metric, label in evaluator.TABLE_EXTRAS)
     info = read_json(os.path.join(run.run_dir, RUN_INFO))
     if info and info.get("attempts"):
         attempts = info["attempts"]

@@ -106,6 +106,11 @@ def run_sweep(configs, seeds=(0,), out="benchmark_runs", name=None, opts=(), job
     return result
 
 
+# A table's score by the records' metric (the evaluator's LABEL).
+METRIC_TEXT = {"top-1": "Top-1 (%)",
+               "AP": "AP = COCO box mAP@[.5:.95] (%, pycocotools; AP50 / AP75 at IoU 0.5 / 0.75)"}
+
+
 def table_notes(records):
     """The notes under the table, from the records alone (so any launcher, or none, writes the same table)."""
     threads = sorted({t for r in records for t in r.get("threads") or []})
@@ -117,19 +122,22 @@ def table_notes(records):
     if launchers - {"local"}:
         how.append("run as batch jobs ({})".format(", ".join(sorted(launchers - {"local"}))))
     detail = "; ".join((["{} thread(s) per run".format("/".join(map(str, threads)))] if threads else []) + how)
+    metrics = sorted({r.get("metric", "top-1") for r in records})
+    what = " and ".join(METRIC_TEXT.get(m, m) for m in metrics)
+    short = metrics[0] if len(metrics) == 1 else "score"
     wall = ("Wall = mean wall-clock seconds of a run's mdistiller.train process(es), summed over its attempts{}; every "
             "run's benchmark.json records its attempts.".format(" ({})".format(detail) if detail else ""))
     if selected_on_validation(records):
         splits = sorted({r["val_split_sha256"][:12] for r in records if r.get("val_split_sha256")})
-        head = ("Top-1 (%) on the test set, mean ± sample std over seeds (— for one seed). Test top-1 at val-best epoch "
-                "= the test accuracy of the epoch with the best accuracy on the validation split held out of the "
-                "training set (DATASET.VAL_SPLIT; split sha256 {}): the number selected without the test set. Best val "
-                "top-1 = that validation accuracy; Last-epoch test top-1 = final epoch; Best test top-1 = the best epoch "
+        head = ("{what} on the test set, mean ± sample std over seeds (— for one seed). Test {m} at val-best epoch "
+                "= the test {m} of the epoch with the best {m} on the validation split held out of the "
+                "training set (DATASET.VAL_SPLIT; split sha256 {splits}): the number selected without the test set. "
+                "Best val {m} = that validation {m}; Last-epoch test {m} = final epoch; Best test {m} = the best epoch "
                 "chosen on the test set itself (optimistic, as papers report; not measured with "
-                "DATASET.TEST_AT_END_ONLY). ".format(", ".join(splits)))
+                "DATASET.TEST_AT_END_ONLY). ".format(what=what, m=short, splits=", ".join(splits)))
     else:
-        head = ("Top-1 (%) on the test set, mean ± sample std over seeds (— for one seed); Last = final epoch, "
-                "Best = best epoch. ")
+        head = ("{} on the test set, mean ± sample std over seeds (— for one seed); Last = final epoch, "
+                "Best = best epoch. ".format(what))
     return [
         head + wall,
         "Published = the paper's number for the same dataset/pair/method under its full protocol "

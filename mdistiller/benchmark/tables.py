@@ -1,8 +1,9 @@
 """Aggregating run records over seeds (mean ± sample std) and writing the tables (markdown, CSV).
 
-One row per run name (config): top-1 of the last and of the best epoch, mean and sample standard
-deviation (n - 1) over the seeds that finished ("—" when n = 1), mean wall time, the published
-number, and a status naming every failed seed with its error.
+One row per run name (config): the score — top-1, or a detector's AP — of the last and of the best epoch, mean
+and sample standard deviation (n - 1) over the seeds that finished ("—" when n = 1), the task's other last-epoch
+metrics (a record's ``extras``: AP50 and AP75 of a detector), mean wall time, the published number, and a status
+naming every failed seed with its error.
 
 Paired comparison: when the sweep also trained the student alone (a ``NONE`` run of the same student
 on the same dataset), each other row gets the last-epoch difference to it over the seeds both
@@ -91,6 +92,9 @@ def aggregate(records, published_table=None):
         best_mean, best_std = mean_std([r["best_acc"] for r in ok if r["best_acc"] is not None])
         wall, _ = mean_std([r["wall_time"] for r in ok if r["wall_time"] is not None])
         pub, source = published_top1(first["dataset"], first["teacher"], first["student"], first["method"], published_table)
+        labels = list(OrderedDict.fromkeys(label for r in ok for label in r.get("extras") or {}))
+        extras = OrderedDict((label, mean_std([r["extras"][label] for r in ok if label in (r.get("extras") or {})]))
+                             for label in labels)
         failed = [r for r in recs if r["status"] != "ok"]
         if not failed:
             status = "ok"
@@ -108,8 +112,10 @@ def aggregate(records, published_table=None):
             teacher=first["teacher"],
             student=first["student"],
             pair=pair_text(first["type"], first["method"], first["teacher"], first["student"]),
+            metric=first.get("metric", "top-1"),
             last_mean=last_mean,
             last_std=last_std,
+            extras=extras,
             best_mean=best_mean,
             best_std=best_std,
             n=len(ok),
@@ -161,6 +167,7 @@ def md_cell(text):
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+# A classification table's columns; a detection table says AP for top-1 and adds its extras (AP50, AP75).
 TABLE_COLUMNS = ("Method", "Run", "Dataset", "Teacher→Student", "Last top-1", "Best top-1", "Seeds", "Wall (s)",
                  "Published", "Status")
 PAIRED_COLUMN = "Last − student alone (paired)"
@@ -168,6 +175,12 @@ PAIRED_COLUMN = "Last − student alone (paired)"
 AT_VAL_BEST_COLUMN = "Test top-1 at val-best epoch"
 PAIRED_AT_VAL_BEST_COLUMN = "At val-best − student alone (paired)"
 SPLIT_EXTRA_COLUMNS = ("Best val top-1", "Last-epoch test top-1", "Best test top-1 (selected on test)")
+
+
+def table_metric(rows):
+    """The score the rows share (``top-1``, ``AP``), or ``score`` when a table mixes tasks."""
+    metrics = list(OrderedDict.fromkeys(r.get("metric", "top-1") for r in rows))
+    return metrics[0] if len(metrics) == 1 else "score"
 
 
 def paired_text(row):
@@ -185,6 +198,17 @@ def paired_text(row):
 def _table(rows):
     """``(columns, right-aligned flags, cells of each row)`` of the markdown table."""
     paired = any(r.get("delta_mean") is not None for r in rows)
+    metric = table_metric(rows)
+
+    def named(column):
+        return column.replace("top-1", metric)
+
+    extras = list(OrderedDict.fromkeys(label for r in rows for label in r.get("extras") or {}))
+    extra_columns = [("Last " + label, True) for label in extras]
+
+    def extra_cells(r):
+        return [format_mean_std(*(r.get("extras") or {}).get(label, (None, None))) for label in extras]
+
     head = [(c, False) for c in TABLE_COLUMNS[:4]]
     tail = [("Seeds", True), ("Wall (s)", True), ("Published", True), ("Status", False)]
 
@@ -197,17 +221,19 @@ def _table(rows):
 
     if any("at_val_best_mean" in r for r in rows):
         with_best = any(r["best_mean"] is not None for r in rows)
-        columns = head + [(AT_VAL_BEST_COLUMN, True)] + ([(PAIRED_AT_VAL_BEST_COLUMN, True)] if paired else [])
-        columns += [(c, True) for c in SPLIT_EXTRA_COLUMNS[: 3 if with_best else 2]] + tail
+        columns = head + [(named(AT_VAL_BEST_COLUMN), True)] + ([(PAIRED_AT_VAL_BEST_COLUMN, True)] if paired else [])
+        columns += [(named(c), True) for c in SPLIT_EXTRA_COLUMNS[:2]] + extra_columns
+        columns += ([(named(SPLIT_EXTRA_COLUMNS[2]), True)] if with_best else []) + tail
         cells = [common(r) + [format_mean_std(r["at_val_best_mean"], r["at_val_best_std"])]
                  + ([paired_text(r)] if paired else [])
                  + [format_mean_std(r["val_mean"], r["val_std"]), format_mean_std(r["last_mean"], r["last_std"])]
+                 + extra_cells(r)
                  + ([format_mean_std(r["best_mean"], r["best_std"])] if with_best else []) + status(r) for r in rows]
         return columns, cells
-    columns = head + [(TABLE_COLUMNS[4], True)] + ([(PAIRED_COLUMN, True)] if paired else [])
-    columns += [(TABLE_COLUMNS[5], True)] + tail
+    columns = head + [(named(TABLE_COLUMNS[4]), True)] + ([(PAIRED_COLUMN, True)] if paired else [])
+    columns += extra_columns + [(named(TABLE_COLUMNS[5]), True)] + tail
     cells = [common(r) + [format_mean_std(r["last_mean"], r["last_std"])] + ([paired_text(r)] if paired else [])
-             + [format_mean_std(r["best_mean"], r["best_std"])] + status(r) for r in rows]
+             + extra_cells(r) + [format_mean_std(r["best_mean"], r["best_std"])] + status(r) for r in rows]
     return columns, cells
 
 
@@ -224,27 +250,28 @@ def format_markdown(rows, title=None, notes=()):
     notes = list(notes)
     if any(r.get("delta_mean") is not None for r in rows):
         if any("at_val_best_mean" in r for r in rows):
-            notes.append("At val-best − student alone (paired) = test top-1 at the validation-best epoch minus that of "
+            notes.append("At val-best − student alone (paired) = test {} at the validation-best epoch minus that of "
                          "the student trained alone with the same seed, mean ± sample std over the seeds both "
-                         "finished; seeds up = how many differences are positive; p = two-sided paired t-test.")
+                         "finished; seeds up = how many differences are positive; p = two-sided paired t-test."
+                         .format(table_metric(rows)))
         else:
-            notes.append("Last − student alone (paired) = last-epoch top-1 minus that of the student trained alone "
+            notes.append("Last − student alone (paired) = last-epoch {} minus that of the student trained alone "
                          "with the same seed, mean ± sample std over the seeds both finished; seeds up = how many "
-                         "differences are positive; p = two-sided paired t-test.")
+                         "differences are positive; p = two-sided paired t-test.".format(table_metric(rows)))
     if notes:
         lines.append("")
         lines += notes
     return "\n".join(lines) + "\n"
 
 
-CSV_FIELDS = ("method", "name", "config", "dataset", "teacher", "student", "pair", "last_mean", "last_std",
+CSV_FIELDS = ("method", "name", "config", "dataset", "teacher", "student", "pair", "metric", "last_mean", "last_std",
               "best_mean", "best_std", "n", "seeds", "runs", "wall_time", "published", "published_source", "status",
               "paired_vs", "delta_mean", "delta_std", "delta_n", "delta_wins", "delta_p")
 # Added to results.csv when the table leads with test top-1 at the validation-best epoch (delta_* are then on it).
 SPLIT_CSV_FIELDS = ("at_val_best_mean", "at_val_best_std", "val_mean", "val_std", "delta_on")
 
-RUN_FIELDS = ("name", "config", "method", "dataset", "teacher", "student", "seed", "status", "epochs", "last_acc",
-              "best_acc", "best_epoch", "wall_time", "error", "run_dir", "attempts", "job_ids")
+RUN_FIELDS = ("name", "config", "method", "dataset", "teacher", "student", "seed", "status", "epochs", "metric",
+              "last_acc", "best_acc", "best_epoch", "wall_time", "error", "run_dir", "attempts", "job_ids")
 # Added to runs.csv when a run has a validation split.
 SPLIT_RUN_FIELDS = ("test_at_val_best", "val_best_acc", "val_best_epoch", "val_split_sha256")
 
@@ -258,9 +285,25 @@ def _csv_value(value):
 
 
 def write_csv(rows, path, fields=CSV_FIELDS):
-    """``rows`` (dicts) as CSV with the columns ``fields``: None as empty, floats at full precision."""
+    """``rows`` (dicts) as CSV with the columns ``fields``: None as empty, floats at full precision. A row's
+    ``extras`` become columns of their own: ``last_<label>_mean`` / ``_std`` for a row of :func:`aggregate`,
+    ``last_<label>`` for a run's record."""
+    rows = [_flat_extras(row) for row in rows]
+    fields = list(fields) + list(OrderedDict.fromkeys(k for row in rows for k in row if k.startswith("last_")
+                                                      and k not in fields and k not in ("last_mean", "last_std")))
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _csv_value(row.get(k)) for k in fields})
+
+
+def _flat_extras(row):
+    flat = OrderedDict((k, v) for k, v in row.items() if k != "extras")
+    for label, value in (row.get("extras") or {}).items():
+        name = "last_" + label.lower()
+        if isinstance(value, tuple):
+            flat[name + "_mean"], flat[name + "_std"] = value
+        else:
+            flat[name] = value
+    return flat

@@ -44,7 +44,7 @@ from .digits import Digits
 from .imagefolder import ImageFolderInstance
 from .split import draw_split, held_out_view
 from .svhn import SVHN
-from .table import DATASETS, DatasetSpec, dataset_spec, image_size, register_dataset
+from .table import DATASETS, DatasetSpec, dataset_spec, image_size, load_function, register_dataset, task_of
 
 __all__ = [
     "DATASETS",
@@ -55,6 +55,7 @@ __all__ = [
     "build_datasets",
     "RunData",
     "image_size",
+    "task_of",
     "get_dataset",
     "wrap_contrastive",
     "resolve_num_classes",
@@ -95,6 +96,8 @@ def build_data(cfg, needs=None):
     """Build the :data:`RunData` of ``cfg.DATASET`` and the method's ``needs``."""
     spec = dataset_spec(cfg.DATASET.TYPE)
     options = {"size": image_size(cfg)[0]} if spec.resize else {}
+    if spec.options:
+        options.update(load_function(spec.options)(cfg))
     train_set, test_set, own = spec.build(str(cfg.DATASET.ROOT), bool(cfg.DATASET.DOWNLOAD), **options)
     num_classes = resolve_num_classes(own, cfg.DATASET.NUM_CLASSES, train_set.targets, test_set.targets)
     split = draw_split(cfg, train_set)
@@ -103,6 +106,9 @@ def build_data(cfg, needs=None):
         val_set = held_out_view(train_set, test_set, split.val_indices)
         train_set = select_items(train_set, split.train_indices)
     per_class = int(cfg.DATASET.TRAIN_PER_CLASS or 0)
+    if per_class > 0 and spec.task != "classification":
+        raise ValueError("DATASET.TRAIN_PER_CLASS selects images by class: it applies to classification sets only, "
+                         "not to DATASET.TYPE {} ({})".format(spec.name, spec.task))
     if per_class > 0:
         seed = int(cfg.DATASET.SUBSET_SEED)
         if seed < 0:

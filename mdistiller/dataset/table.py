@@ -10,7 +10,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Optional
 
-TASKS = ("classification",)
+TASKS = ("classification", "detection")
+ZOOS = ("cifar", "imagenet", "detection")
 
 
 @dataclass(frozen=True)
@@ -30,22 +31,28 @@ class DatasetSpec:
         resize: ``"module:function"`` mapping ``DATASET.INPUT_SIZE`` to the side the builder resizes to
             (passed as ``size=``); None: the dataset has its own size and ``DATASET.INPUT_SIZE`` does not
             resize it.
+        options: ``"module:function"`` mapping the run's config to more keyword arguments of the builder (file
+            layout, input sizes: the COCO-format sets' ``DATASET.COCO`` and ``DETECTION.INPUT`` keys); None: none.
         in_memory: its sets hold their images in one tensor, so whole batches can be cut on the training device
             (``DATASET.PIPELINE auto`` picks ``batched``); otherwise images are read from files per sample.
-        zoo: the model zoo of ``DISTILLER.MODEL_ZOO auto``: ``"cifar"`` (CIFAR-layout models) or ``"imagenet"``
-            (torchvision-layout models).
+        zoo: the model zoo of ``DISTILLER.MODEL_ZOO auto``: ``"cifar"`` (CIFAR-layout models), ``"imagenet"``
+            (torchvision-layout models) or ``"detection"`` (Faster R-CNN + FPN detectors around zoo backbones).
         teachers: where its teachers come from when ``DISTILLER.TEACHER_CKPT`` is empty: the name of a model
             dict of mdistiller's released checkpoints (``mdistiller.models.RELEASED_MODEL_DICTS``: its
             checkpoints are the released teachers and its constructors replace the CIFAR zoo's), or
-            ``"torchvision"`` (torchvision's pretrained ImageNet weights, ImageNet zoo), or None (a teacher is
-            trained first and passed through ``DISTILLER.TEACHER_CKPT``).
-        task: the task it serves: ``"classification"``.
+            ``"torchvision"`` (torchvision's pretrained weights: ImageNet classifiers for the ImageNet zoo, the COCO
+            R50-FPN detector for the detection zoo), or None (a teacher is trained first and passed through
+            ``DISTILLER.TEACHER_CKPT``).
+        task: the task it serves, :data:`TASKS`: ``"classification"`` (items ``(image, class)``, top-1/top-5) or
+            ``"detection"`` (items ``(image, {"boxes", "labels", ...})`` of any size, COCO mAP; its builder's sets
+            also have ``.category_ids``).
     """
 
     name: str
     builder: str
     image_size: Optional[int] = None
     resize: Optional[str] = None
+    options: Optional[str] = None
     in_memory: bool = False
     zoo: str = "cifar"
     teachers: Optional[str] = None
@@ -63,8 +70,8 @@ def register_dataset(spec):
     """Add ``spec`` to the table under ``spec.name``; a name registered twice with another spec is an error."""
     if spec.task not in TASKS:
         raise ValueError("DatasetSpec {!r}: unknown task {!r}; valid: {}".format(spec.name, spec.task, ", ".join(TASKS)))
-    if spec.zoo not in ("cifar", "imagenet"):
-        raise ValueError("DatasetSpec {!r}: zoo must be 'cifar' or 'imagenet', got {!r}".format(spec.name, spec.zoo))
+    if spec.zoo not in ZOOS:
+        raise ValueError("DatasetSpec {!r}: zoo must be one of {}, got {!r}".format(spec.name, ", ".join(ZOOS), spec.zoo))
     if spec.name in DATASETS and DATASETS[spec.name] != spec:
         raise KeyError("Dataset {!r} is registered twice ({} and {})".format(spec.name, DATASETS[spec.name], spec))
     DATASETS[spec.name] = spec
@@ -77,6 +84,11 @@ def dataset_spec(name):
         return DATASETS[str(name).lower()]
     except KeyError:
         raise ValueError("unknown DATASET.TYPE %r; valid names: %s" % (name, ", ".join(DATASETS))) from None
+
+
+def task_of(cfg):
+    """The task of the run's dataset (``DatasetSpec.task`` of ``DATASET.TYPE``)."""
+    return dataset_spec(cfg.DATASET.TYPE).task
 
 
 def load_function(path):
@@ -106,5 +118,9 @@ register_dataset(DatasetSpec("imagenet", "mdistiller.dataset.imagefolder:build_i
                              teachers="torchvision"))
 register_dataset(DatasetSpec("tiny_imagenet", "mdistiller.dataset.imagefolder:build_tiny_imagenet", image_size=64,
                              teachers="tiny_imagenet"))
+register_dataset(DatasetSpec("coco", "mdistiller.dataset.coco:build_coco", options="mdistiller.dataset.coco:coco_options",
+                             zoo="detection", teachers="torchvision", task="detection"))
+register_dataset(DatasetSpec("shapes", "mdistiller.dataset.shapes:build_shapes",
+                             options="mdistiller.dataset.coco:input_options", zoo="detection", task="detection"))
 register_dataset(DatasetSpec("digits", "mdistiller.dataset.digits:build_digits", resize="mdistiller.dataset.digits:digits_size",
                              in_memory=True))

@@ -2,6 +2,7 @@ from ..losses.dkd import dkd_loss
 from ..losses.schedules import linear_warmup
 from ..registry import register_distiller
 from ._base import Distiller
+from ._detection import RCNNDistiller
 
 
 @register_distiller("DKD")
@@ -34,3 +35,9 @@ class DKD(Distiller):
 
     def distill_losses(self, student, teacher, target, epoch, **batch):
         return {"loss_kd": self.logit_loss(student.logits, teacher.logits, target, epoch)}
+
+
+@register_distiller("DKD", task="detection")
+class DetectionDKD(RCNNDistiller, DKD):
+    """DKD on the RoI classification logits, background last: mdistiller's detection ``rcnn_dkd_loss``
+    (``DKD.ALPHA``/``BETA``/``T``; its configs: 1, 0.25, 1, no warm-up)."""

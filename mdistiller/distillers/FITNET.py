@@ -1,6 +1,7 @@
 from ..losses.fitnet import hint_loss
 from ..registry import register_distiller
 from ._base import Distiller
+from ._detection import RCNNDistiller, fpn_projectors
 from ._common import ConvReg, at_least_fp32, probe_features, probe_input_size
 
 
@@ -43,3 +44,21 @@ class FitNet(Distiller):
         f_s = self.conv_reg(at_least_fp32(student.feats["feats"][self.hint_layer]))
         f_t = at_least_fp32(teacher.feats["feats"][self.hint_layer])
         return {"loss_kd": self.feat_loss_weight * hint_loss(f_s, f_t)}
+
+
+@register_distiller("FITNET", task="detection")
+class DetectionFitNet(RCNNDistiller, FitNet):
+    """FitNets on the FPN maps P2–P6: ``FEAT_WEIGHT · Σ_levels mean((conv1×1(p_s) − p_t)²)`` (this project's
+    detection FitNet: one 1×1 adaptation conv per level; ``FITNET.HINT_LAYER`` is not used)."""
+
+    ROI_LOGITS = False
+
+    def __init__(self, student, teacher, cfg):
+        Distiller.__init__(self, student, teacher)
+        self.feat_loss_weight = cfg.FITNET.LOSS.FEAT_WEIGHT
+        self.regressors = fpn_projectors(student, teacher)
+
+    def distill_losses(self, student, teacher, target, epoch, **batch):
+        loss = sum(hint_loss(regressor(f_s), f_t)
+                   for regressor, f_s, f_t in zip(self.regressors, student.feats["fpn"], teacher.feats["fpn"]))
+        return {"loss_kd": self.feat_loss_weight * loss}

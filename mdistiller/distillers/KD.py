@@ -1,6 +1,7 @@
 from ..losses.kd import kd_loss
 from ..registry import register_distiller
 from ._base import Distiller
+from ._detection import RCNNDistiller
 
 
 @register_distiller("KD")
@@ -32,3 +33,9 @@ class KD(Distiller):
 
     def distill_losses(self, student, teacher, target, epoch, **batch):
         return {"loss_kd": self.logit_loss(student.logits, teacher.logits, target, epoch)}
+
+
+@register_distiller("KD", task="detection")
+class DetectionKD(RCNNDistiller, KD):
+    """KD on the RoI classification logits of the student's sampled proposals (background last), teacher's box head
+    on the same RoIs (this project's detection KD; ``KD.TEMPERATURE``, ``KD.LOSS.KD_WEIGHT``)."""

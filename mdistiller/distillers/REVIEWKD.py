@@ -29,6 +29,7 @@ from ..losses.reviewkd import hcl_loss
 from ..losses.schedules import linear_warmup
 from ..registry import register_distiller
 from ._base import Distiller
+from ._detection import FPN_LEVELS, RCNNDistiller
 from ..ops import upsample_nearest
 from ._common import at_least_fp32, probe_features, probe_input_size
 
@@ -41,9 +42,9 @@ class ABF(nn.Module):
 
     ``x`` (n × C_in × h × w) → 1×1 conv + BN → ``x'`` (C_mid). With a residual
     ``y`` from the deeper level (``fuse=True``): ``y`` is upsampled (nearest) to
-    ``shape × shape``, a 1×1 conv + sigmoid on ``[x', y]`` gives two maps
-    ``a₀, a₁`` and ``x' ← x' · a₀ + y · a₁``. ``x'`` is resized (nearest) to
-    ``out_shape`` if needed and returned as the next residual, together with
+    ``shape × shape`` (None: to ``x``'s h × w, as mdistiller's detection ABF), a 1×1 conv + sigmoid on
+    ``[x', y]`` gives two maps ``a₀, a₁`` and ``x' ← x' · a₀ + y · a₁``. ``x'`` is resized (nearest) to
+    ``out_shape`` if needed (None: never) and returned as the next residual, together with
     ``BN(conv3×3(x'))`` (C_out) as this level's output.
     """
 
@@ -78,10 +79,10 @@ class ABF(nn.Module):
         n, _, h, w = x.shape
         x = self.conv1(x)
         if self.att_conv is not None:
-            y = upsample_nearest(y, shape)
+            y = upsample_nearest(y, (h, w) if shape is None else shape)
             z = self.attention(x, y)
             x = x * z[:, 0].view(n, 1, h, w) + y * z[:, 1].view(n, 1, h, w)
-        if x.shape[-1] != out_shape:
+        if out_shape is not None and x.shape[-1] != out_shape:
             x = upsample_nearest(x, out_shape)
         return self.conv2(x), x
 
@@ -200,4 +201,40 @@ class REVIEWKD(Distiller):
         results = self.fuse(student.feats)
         feats_t = [at_least_fp32(f) for f in teacher_levels(teacher.feats)]
         loss = self.reviewkd_loss_weight * linear_warmup(epoch, self.warmup_epochs) * hcl_loss(results, feats_t)
+        return {"loss_kd": loss}
+
+
+@register_distiller("REVIEWKD", task="detection")
+class DetectionReviewKD(RCNNDistiller, REVIEWKD):
+    """Knowledge review on the FPN maps: ABFs over the student's P2–P6 against the teacher's P2–P6 by ``hcl``
+    (mdistiller's detection ReviewKD: ``build_kd_trans``, five levels, mid width min(512, FPN width); weight
+    ``REVIEWKD.REVIEWKD_WEIGHT``, warm-up ``REVIEWKD.WARMUP_EPOCHS``: mdistiller's detection has none)."""
+
+    ROI_LOGITS = False
+
+    def __init__(self, student, teacher, cfg):
+        Distiller.__init__(self, student, teacher)
+        block = cfg.REVIEWKD
+        self.reviewkd_loss_weight = block.REVIEWKD_WEIGHT
+        self.warmup_epochs = block.WARMUP_EPOCHS
+        c_s, c_t = student.backbone.out_channels, teacher.backbone.out_channels
+        mid_channel = min(_MID_CHANNEL_CAP, c_s)
+        abfs = nn.ModuleList([ABF(c_s, mid_channel, c_t, i < FPN_LEVELS - 1) for i in range(FPN_LEVELS)])
+        self.abfs = abfs[::-1]  # deepest level (P6) first
+
+    def fuse(self, levels):
+        """The ABF outputs, shallowest first, from the student's FPN maps (shallowest first); each residual is
+        resized to the next level's own size (mdistiller's detection ABF)."""
+        x = levels[::-1]
+        out, residual = self.abfs[0](x[0])
+        results = [out]
+        for feat, abf in zip(x[1:], self.abfs[1:]):
+            out, residual = abf(feat, residual)
+            results.insert(0, out)
+        return results
+
+    def distill_losses(self, student, teacher, target, epoch, **batch):
+        results = self.fuse(student.feats["fpn"])
+        loss = self.reviewkd_loss_weight * linear_warmup(epoch, self.warmup_epochs) * hcl_loss(results,
+                                                                                            teacher.feats["fpn"])
         return {"loss_kd": loss}

@@ -1,7 +1,7 @@
 """WKD: Wasserstein-distance knowledge distillation (Lv, Yang & Li, NeurIPS 2024); math in :mod:`mdistiller.losses.wkd`."""
 import torch.nn as nn
 
-from ..losses.class_cost import COST_MATRIX_HINT, classifier_weight, fc_cost_matrix, load_cost_matrix, prepare_cost_matrix
+from ..losses.class_cost import COST_MATRIX_HINT, classifier_weight, cosine_cost, load_cost_matrix, prepare_cost_matrix
 from ..losses.schedules import cosine_decay_weight
 from ..losses.wkd import (
     smallest_window,
@@ -12,6 +12,7 @@ from ..losses.wkd import (
 from ..ot import sinkhorn_kernel
 from ..registry import register_distiller
 from ._base import Distiller
+from ._detection import RCNNDistiller, fpn_projectors
 from ._common import ConvReg, ConvRegBottleNeck, at_least_fp32, probe_features, probe_input_size
 
 PROJECTORS = {"conv1x1": ConvReg, "bottleneck": ConvRegBottleNeck}
@@ -109,18 +110,27 @@ class WKD(Distiller):
         if self.enable_wkdf:
             self._init_feature_part(w, cfg, student, teacher)
 
+    @staticmethod
+    def teacher_classifier(teacher):
+        """The (C, d) weight of the teacher's classifier, one row per distilled class in the logits' order (None
+        when the teacher has no ``nn.Linear``): the rows of ``COST_MATRIX fc`` and the class count a cost file
+        must have."""
+        return classifier_weight(teacher) if any(isinstance(m, nn.Linear) for m in teacher.modules()) else None
+
     def _init_logit_part(self, w, teacher):
         self.temperature = w.TEMPERATURE
         self.sinkhorn_lambda = w.SINKHORN.LAMBDA
         self.sinkhorn_iter = int(w.SINKHORN.ITER)
-        raw = fc_cost_matrix(teacher) if str(w.COST_MATRIX).lower() == "fc" else load_cost_matrix(w.COST_MATRIX_PATH)
+        classifier = self.teacher_classifier(teacher)
+        if str(w.COST_MATRIX).lower() == "fc":
+            raw = cosine_cost(classifier if classifier is not None else classifier_weight(teacher))
+        else:
+            raw = load_cost_matrix(w.COST_MATRIX_PATH)
         cost = prepare_cost_matrix(raw, w.COST_MATRIX_SHARPEN)
-        has_classifier = any(isinstance(m, nn.Linear) for m in teacher.modules())
-        if has_classifier and cost.shape[0] != classifier_weight(teacher).shape[0]:
+        if classifier is not None and cost.shape[0] != classifier.shape[0]:
             raise ValueError(
                 "WKD cost matrix is {}x{} but the teacher has {} classes ({}). {}".format(
-                    cost.shape[0], cost.shape[1], classifier_weight(teacher).shape[0], w.COST_MATRIX_PATH or "fc",
-                    COST_MATRIX_HINT,
+                    cost.shape[0], cost.shape[1], classifier.shape[0], w.COST_MATRIX_PATH or "fc", COST_MATRIX_HINT,
                 )
             )
         # Derived from the config and the teacher: buffers (they follow .to()), not part of the state_dict.
@@ -203,4 +213,40 @@ class WKD(Distiller):
             losses["loss_feat"] = self.feature_loss(
                 student.feats["feats"][self.hint_layer], teacher.feats["feats"][self.hint_layer], epoch
             )
+        return losses
+
+
+@register_distiller("WKD", task="detection")
+class DetectionWKD(RCNNDistiller, WKD):
+    """WKD-L on the RoI logits (K + 1 classes, background last; the cost matrix is (K + 1) × (K + 1)) and WKD-F on
+    the FPN maps P2–P6 (each level's student map through its own 1×1 projector), ``WKD.*`` keys; this project's
+    reconstruction (the release has no detection code)."""
+
+    def __init__(self, student, teacher, cfg):
+        super().__init__(student, teacher, cfg)
+        self.ROI_LOGITS = self.enable_wkdl
+
+    def _init_feature_part(self, w, cfg, student, teacher):
+        self.mean_cov_ratio = w.MEAN_COV_RATIO
+        self.eps = w.EPS
+        self.spatial_grid = int(w.SPATIAL_GRID)
+        self.projectors = fpn_projectors(student, teacher)
+
+    @staticmethod
+    def teacher_classifier(teacher):
+        """The rows of the teacher's RoI class predictor in the distilled order (K classes, background last)."""
+        return teacher.roi_heads.box_predictor.cls_score.weight[teacher.distill_columns]
+
+    def distill_losses(self, student, teacher, target, epoch, **batch):
+        losses = {"loss_kd": self.logit_loss(student.logits, teacher.logits, target, epoch)}
+        if self.enable_wkdf:
+            coarsest = teacher.feats["fpn"][-1].shape[-2:]
+            if min(smallest_window(n, self.spatial_grid) for n in coarsest) < 2:
+                # Windows of one pixel have no (unbiased) variance: the loss would be NaN.
+                raise ValueError("WKD.SPATIAL_GRID {} is too fine for this batch's {}x{} P6 maps: lower it, or train "
+                                 "on larger images".format(self.spatial_grid, coarsest[0], coarsest[1]))
+            loss = sum(wkd_feature_loss(projector(f_s), f_t, eps=self.eps, grid=self.spatial_grid,
+                                        mean_cov_ratio=self.mean_cov_ratio)
+                       for projector, f_s, f_t in zip(self.projectors, student.feats["fpn"], teacher.feats["fpn"]))
+            losses["loss_feat"] = self.feat_weight_at(epoch) * loss
         return losses

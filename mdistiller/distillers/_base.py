@@ -50,6 +50,8 @@ class Distiller(nn.Module):
     LOGIT_STANDARDIZATION = False
     # Key of the cross-entropy term in the losses dict.
     ce_key = "loss_ce"
+    # The task of the datasets the class trains on (set by register_distiller; see mdistiller.registry).
+    task = "classification"
 
     def __init__(self, student, teacher, cfg=None):
         """``cfg``: the run's config; with it, a method with ``LOGIT_STANDARDIZATION`` standardizes its logits
@@ -159,6 +161,11 @@ class Distiller(nn.Module):
     def ground_cost(self):
         """Methods with a class-to-class ground cost: ``(cost, reg, num_iter)`` for the diagnostics, else None."""
         return None
+
+    @property
+    def task_loss_keys(self):
+        """The keys of the task's own loss terms (the rest are distillation terms): DOT's split of the objective."""
+        return (self.ce_key,)
 
     def forward_test(self, image):
         return self.student(image)[0]

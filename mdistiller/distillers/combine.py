@@ -14,6 +14,7 @@ import torch
 
 from ..registry import DataNeeds, get_distiller_class, register_distiller
 from ._base import Distiller
+from ._detection import RCNNDistiller
 from .registry import construct
 
 
@@ -31,7 +32,7 @@ class Combine(Distiller):
 
     @classmethod
     def part_classes(cls, cfg):
-        return [get_distiller_class(str(m)) for m in cfg.COMBINE.METHODS]
+        return [get_distiller_class(str(m), cls.task) for m in cfg.COMBINE.METHODS]
 
     @classmethod
     def label(cls, cfg):
@@ -83,7 +84,7 @@ class Combine(Distiller):
             raise ValueError(
                 "COMBINE.WEIGHTS has {} entries for {} methods ({})".format(len(weights), len(methods), methods)
             )
-        classes = [get_distiller_class(m) for m in methods]  # unknown key: the registry's error
+        classes = [get_distiller_class(m, self.task) for m in methods]  # unknown key: the registry's error
         if any(c is Combine for c in classes):
             raise ValueError("COMBINE cannot contain COMBINE")
         self.methods, self.weights = methods, weights
@@ -109,3 +110,13 @@ class Combine(Distiller):
             if found is not None:
                 return found
         return None
+
+
+@register_distiller("COMBINE", task="detection")
+class DetectionCombine(RCNNDistiller, Combine):
+    """Weighted sum of the detection variants of registered methods on one detection step (ReviewKD+DKD: mdistiller's
+    ``ReviewDKD``)."""
+
+    def __init__(self, student, teacher, cfg, num_data=None):
+        super().__init__(student, teacher, cfg, num_data)
+        self.ROI_LOGITS = any(part.ROI_LOGITS for part in self.parts.values())

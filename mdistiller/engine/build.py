@@ -1,14 +1,17 @@
 """Build student and teacher from a config: names, checkpoints, clear errors. Which zoo a dataset's models
-come from and where its teachers come from is the dataset table's (:mod:`mdistiller.dataset.table`)."""
+come from, where its teachers come from and which task it serves (classifiers or detectors) is the dataset
+table's (:mod:`mdistiller.dataset.table`)."""
 import os
 
 import torch.nn as nn
 
-from ..dataset.table import dataset_spec
+from ..dataset.table import dataset_spec, task_of
 from ..models import RELEASE_TITLES, RELEASED_MODEL_DICTS, cifar_model_dict, imagenet_model_dict
-from .checkpoint import load_checkpoint, load_weights
+from .checkpoint import CheckpointError, load_checkpoint, load_weights
 
-MODEL_ZOOS = ("auto", "cifar", "imagenet")
+MODEL_ZOOS = ("auto", "cifar", "imagenet", "detection")
+# torchvision's COCO detector (download manifest entry) by backbone name: the detection zoo's released teachers.
+TORCHVISION_DETECTORS = {"ResNet50": "fasterrcnn_resnet50_fpn_coco"}
 IMAGENET_CLASSES = 1000
 DOWNLOAD_HINT = ("Fetch mdistiller's released CIFAR-100 teachers with `mdistiller-download teachers` in this folder "
                  "(MDISTILLER_CKPT_ROOT moves them), or give another checkpoint as DISTILLER.TEACHER_CKPT.")
@@ -37,7 +40,12 @@ def cifar_zoo_dict(dataset_type):
 
 
 def model_zoo(dataset_type, zoo="auto"):
-    if zoo_kind(dataset_type, zoo) == "imagenet":
+    kind = zoo_kind(dataset_type, zoo)
+    if kind == "detection":
+        from ..models.detection import DETECTION_BACKBONES
+
+        return DETECTION_BACKBONES
+    if kind == "imagenet":
         return imagenet_model_dict
     return {k: v[0] for k, v in cifar_zoo_dict(dataset_type).items()}
 
@@ -159,8 +167,80 @@ def load_teacher(cfg, num_classes):
     return teacher.eval()
 
 
-def build_student_and_teacher(cfg, num_classes, needs_teacher=True):
-    """The student (``DISTILLER.STUDENT_PRETRAINED``: from ImageNet weights) and, if needed, the teacher."""
+def build_detector_model(cfg, name, category_ids, pretrained=False, num_outputs=None, teacher=False):
+    """A Faster R-CNN + FPN detector (:mod:`mdistiller.models.detection`) around backbone ``name`` for classes
+    ``category_ids``, with the ``DETECTION.*`` settings and the student's (or the teacher's) input normalisation."""
+    from ..models.detection import build_detector, detector_settings
+
+    d = cfg.DETECTION
+    prefix = "TEACHER_" if teacher else ""
+    settings = detector_settings(cfg)
+    if teacher:
+        settings["norm"] = "FrozenBN"  # frozen: BatchNorm's statistics and affine stay as loaded, whatever the file
+    if name not in model_zoo(cfg.DATASET.TYPE, "detection"):
+        raise KeyError("Unknown detection backbone {!r} for dataset {!r} (DISTILLER.STUDENT / TEACHER). Valid names: "
+                       "{}".format(name, cfg.DATASET.TYPE, ", ".join(model_zoo(cfg.DATASET.TYPE, "detection"))))
+    return build_detector(name, category_ids, settings, pretrained=pretrained, num_outputs=num_outputs,
+                          pixel_mean=list(d[prefix + "PIXEL_MEAN"]), pixel_std=list(d[prefix + "PIXEL_STD"]),
+                          input_format=str(d[prefix + "INPUT_FORMAT"]))
+
+
+def detection_teacher_checkpoint(cfg):
+    """DISTILLER.TEACHER_CKPT, else torchvision's COCO detector of DISTILLER.TEACHER for a dataset whose teachers come
+    from torchvision (fetched through the download manifest, hash-checked, when missing)."""
+    if cfg.DISTILLER.TEACHER_CKPT:
+        return cfg.DISTILLER.TEACHER_CKPT
+    name = cfg.DISTILLER.TEACHER
+    released = TORCHVISION_DETECTORS if dataset_spec(cfg.DATASET.TYPE).teachers == "torchvision" else {}
+    if name not in released:
+        raise FileNotFoundError("No released {} detector for dataset {!r}{}: {}".format(
+            name, cfg.DATASET.TYPE,
+            " (torchvision releases COCO weights for {} only)".format(", ".join(released)) if released else "",
+            teacher_recipe(name, cfg.DATASET.TYPE)))
+    from ..download import fetch_file
+
+    return fetch_file(released[name])
+
+
+def load_detection_teacher(cfg, category_ids):
+    """The teacher detector with its weights (strict load), in eval mode. Its output columns follow the file: K + 1
+    (background + the dataset's classes, as the detectors trained here) or one per COCO category id (torchvision's
+    91); :attr:`~mdistiller.models.detection.Detector.distill_columns` maps either to the same K classes."""
+    path = detection_teacher_checkpoint(cfg)
+    hint = (missing_teacher_hint(cfg) if cfg.DISTILLER.TEACHER_CKPT
+            else "Run `mdistiller-download {}`.".format(TORCHVISION_DETECTORS.get(cfg.DISTILLER.TEACHER, "")))
+    state = load_checkpoint(path, hint=hint)
+    state = state["model"] if isinstance(state, dict) and "model" in state else state
+    key = "roi_heads.box_predictor.cls_score.weight"
+    if not isinstance(state, dict) or key not in state:
+        raise CheckpointError("{} is not the checkpoint of a Faster R-CNN of this project or of torchvision (no {}). "
+                              "{}".format(os.path.abspath(path), key, hint))
+    teacher = build_detector_model(cfg, cfg.DISTILLER.TEACHER, category_ids, num_outputs=state[key].shape[0],
+                                   teacher=True)
+    own = teacher.state_dict()  # a BatchNorm's step counter has no place in the teacher's FrozenBN
+    state = {k: v for k, v in state.items() if k in own or not k.endswith(".num_batches_tracked")}
+    load_weights(teacher, state, path, "DISTILLER.TEACHER {}".format(cfg.DISTILLER.TEACHER))
+    return teacher.eval()
+
+
+def build_detectors(cfg, category_ids, needs_teacher=True):
+    """The student detector (``DISTILLER.STUDENT_PRETRAINED``: its backbone from ImageNet weights) and, if needed,
+    the teacher."""
+    student = build_detector_model(cfg, cfg.DISTILLER.STUDENT, category_ids,
+                                   pretrained=bool(cfg.DISTILLER.STUDENT_PRETRAINED))
+    teacher = load_detection_teacher(cfg, category_ids) if needs_teacher else None
+    return student, teacher
+
+
+def build_student_and_teacher(cfg, num_classes, needs_teacher=True, category_ids=None):
+    """The student (``DISTILLER.STUDENT_PRETRAINED``: from ImageNet weights) and, if needed, the teacher: classifiers
+    of ``num_classes`` classes, or for a detection dataset detectors of the classes ``category_ids`` (the training
+    set's ``category_ids``)."""
+    if task_of(cfg) == "detection":
+        if category_ids is None or len(category_ids) != num_classes:
+            raise ValueError("building detectors needs the dataset's {} category ids, got {}".format(
+                num_classes, category_ids))
+        return build_detectors(cfg, category_ids, needs_teacher)
     zoo = cfg.DISTILLER.MODEL_ZOO
     pretrained = bool(cfg.DISTILLER.STUDENT_PRETRAINED)
     student = build_model(cfg.DISTILLER.STUDENT, cfg.DATASET.TYPE, num_classes, pretrained=pretrained, zoo=zoo)

@@ -92,6 +92,12 @@ CFG.DATASET.NUM_WORKERS = 2
 CFG.DATASET.PIPELINE = "auto"
 CFG.DATASET.TEST = Config()
 CFG.DATASET.TEST.BATCH_SIZE = 64
+# COCO-format detection sets (DATASET.TYPE coco): images folder and json of each split, relative to DATASET.ROOT.
+CFG.DATASET.COCO = Config()
+CFG.DATASET.COCO.TRAIN_IMAGES = "coco/train2017"
+CFG.DATASET.COCO.TRAIN_ANNOTATIONS = "coco/annotations/instances_train2017.json"
+CFG.DATASET.COCO.VAL_IMAGES = "coco/val2017"
+CFG.DATASET.COCO.VAL_ANNOTATIONS = "coco/annotations/instances_val2017.json"
 
 # Distiller
 CFG.DISTILLER = Config()
@@ -104,6 +110,46 @@ CFG.DISTILLER.TEACHER_CKPT = ""  # overrides the zoo's checkpoint path for the t
 CFG.DISTILLER.MODEL_ZOO = "auto"
 # Start the student from torchvision's ImageNet weights (ImageNet zoo only); a fresh head when classes != 1000.
 CFG.DISTILLER.STUDENT_PRETRAINED = False
+
+# Detection (datasets of task "detection": Faster R-CNN + FPN, mdistiller.models.detection). Defaults are
+# Detectron2's (mdistiller's configs/Base-Distillation.yaml) where torchvision allows; pixel values in [0, 1].
+CFG.DETECTION = Config()
+CFG.DETECTION.INPUT = Config()
+CFG.DETECTION.INPUT.MIN_SIZE_TRAIN = [640, 672, 704, 736, 768, 800]  # short side, one drawn per image; 0: keep
+CFG.DETECTION.INPUT.MAX_SIZE_TRAIN = 1333
+CFG.DETECTION.INPUT.MIN_SIZE_TEST = 800
+CFG.DETECTION.INPUT.MAX_SIZE_TEST = 1333
+CFG.DETECTION.INPUT.FLIP_PROB = 0.5  # horizontal flips in training
+CFG.DETECTION.PIXEL_MEAN = [0.485, 0.456, 0.406]  # the student's input normalisation (RGB order)
+CFG.DETECTION.PIXEL_STD = [0.229, 0.224, 0.225]
+CFG.DETECTION.INPUT_FORMAT = "RGB"  # "BGR": the student's first conv reads the channels reversed
+CFG.DETECTION.TEACHER_PIXEL_MEAN = [0.485, 0.456, 0.406]  # the teacher's own (mdistiller's TEACHER.MODEL.PIXEL_*)
+CFG.DETECTION.TEACHER_PIXEL_STD = [0.229, 0.224, 0.225]
+CFG.DETECTION.TEACHER_INPUT_FORMAT = "RGB"
+CFG.DETECTION.FPN_CHANNELS = 256
+CFG.DETECTION.BACKBONE = Config()
+CFG.DETECTION.BACKBONE.NORM = "FrozenBN"  # or "BN" (BatchNorm: backbones trained from scratch)
+CFG.DETECTION.BACKBONE.FREEZE_AT = 2  # stages frozen in an ImageNet-initialised backbone (1: stem, 2: + first stage)
+CFG.DETECTION.ANCHOR_SIZES = [32, 64, 128, 256, 512]  # one per FPN level P2-P6
+CFG.DETECTION.ASPECT_RATIOS = [0.5, 1.0, 2.0]
+CFG.DETECTION.RPN = Config()
+CFG.DETECTION.RPN.PRE_NMS_TOPK_TRAIN = 2000  # per level
+CFG.DETECTION.RPN.PRE_NMS_TOPK_TEST = 1000
+CFG.DETECTION.RPN.POST_NMS_TOPK_TRAIN = 1000  # per image
+CFG.DETECTION.RPN.POST_NMS_TOPK_TEST = 1000
+CFG.DETECTION.RPN.NMS_THRESH = 0.7
+CFG.DETECTION.RPN.BATCH_SIZE_PER_IMAGE = 256
+CFG.DETECTION.RPN.POSITIVE_FRACTION = 0.5
+CFG.DETECTION.ROI_HEADS = Config()
+CFG.DETECTION.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 512
+CFG.DETECTION.ROI_HEADS.POSITIVE_FRACTION = 0.25
+CFG.DETECTION.ROI_HEADS.SCORE_THRESH_TEST = 0.05
+CFG.DETECTION.ROI_HEADS.NMS_THRESH_TEST = 0.5
+CFG.DETECTION.ROI_HEADS.DETECTIONS_PER_IMAGE = 100
+CFG.DETECTION.ROI_BOX_HEAD = Config()
+CFG.DETECTION.ROI_BOX_HEAD.FC_DIM = 1024  # two fully connected layers of this width
+CFG.DETECTION.ROI_BOX_HEAD.POOLER_RESOLUTION = 7
+CFG.DETECTION.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 2  # torchvision's MultiScaleRoIAlign (Detectron2: 0, adaptive)
 
 # Solver
 CFG.SOLVER = Config()
@@ -119,6 +165,10 @@ CFG.SOLVER.TYPE = "SGD"
 CFG.SOLVER.NESTEROV = False  # the official WKD/WKL recipe sets True
 CFG.SOLVER.LR_SCHEDULER = "step"  # "step" (mdistiller) | "cosine"
 CFG.SOLVER.LR_MIN = 0.0  # cosine: the floor the LR anneals to (torch's CosineAnnealingLR eta_min)
+# Linear LR warm-up over the run's first iterations, from WARMUP_FACTOR x the scheduled LR (Detectron2's
+# WARMUP_ITERS / WARMUP_FACTOR, "linear" method); 0: none (mdistiller's classification recipes have none).
+CFG.SOLVER.WARMUP_ITERS = 0
+CFG.SOLVER.WARMUP_FACTOR = 0.001
 CFG.SOLVER.AMP = False  # autocast for the forward; distillation losses stay fp32
 CFG.SOLVER.CHANNELS_LAST = False
 CFG.SOLVER.COMPILE = False  # torch.compile the student and the teacher (in place: checkpoints keep their keys)
@@ -141,6 +191,8 @@ CFG.LOG.DIAGNOSTICS_SAMPLES = 256  # size of the fixed validation probe batch th
 
 
 def _add_method(cls):
+    if cls.task != "classification":
+        return  # a task's variant shares its method's block and aliases
     if cls.DEFAULTS is not None:
         CFG[cls.registry_name] = Config(copy.deepcopy(cls.DEFAULTS))
     KEY_ALIASES.update(cls.ALIASES)
@@ -204,10 +256,18 @@ def get_cfg(cfg_file=None, opts=()):
     return cfg
 
 
+def _is_detection(cfg):
+    from ..dataset.table import DATASETS
+
+    spec = DATASETS.get(str(cfg.DATASET.TYPE).lower())
+    return spec is not None and spec.task == "detection"
+
+
 def show_cfg(cfg):
     """The config sections that matter for a run, as yaml text (mdistiller prints the same)."""
     dump_cfg = Config()
-    for section in ("EXPERIMENT", "DATASET", "DISTILLER", "SOLVER", "LOG"):
+    sections = ("EXPERIMENT", "DATASET", "DISTILLER", "SOLVER", "LOG") + (("DETECTION",) if _is_detection(cfg) else ())
+    for section in sections:
         dump_cfg[section] = cfg[section]
     if cfg.DISTILLER.TYPE in cfg:
         dump_cfg[cfg.DISTILLER.TYPE] = cfg[cfg.DISTILLER.TYPE]

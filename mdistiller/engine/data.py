@@ -5,6 +5,9 @@ Two pipelines (``DATASET.PIPELINE``): ``batched`` (the in-memory datasets: whole
 training device by :class:`~mdistiller.dataset.batched.BatchedLoader`) and ``per_sample`` (the dataset's
 transform per image in DataLoader workers). ``auto`` picks ``batched`` for the datasets the dataset table
 marks in memory (cifar100/cifar10/svhn/digits) and ``per_sample`` otherwise.
+
+How items become a batch follows the dataset's task (:data:`COLLATE`): classification items are stacked into
+tensors; detection items (images of any size with their box targets) stay lists of images and of target dicts.
 """
 import random
 
@@ -14,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
 from ..dataset.batched import BatchedLoader, check_batched_support, epoch_seed
+from ..dataset.coco import collate_detection
 from ..dataset.table import DATASETS, dataset_spec
 from .device import move_to
 from .utils import seed_worker
@@ -21,6 +25,8 @@ from .utils import seed_worker
 PIPELINE_CHOICES = ("auto", "batched", "per_sample")
 # Names of the fields of a training batch, by position (CRD's datasets add the last one).
 BATCH_FIELDS = ("image", "target", "index", "contrastive_index")
+# DatasetSpec.task -> the DataLoader's collate_fn (None: torch's default, stacking items into tensors).
+COLLATE = {"classification": None, "detection": collate_detection}
 
 
 class ShardSampler(Sampler):
@@ -148,12 +154,14 @@ def build_loaders(cfg, train_set, eval_sets, runtime):
     train_sampler = DistributedSampler(
         train_set, num_replicas=runtime.world_size, rank=runtime.rank, shuffle=True, seed=cfg.EXPERIMENT.SEED
     )
-    persistent = not dataset_spec(cfg.DATASET.TYPE).in_memory and cfg.DATASET.NUM_WORKERS > 0
+    spec = dataset_spec(cfg.DATASET.TYPE)
+    persistent = not spec.in_memory and cfg.DATASET.NUM_WORKERS > 0
     common = dict(
         num_workers=cfg.DATASET.NUM_WORKERS,
         pin_memory=runtime.device.type == "cuda",
         worker_init_fn=seed_worker,
         persistent_workers=persistent,
+        collate_fn=COLLATE[spec.task],
     )
     if persistent:  # workers outlive epochs: seed each item from (seed, epoch, index) instead
         train_set = PerItemSeeded(train_set, cfg.EXPERIMENT.SEED)
@@ -167,7 +175,13 @@ def build_loaders(cfg, train_set, eval_sets, runtime):
     return train_loader, eval_loaders
 
 
+def batch_size(batch):
+    """The number of samples (images) in a batch of any task."""
+    return len(batch[1])
+
+
 def batch_inputs(batch, device, channels_last=False):
     """A training batch as the distiller's keyword arguments (``image``, ``target``, ``index``,
-    ``contrastive_index``, as many as the batch has), on ``device``."""
+    ``contrastive_index``, as many as the batch has), on ``device`` (a detection batch's lists of images and of
+    target dicts included)."""
     return {name: move_to(value, device, channels_last) for name, value in zip(BATCH_FIELDS, batch)}

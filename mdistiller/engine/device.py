@@ -155,10 +155,16 @@ def place_distiller(distiller, device, channels_last=False):
 
 
 def move_to(obj, device, channels_last=False):
+    """``obj`` on ``device``: a tensor (a 4-D float batch in channels_last when asked), or the tensors inside a
+    list, tuple or dict (a detection batch's images and targets); anything else as it is."""
     if torch.is_tensor(obj):
         if channels_last and obj.dim() == 4 and obj.is_floating_point():
             return obj.to(device, non_blocking=True, memory_format=torch.channels_last)
         return obj.to(device, non_blocking=True)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(move_to(item, device, channels_last) for item in obj)
+    if isinstance(obj, dict):
+        return {key: move_to(value, device, channels_last) for key, value in obj.items()}
     return obj
 
 

@@ -116,7 +116,8 @@ class DistillationOrientedSGD(torch.optim.Optimizer):
 
 
 class DotStep(Step):
-    """DOT's step: one forward; distillation terms backward, ``step_kd``; cross-entropy backward, ``step``.
+    """DOT's step: one forward; distillation terms backward, ``step_kd``; the task's terms (cross-entropy; a
+    detector's four losses) backward, ``step``.
 
     With AMP both losses are scaled; each gradient set is unscaled as it is produced and an inf/NaN
     in either makes the scaler skip the step and lower its scale. Under DDP both backward passes run
@@ -140,9 +141,9 @@ class DotStep(Step):
         sync = self.distiller.no_sync() if distributed else contextlib.nullcontext()
         with sync:
             logits, losses = self.forward(inputs, epoch)
-            ce_key = unwrap(self.distiller).ce_key
-            ce = losses[ce_key].float().mean()
-            kd_terms = [value.float().mean() for key, value in losses.items() if key != ce_key]
+            task_keys = unwrap(self.distiller).task_loss_keys
+            ce = sum(losses[key].float().mean() for key in task_keys)
+            kd_terms = [value.float().mean() for key, value in losses.items() if key not in task_keys]
             kd = sum(kd_terms) if kd_terms else ce.new_zeros(())
             loss = ce + kd if kd_terms else ce
             kd_inf = None

@@ -8,7 +8,7 @@ from collections import OrderedDict
 
 import torch
 
-from .data import set_loader_epoch
+from .data import batch_size, set_loader_epoch
 from .device import peak_memory_text, teardown_runtime, unwrap
 from .meters import DeviceMeters
 from .trainer import Trainer
@@ -53,7 +53,7 @@ def dry_run(cfg):
         val_step = time.time() - t0
         return OrderedDict(
             build_s=build_time, train_step_s=train_step, val_step_s=val_step,
-            train_batch=int(batch[1].size(0)), val_batch=int(val_batch[1].size(0)),
+            train_batch=batch_size(batch), val_batch=batch_size(val_batch),
             losses=OrderedDict(zip(meters.term_names, meters.averages(*meters.term_names))),
             memory=peak_memory_text(device),
         )

@@ -8,6 +8,8 @@ import warnings
 
 from ..dataset.split import check_val_split
 from ..dataset.table import DATASETS
+
+COCO_OPTIONS = "mdistiller.dataset.coco:coco_options"  # the DatasetSpec.options that read DATASET.COCO
 from ..registry import data_needs
 from .dot import DOT_TRAINERS
 
@@ -81,6 +83,14 @@ def unused_key_notices(cfg, defaults=None):
                        "is resized); it is only the probe size of methods that size projectors from the models' features")
     if cfg.DATASET.TRAIN_PER_CLASS <= 0 and changed("DATASET", "SUBSET_SEED"):
         notices.append("DATASET.SUBSET_SEED is used only with DATASET.TRAIN_PER_CLASS > 0")
+    if changed("SOLVER", "WARMUP_FACTOR") and cfg.SOLVER.WARMUP_ITERS <= 0:
+        notices.append("SOLVER.WARMUP_FACTOR is used only with SOLVER.WARMUP_ITERS > 0")
+    detection = dataset is not None and dataset.task == "detection"
+    if changed("DETECTION") and dataset is not None and not detection:
+        notices.append("the DETECTION keys are used only by detection datasets ({}); DATASET.TYPE {} is {}".format(
+            ", ".join(name for name, spec in DATASETS.items() if spec.task == "detection"), dataset.name, dataset.task))
+    if changed("DATASET", "COCO") and dataset is not None and dataset.options != COCO_OPTIONS:
+        notices.append("DATASET.COCO names the files of DATASET.TYPE coco only (this run: {})".format(dataset.name))
     if not cfg.DATASET.VAL_SPLIT and changed("DATASET", "SPLIT_SEED"):
         notices.append("DATASET.SPLIT_SEED is used only with DATASET.VAL_SPLIT > 0")
     return notices

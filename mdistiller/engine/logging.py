@@ -12,19 +12,25 @@ plus the run information written once at the start (``config.yaml``, ``env.json`
 validation batch the alignment diagnostics are computed on.
 """
 import json
+import math
 import os
 import sys
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 
 import torch
 
 from .records import append_csv, truncate_csv
 from .utils import environment_info, log_msg
 
-# Those a record has are written (val_*: with a validation split; test_*: unless the test set waits for the end).
-WORKLOG_KEYS = ("train_acc", "train_loss", "val_acc", "val_acc_top5", "val_loss", "test_acc", "test_acc_top5",
-                "test_loss")
+TRAIN_KEYS = ("train_acc", "train_loss")
 SUMMARY_LINES = ("best_acc", "last_acc", "val_best_acc", "test_top1_at_val_best")
+
+# How a run's evaluators appear in its logs: ``name`` (the records' prefix), ``names`` (its metrics, in order),
+# ``best`` (the record key of its best value so far) and ``console`` (``(metric, label)`` pairs of the console line,
+# the first with its best value). The default is a classification run's test set (TopKEvaluator "test").
+EvaluatorLog = namedtuple("EvaluatorLog", ["name", "names", "best", "console"])
+CLASSIFICATION_LOGS = (EvaluatorLog("test", ("test_acc", "test_acc_top5", "test_loss"), "best_acc",
+                                    (("test_acc", "acc"), ("test_acc_top5", "top5"))),)
 
 
 def write_run_info(log_path, cfg, runtime, resumed):
@@ -40,9 +46,11 @@ def write_run_info(log_path, cfg, runtime, resumed):
 
 def build_diagnostics(cfg, model, val_set):
     """``AlignmentDiagnostics`` on the first ``LOG.DIAGNOSTICS_SAMPLES`` (256) samples of ``val_set`` (the validation
-    split when the run holds one out, else the test set), or None when ``LOG.DIAGNOSTICS`` is off or the method has no
-    teacher."""
-    if not (cfg.LOG.DIAGNOSTICS and getattr(model, "teacher", None) is not None):
+    split when the run holds one out, else the test set), or None when ``LOG.DIAGNOSTICS`` is off, the method has no
+    teacher or the task is not classification (the diagnostics compare class distributions of whole images)."""
+    from ..dataset.table import task_of
+
+    if not (cfg.LOG.DIAGNOSTICS and getattr(model, "teacher", None) is not None and task_of(cfg) == "classification"):
         return None
     from .diagnostics import AlignmentDiagnostics
 
@@ -72,10 +80,13 @@ class Sink:
 
 
 class WorklogSink(Sink):
-    """``worklog.txt`` in mdistiller's format."""
+    """``worklog.txt`` in mdistiller's format: per epoch the training accuracy and loss and the metrics of the
+    ``evaluators`` the record has (:data:`EvaluatorLog`; mdistiller's ``test_acc``, ``test_acc_top5``, ``test_loss``
+    for classification)."""
 
-    def __init__(self, log_path):
+    def __init__(self, log_path, evaluators=CLASSIFICATION_LOGS):
         self.path = os.path.join(log_path, "worklog.txt")
+        self.keys = TRAIN_KEYS + tuple(name for evaluator in evaluators for name in evaluator.names)
 
     def _write(self, lines):
         with open(self.path, "a") as f:
@@ -86,7 +97,7 @@ class WorklogSink(Sink):
 
     def log_epoch(self, record, diagnostics):
         lines = ["-" * 25, "epoch: {}".format(record["epoch"]), "lr: {:.2f}".format(record["lr"])]
-        lines += ["{}: {:.2f}".format(key, record[key]) for key in WORKLOG_KEYS if key in record]
+        lines += ["{}: {:.2f}".format(key, record[key]) for key in self.keys if key in record]
         lines.append("-" * 25)
         self._write(lines)
 
@@ -123,7 +134,7 @@ class TensorboardSink(Sink):
     def log_epoch(self, record, diagnostics):
         epoch = record["epoch"]
         for key, value in record.items():
-            if key != "epoch":
+            if key != "epoch" and not math.isnan(value):  # NaN: a metric without data (COCO's APl without large boxes)
                 self.writer.add_scalar(key, value, epoch)
         for key, value in diagnostics.items():
             self.writer.add_scalar("alignment/" + key, value, epoch)
@@ -134,27 +145,44 @@ class TensorboardSink(Sink):
 
 
 class ConsoleSink(Sink):
-    """One line per epoch on stdout."""
+    """One line per epoch on stdout: training loss and accuracy, then each evaluator the record has (its console
+    metrics, the first with its best value)."""
+
+    def __init__(self, evaluators=CLASSIFICATION_LOGS):
+        self.evaluators = tuple(evaluators)
 
     def log_epoch(self, record, diagnostics):
         text = "Epoch {} | lr {:.4f} | train loss {:.4f} acc {:.2f}".format(
             record["epoch"], record["lr"], record["train_loss"], record["train_acc"])
-        for name, best in (("val", "val_best_acc"), ("test", "best_acc")):
-            if name + "_acc" in record:
-                text += " | {} acc {:.2f} (best {:.2f}) top5 {:.2f}".format(
-                    name, record[name + "_acc"], record[best], record[name + "_acc_top5"])
+        for evaluator in self.evaluators:
+            (first, label), rest = evaluator.console[0], evaluator.console[1:]
+            if first in record:
+                text += " | {} {} {:.2f} (best {:.2f})".format(evaluator.name, label, record[first],
+                                                               record[evaluator.best])
+                text += "".join(" {} {:.2f}".format(label, record[key]) for key, label in rest)
         print(log_msg(text, "EVAL"))
 
 
+def json_safe(value):
+    """``value`` with every NaN float (a metric without data) as None, so the file is standard JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return type(value)((k, json_safe(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 class SummarySink(Sink):
-    """``summary.json``: the dict ``Trainer.train`` returns."""
+    """``summary.json``: the dict ``Trainer.train`` returns (a NaN metric written as null)."""
 
     def __init__(self, log_path):
         self.path = os.path.join(log_path, "summary.json")
 
     def finish(self, summary):
         with open(self.path, "w") as f:
-            json.dump(summary, f, indent=2)
+            json.dump(json_safe(summary), f, indent=2)
 
 
 class WandbSink(Sink):
@@ -200,12 +228,14 @@ class WandbSink(Sink):
 
 
 class RunLogger:
-    """All sinks of a run (main process only). ``resumed_epoch``: the run continues after that epoch; ``extra_sinks``
+    """All sinks of a run (main process only). ``resumed_epoch``: the run continues after that epoch;
+    ``evaluators``: how the run's evaluators appear (:data:`EvaluatorLog`, in the records' order); ``extra_sinks``
     come after the run's own."""
 
-    def __init__(self, cfg, log_path, resumed_epoch=None, extra_sinks=()):
+    def __init__(self, cfg, log_path, resumed_epoch=None, extra_sinks=(), evaluators=CLASSIFICATION_LOGS):
         self.sinks = [
-            TensorboardSink(log_path), CsvSink(log_path), WorklogSink(log_path), ConsoleSink(), SummarySink(log_path)
+            TensorboardSink(log_path), CsvSink(log_path), WorklogSink(log_path, evaluators), ConsoleSink(evaluators),
+            SummarySink(log_path),
         ]
         if cfg.LOG.WANDB:
             self.sinks.append(WandbSink(cfg, log_path))

@@ -13,9 +13,29 @@ NO_BAD_ITERATION = 2**62  # ``first_bad`` while every loss of the epoch was fini
 SUMMARY_NAMES = ("loss", "top1")  # kept before the loss terms
 
 
+@torch.no_grad()
+def top1_percent(logits, target):
+    """Training top-1 (%) of a classification batch: ``100 · hits / batch`` (as mdistiller's meter)."""
+    (hits,) = correct_counts_tensor(logits.detach(), target, topk=(1,))
+    return 100.0 * hits.double() / target.size(0)
+
+
+@torch.no_grad()
+def roi_top1_percent(output, target):
+    """Training accuracy (%) of a detector's RoI classifier: the share of the sampled RoIs (background ones
+    included) whose top-scoring class is their label, Detectron2's ``fast_rcnn/cls_accuracy``. ``output`` is the
+    detection step's ``(class_logits, labels)`` of the sampled RoIs; ``target`` (the images' boxes) is not needed."""
+    logits, labels = output
+    return 100.0 * (logits.detach().argmax(1) == labels).sum().double() / max(labels.numel(), 1)
+
+
+# DatasetSpec.task -> the training accuracy of a step: f(the distiller's first output, the batch's targets) -> %.
+TRAIN_ACCURACY = {"classification": top1_percent, "detection": roi_top1_percent}
+
+
 class DeviceMeters:
-    """Sample-weighted sums of loss, top-1 % and every loss term, plus a non-finite flag (training logs top-1
-    only, as mdistiller does; top-5 is an evaluation metric).
+    """Sample-weighted sums of loss, training accuracy % (top-1 of the task: :data:`TRAIN_ACCURACY`) and every
+    loss term, plus a non-finite flag (training logs top-1 only, as mdistiller does; top-5 is an evaluation metric).
 
     ``first_bad``: the first iteration whose total loss was non-finite (``NO_BAD_ITERATION`` if none);
     ``bad_losses``: the loss terms at that iteration.
@@ -30,10 +50,10 @@ class DeviceMeters:
         self.bad_values = None
 
     @torch.no_grad()
-    def update(self, loss, losses, logits, target, iteration):
-        batch_size = target.size(0)
-        (top1,) = correct_counts_tensor(logits.detach(), target, topk=(1,))
-        values = [loss.detach().double(), 100.0 * top1.double() / batch_size]
+    def update(self, loss, losses, accuracy, batch_size, iteration):
+        """Add one step: the objective ``loss``, its terms ``losses``, the batch's training ``accuracy`` (%, a
+        0-dim tensor: :data:`TRAIN_ACCURACY`), weighted by ``batch_size`` (samples)."""
+        values = [loss.detach().double(), accuracy.double()]
         values += [value.detach().float().mean().double() for value in losses.values()]
         values = torch.stack(values)
         if self.sums is None:

@@ -20,6 +20,17 @@ def learning_rate(cfg, epoch):
     return cfg.SOLVER.LR * cfg.SOLVER.LR_DECAY_RATE**steps
 
 
+def warmup_factor(cfg, step):
+    """The LR multiplier at the run's ``step``-th iteration (0-based) of ``SOLVER.WARMUP_ITERS`` linear warm-up:
+    ``f + (1 − f) · step / WARMUP_ITERS``, f = ``SOLVER.WARMUP_FACTOR``, and 1 from ``WARMUP_ITERS`` on
+    (Detectron2's ``WarmupMultiStepLR``, ``linear``)."""
+    iters = int(cfg.SOLVER.WARMUP_ITERS)
+    if step >= iters:
+        return 1.0
+    alpha = step / iters
+    return cfg.SOLVER.WARMUP_FACTOR * (1.0 - alpha) + alpha
+
+
 def set_learning_rate(optimizer, lr):
     """Set ``lr`` on every parameter group."""
     for group in optimizer.param_groups:

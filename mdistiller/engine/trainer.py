@@ -34,7 +34,7 @@ from .checkpoint import (
     set_rng_state,
     strip_data_parallel_prefix,
 )
-from .data import batch_inputs, build_loaders, set_loader_epoch
+from .data import batch_inputs, batch_size, build_loaders, set_loader_epoch
 from .device import (
     all_reduce_sum,
     barrier,
@@ -46,11 +46,11 @@ from .device import (
 )
 from .dot import DOT_TRAINERS, DotStep
 from .evaluate import EVALUATORS
-from .logging import RunLogger, build_diagnostics, write_run_info
-from .optim import learning_rate, set_learning_rate
+from .logging import EvaluatorLog, RunLogger, build_diagnostics, write_run_info
+from .optim import learning_rate, set_learning_rate, warmup_factor
 from .records import read_csv
 from .keys import check_values, warn_unused_keys
-from .meters import NO_BAD_ITERATION, DeviceMeters
+from .meters import NO_BAD_ITERATION, TRAIN_ACCURACY, DeviceMeters
 from .step import Step
 from .utils import log_msg, seed_everything
 
@@ -126,15 +126,18 @@ class Trainer:
         seed_everything(cfg.EXPERIMENT.SEED)
         if self.is_main:
             warn_unused_keys(cfg)
+        task = dataset_spec(cfg.DATASET.TYPE).task
         if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # every dataset here has one input size
+            # one input size per classification dataset; detection images vary in size (cuDNN would re-tune each)
+            torch.backends.cudnn.benchmark = task == "classification"
 
         needs = data_needs(cfg)
         data = build_data(cfg, needs=needs)
         self.split = data.split
         self.test_at_end_only = bool(cfg.DATASET.TEST_AT_END_ONLY)  # with a split (check_values)
         self.num_classes = data.num_classes
-        student, teacher = build_student_and_teacher(cfg, data.num_classes, needs_teacher=needs.teacher)
+        student, teacher = build_student_and_teacher(cfg, data.num_classes, needs_teacher=needs.teacher,
+                                                     category_ids=getattr(data.train, "category_ids", None))
         distiller = build_distiller(cfg, student, teacher, num_data=len(data.train))
         distiller = place_distiller(distiller, self.device, cfg.SOLVER.CHANNELS_LAST)
         if cfg.SOLVER.COMPILE:
@@ -151,7 +154,8 @@ class Trainer:
         self.step = STEPS[cfg.SOLVER.TRAINER](cfg, distiller, self.runtime)
         held_out = [] if data.val is None else [data.val]
         self.train_loader, eval_loaders = build_loaders(cfg, data.train, held_out + [data.test], self.runtime)
-        evaluator = EVALUATORS[dataset_spec(cfg.DATASET.TYPE).task]
+        self.train_accuracy = TRAIN_ACCURACY[task]
+        evaluator = EVALUATORS[task]
         evaluators = [evaluator(name, loader, self.runtime, cfg.SOLVER.CHANNELS_LAST, cfg.SOLVER.AMP)
                       for name, loader in zip(["val"] * len(held_out) + ["test"], eval_loaders)]
         self.test_evaluator = evaluators[-1]
@@ -172,7 +176,8 @@ class Trainer:
                 write_run_info(log_path, cfg, self.runtime, resume)
                 if self.split is not None:
                     write_split(log_path, self.split, cfg)
-                self.logger = RunLogger(cfg, log_path, resumed_epoch, extra_sinks=sinks)
+                self.logger = RunLogger(cfg, log_path, resumed_epoch, extra_sinks=sinks,
+                                        evaluators=[evaluator_log(e) for e in evaluators])
         except BaseException:
             self.discard_new_folder()
             raise
@@ -274,7 +279,11 @@ class Trainer:
 
             progress = tqdm(self.train_loader, desc="epoch {}/{}".format(epoch, cfg.SOLVER.EPOCHS), leave=False)
         iteration = -1
+        warmup = int(cfg.SOLVER.WARMUP_ITERS)
+        steps_before = (epoch - 1) * len(self.train_loader)
         for iteration, batch in enumerate(progress):
+            if warmup and steps_before + iteration <= warmup:  # warm-up LR; at step WARMUP_ITERS the epoch's again
+                set_learning_rate(self.step.optimizer, lr * warmup_factor(cfg, steps_before + iteration))
             self.train_step(batch, epoch, iteration, meters)
             # one process polls a flag every step; DDP ranks agree at the host reads (an all-reduce each)
             if stop is not None and (not rt.distributed or (iteration + 1) % REFRESH_INTERVAL == 0) \
@@ -336,8 +345,8 @@ class Trainer:
 
     def train_step(self, batch, epoch, iteration, meters):
         inputs = batch_inputs(batch, self.device, self.cfg.SOLVER.CHANNELS_LAST)
-        logits, losses, loss = self.step(inputs, epoch)
-        meters.update(loss, losses, logits, inputs["target"], iteration)
+        output, losses, loss = self.step(inputs, epoch)
+        meters.update(loss, losses, self.train_accuracy(output, inputs["target"]), batch_size(batch), iteration)
 
     def evaluate(self, evaluators=None):
         """The metrics of ``evaluators`` (default: those of every epoch; ``val_acc``, ``test_acc``, ``test_acc_top5``,
@@ -386,11 +395,13 @@ class Trainer:
 
     def _finish(self, last, wall_time):
         history = read_csv(os.path.join(self.log_path, "metrics.csv")) if self.is_main else []
+        key, names = self.test_evaluator.key, self.test_evaluator.names  # test_acc (top-1 %) or test_ap (AP %)
         if self.test_at_end_only:
-            final, at_val_best = self.test_at_end()
-            last_acc = final["test_acc"]
+            last_row, at_val_best = self.test_at_end()
         else:
-            last_acc = history[-1]["test_acc"] if history else (last["test_acc"] if last else None)
+            last_row = history[-1] if history else last
+        last_acc = last_row[key] if last_row else None
+        best_row = next((row for row in history if row["epoch"] == self.best_epoch), None)
         summary = OrderedDict(
             method=self.cfg.DISTILLER.TYPE,
             teacher=self.cfg.DISTILLER.TEACHER if self.cfg.DISTILLER.TYPE != "NONE" else None,
@@ -398,16 +409,19 @@ class Trainer:
             dataset=self.cfg.DATASET.TYPE,
             seed=self.cfg.EXPERIMENT.SEED,
             epochs=self.cfg.SOLVER.EPOCHS,
+            metric=key,  # what best_acc / last_acc / test_top1_at_val_best are
             best_acc=self.best_acc,
             best_epoch=self.best_epoch,
             last_acc=last_acc,
+            best_metrics=OrderedDict((n, best_row[n]) for n in names) if best_row else None,
+            last_metrics=OrderedDict((n, last_row[n]) for n in names) if last_row else None,
         )
         if self.split is not None:
             val_acc, val_epoch = self.best["val"]
             if self.test_at_end_only:
-                test_at_val_best = at_val_best["test_acc"]
+                test_at_val_best = at_val_best[key]
             else:
-                test_at_val_best = next((row["test_acc"] for row in history if row["epoch"] == val_epoch), None)
+                test_at_val_best = next((row[key] for row in history if row["epoch"] == val_epoch), None)
             summary.update(val_best_acc=val_acc, val_best_epoch=val_epoch, test_top1_at_val_best=test_at_val_best,
                            test_at_end_only=self.test_at_end_only, val_size=len(self.split.val_indices),
                            val_split_sha256=self.split.sha256)
@@ -425,6 +439,12 @@ def best_name(evaluator_name):
     """The name of an evaluator's best epoch (its checkpoint; ``_acc`` / ``_epoch`` for the records): ``best`` for
     the test set (mdistiller's), ``<name>_best`` for another evaluation set (``val_best``)."""
     return "best" if evaluator_name == "test" else evaluator_name + "_best"
+
+
+def evaluator_log(evaluator):
+    """How ``evaluator`` appears in the run's logs (:data:`~mdistiller.engine.logging.EvaluatorLog`)."""
+    return EvaluatorLog(evaluator.name, tuple(evaluator.names), best_name(evaluator.name) + "_acc",
+                        tuple((evaluator.name + "_" + metric, label) for metric, label in evaluator.CONSOLE))
 
 
 def train(cfg, log_path, resume=False, sinks=()):

@@ -6,7 +6,9 @@ Shared by the WKD/WKL distillers, the alignment diagnostics and ``mdistiller-cos
   :func:`classifier_weight`; the release's ``COST_MATRIX fc``);
 * from class features: ``D_ij = 1 − CKA(X_i, X_j)``, linear CKA between per-class feature matrices
   (:func:`collect_class_features`, :func:`linear_cka_matrix`, :func:`finalize`; the release's
-  ``tools/generate_class_proto.py`` + ``tools/generate_cost_matrix.py``);
+  ``tools/generate_class_proto.py`` + ``tools/generate_cost_matrix.py``); for a detector the classes are its
+  K classes and the background, the features its box head's on sampled RoIs (:func:`collect_roi_features`,
+  this project's extension to detection);
 * the release's post-processing (:func:`prepare_cost_matrix`) and ``torch.save`` files (:func:`load_cost_matrix`).
 
 Source: Lv, Yang & Li, "Wasserstein Distance Rivals Kullback-Leibler Divergence for Knowledge
@@ -25,6 +27,8 @@ __all__ = [
     "COST_MATRIX_HINT",
     "classifier_weight",
     "collect_class_features",
+    "collect_roi_features",
+    "cosine_cost",
     "fc_cost_matrix",
     "finalize",
     "linear_cka_matrix",
@@ -63,16 +67,22 @@ def classifier_weight(model):
     return linears[-1].weight
 
 
+def cosine_cost(weight):
+    """``D_ij = 1 − cos(w_i, w_j)`` between the rows of a (C, d) weight: a (C, C) tensor in float32 (float64 for a
+    float64 weight)."""
+    with torch.no_grad():
+        weight = weight.detach()
+        weight = F.normalize(weight.to(torch.promote_types(weight.dtype, torch.float32)), p=2, dim=-1)
+        return 1.0 - weight @ weight.t()
+
+
 def fc_cost_matrix(model):
     """``D_ij = 1 − cos(w_i, w_j)`` between the rows of the model's classifier weight: a (C, C) tensor in float32
     (float64 for a float64 classifier).
 
     The release's ``COST_MATRIX fc`` (the teacher's classifier rows as category prototypes).
     """
-    with torch.no_grad():
-        weight = classifier_weight(model).detach()
-        weight = F.normalize(weight.to(torch.promote_types(weight.dtype, torch.float32)), p=2, dim=-1)
-        return 1.0 - weight @ weight.t()
+    return cosine_cost(classifier_weight(model))
 
 
 def load_cost_matrix(path):
@@ -201,3 +211,58 @@ def collect_class_features(model, dataset, num_classes, feature, device, batch_s
         raise ValueError("classes without training images: {}".format(missing[:20]))
     m = min(counts)
     return torch.stack([torch.cat(rows[:m], dim=0) for rows in per_class]), m
+
+
+def collect_roi_features(detector, dataset, device, feature="feature", batch_size=8, workers=0, max_per_class=0,
+                         seed=0):
+    """Per-class sets of a detector's RoI features, the K classes then the background: ``(feats, m)``, feats (K + 1, m, d).
+
+    The detector (eval mode) runs on ``dataset`` in order (give it the test-time transform): its RPN's proposals plus
+    the ground-truth boxes are matched to the ground truth and sampled as in training (``select_training_samples``:
+    IoU ≥ 0.5 → the box's class, below → background; the RoI heads' sample size and foreground fraction, drawn from
+    a generator seeded with ``seed``). ``feature`` ``"feature"``: the box head's output on each RoI (d = its FC
+    width); ``"logit"``: the box predictor's class logits in the distillation order (d = K + 1). Every class keeps its
+    first m RoIs in dataset order, m the smallest class count (at most ``max_per_class`` when > 0, which also ends
+    the pass once every class has that many). This project's reading of WKD's class-wise CKA cost for detection
+    (WKD released no detection code): the background is a class of its own, its features those of background RoIs.
+    """
+    from ..models.detection import background_last  # the detection models import torchvision's detection code
+
+    from ..dataset.coco import collate_detection
+
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                        collate_fn=collate_detection)
+    num_classes = detector.num_classes + 1
+    per_class = [[] for _ in range(num_classes)]
+    counts = [0] * num_classes
+    cap = max_per_class if max_per_class > 0 else None
+    detector.eval()
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        with torch.no_grad():
+            for images, targets in loader:
+                images = [image.to(device) for image in images]
+                targets = [{"boxes": t["boxes"].to(device), "labels": t["labels"].to(device)} for t in targets]
+                image_list = detector.preprocess(images)
+                features = detector.backbone(image_list.tensors)
+                proposals, _ = detector.rpn(image_list, features)
+                heads = detector.roi_heads
+                proposals, _, labels, _ = heads.select_training_samples(proposals, targets)
+                values = heads.box_head(heads.box_roi_pool(features, proposals, image_list.image_sizes))
+                if feature == "logit":
+                    values = heads.box_predictor(values)[0][:, detector.distill_columns]
+                labels = background_last(torch.cat(labels), detector.num_classes)
+                for row, label in zip(values.float().cpu(), labels.tolist()):
+                    if cap is None or counts[label] < cap:
+                        per_class[label].append(row)
+                        counts[label] += 1
+                if cap is not None and min(counts) >= cap:
+                    break
+    finally:
+        torch.random.set_rng_state(state)
+    missing = [k for k, n in enumerate(counts) if n == 0]
+    if missing:
+        raise ValueError("classes without RoIs (background is the last): {}".format(missing[:20]))
+    m = min(counts)
+    return torch.stack([torch.stack(rows[:m]) for rows in per_class]), m

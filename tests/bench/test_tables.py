@@ -81,6 +81,30 @@ def test_rows_are_compared_with_the_student_alone_seed_by_seed():
     assert "paired" not in format_markdown(aggregate(records[3:]))
 
 
+def test_a_detection_table_reports_ap_with_ap50_and_ap75(tmp_path):
+    from collections import OrderedDict
+
+    from mdistiller.benchmark.tables import write_csv
+
+    def run(name, method, kind, seed, ap, ap50, ap75):
+        r = record(name, seed, ap, ap + 1.0, method=method)
+        r.update(type=kind, dataset="shapes", teacher="ResNet50", student="MobileNetV2", metric="AP",
+                 extras=OrderedDict([("AP50", ap50), ("AP75", ap75)]))
+        return r
+
+    records = [run("vanilla", "student", "NONE", s, ap, 50.0 + s, 30.0) for s, ap in enumerate([20.0, 22.0])]
+    records += [run("dkd", "DKD", "DKD", s, ap, 60.0 + 2 * s, 40.0) for s, ap in enumerate([23.0, 24.0])]
+    rows = aggregate(records)
+    text = format_markdown(rows)
+    header = ("| Method | Run | Dataset | Teacher→Student | Last AP | Last − student alone (paired) | Last AP50 | "
+              "Last AP75 | Best AP | Seeds | Wall (s) | Published | Status |")
+    assert header in text and "last-epoch AP minus" in text
+    assert "| 23.50 ± 0.71 | +2.50 ± 0.71 (2/2 seeds up, p = 0.126) | 61.00 ± 1.41 | 40.00 ± 0.00 | 24.50 ± 0.71 |" in text
+    write_csv(rows, str(tmp_path / "results.csv"))
+    header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
+    assert header[-4:] == ["last_ap50_mean", "last_ap50_std", "last_ap75_mean", "last_ap75_std"]
+
+
 def test_runs_with_a_validation_split_lead_with_test_top1_at_the_val_best_epoch():
     def run(name, method, kind, seed, at_val_best, last, best=None):
         r = record(name, seed, last, best, method=method)

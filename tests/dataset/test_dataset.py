@@ -204,7 +204,7 @@ def test_unknown_type_lists_valid_names():
         build_datasets(make_dataset_cfg("mnist"))
     for name in DATASETS:
         assert name in str(err.value)
-    assert set(DATASETS) == {"cifar100", "cifar10", "svhn", "imagenet", "tiny_imagenet", "digits"}
+    assert set(DATASETS) == {"cifar100", "cifar10", "svhn", "imagenet", "tiny_imagenet", "digits", "coco", "shapes"}
 
 
 def test_num_classes_override(tmp_path):

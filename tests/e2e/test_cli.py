@@ -102,11 +102,17 @@ def test_help_reads_methods_and_models_from_the_sources_as_the_registry_has_them
     from mdistiller import catalogue, models
     from mdistiller.registry import distiller_dict
 
+    from mdistiller.models.detection import DETECTION_BACKBONES
+    from mdistiller.registry import task_distillers
+
     builtin = [(key, cls.description()) for key, cls in distiller_dict.items() if cls.__module__.startswith("mdistiller.")]
     assert catalogue.builtin_methods() == builtin  # (tests register methods of their own)
+    detection = [(key, cls.description()) for key, cls in task_distillers["detection"].items()]
+    assert sorted(catalogue.builtin_methods("detection")) == sorted(detection)
     assert catalogue.model_names() == {"cifar": list(models.cifar_model_dict),
                                        "imagenet": list(models.imagenet_model_dict),
-                                       "tiny_imagenet": list(models.tiny_imagenet_model_dict)}
+                                       "tiny_imagenet": list(models.tiny_imagenet_model_dict),
+                                       "detection": list(DETECTION_BACKBONES)}
 
 
 def test_print_config_prints_the_merged_config_and_runs_nothing(tmp_path, monkeypatch, capsys):

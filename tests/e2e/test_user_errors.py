@@ -104,7 +104,7 @@ CASES = [
     ("mdistiller-cost-matrix", "out-not-writable", ["--teacher", "resnet8", "--ckpt", "{F}/resnet8_10.pth", "--dataset",
                                                     "digits", "--method", "fc", "--num-classes", "10", "--out",
                                                     "{F}/notes.pth/m.pth"], ["Cannot create the output file", "--out", "is a file"]),
-    ("mdistiller-cost-matrix", "missing-argument", ["--teacher", "resnet8"], ["the following arguments are required: --dataset"]),
+    ("mdistiller-cost-matrix", "missing-argument", ["--teacher", "resnet8"], ["give the dataset: --dataset NAME"]),
     ("mdistiller-download", "unknown-file", ["nosuch"], ["unknown file or group 'nosuch'", "cifar_teachers"]),
     ("mdistiller-download", "manifest-missing", ["--manifest", "nowhere.json"], ["No such file", "nowhere.json"]),
     ("mdistiller-download", "manifest-not-json", ["--manifest", "{F}/tab.yaml"], ["tab.yaml: not a JSON manifest"]),

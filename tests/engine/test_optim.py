@@ -29,3 +29,22 @@ def test_sgd_takes_the_solver_settings_and_the_epoch_lr():
     assert (group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]) == (0.2, 0.8, 0.001, True)
     set_learning_rate(optimizer, 0.01)
     assert all(g["lr"] == 0.01 for g in optimizer.param_groups)
+
+
+def test_warmup_ramps_the_lr_over_the_first_iterations_of_the_run(tmp_path, monkeypatch):
+    from mdistiller.engine.optim import warmup_factor
+    from mdistiller.engine.trainer import Trainer
+    from tests.helpers.runutil import tiny_cfg
+
+    cfg = get_cfg(None, ["SOLVER.WARMUP_ITERS", "4", "SOLVER.WARMUP_FACTOR", "0.2"])
+    assert [warmup_factor(cfg, s) for s in range(6)] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0, 1.0])
+    # the trainer sets it per step, counting the steps of the epochs before (3 per epoch here), and the epoch's LR after
+    trainer = Trainer(tiny_cfg(tmp_path, batch=100, per_class=30, SOLVER__LR=0.5, SOLVER__WARMUP_ITERS=4,
+                               SOLVER__WARMUP_FACTOR=0.2), str(tmp_path / "run"))
+    seen = []
+    monkeypatch.setattr(trainer, "train_step", lambda *args: seen.append(trainer.step.optimizer.param_groups[0]["lr"]))
+    monkeypatch.setattr(trainer, "evaluate", lambda: {"test_acc": 0.0, "test_acc_top5": 0.0, "test_loss": 0.0})
+    for epoch in (1, 2):
+        trainer.train_epoch(epoch)
+    trainer.logger.close()
+    assert seen == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 0.5])

@@ -185,6 +185,7 @@ def test_without_a_split_the_run_is_todays(tmp_path):
     assert list(load_checkpoint(os.path.join(runs[0], "latest"))) == ["epoch", "model", "optimizer", "best_acc",
                                                                       "best_epoch", "scaler", "rng"]
     with open(os.path.join(runs[0], "summary.json")) as f:
-        assert list(json.load(f)) == ["method", "teacher", "student", "dataset", "seed", "epochs", "best_acc",
-                                      "best_epoch", "last_acc", "train_time", "wall_time_this_process", "log_path"]
+        assert list(json.load(f)) == ["method", "teacher", "student", "dataset", "seed", "epochs", "metric",
+                                      "best_acc", "best_epoch", "last_acc", "best_metrics", "last_metrics",
+                                      "train_time", "wall_time_this_process", "log_path"]
     assert not glob.glob(os.path.join(runs[0], "*val*"))

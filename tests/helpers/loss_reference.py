@@ -75,6 +75,36 @@ def zscore(z):
     return (z - mean) / (std + 1e-7)
 
 
+# --------------------------------------------------------------------------- KD, DKD (per sample)
+
+
+def kd_reference(zs, zt, T):
+    """T² · KL(softmax(z_t/T) ‖ softmax(z_s/T)) per sample, batch mean (Hinton et al. 2015)."""
+    total = 0.0
+    for s, t in zip(zs, zt):
+        ps = torch.exp(s / T) / torch.exp(s / T).sum()
+        pt = torch.exp(t / T) / torch.exp(t / T).sum()
+        total = total + (pt * (torch.log(pt) - torch.log(ps))).sum()
+    return total / zs.shape[0] * T * T
+
+
+def dkd_reference(zs, zt, y, alpha, beta, T):
+    """α·TCKD + β·NCKD per sample, batch mean, times T² (Zhao et al. CVPR 2022, Eq. 7)."""
+    total = 0.0
+    for s, t, c in zip(zs, zt, y):
+        ps = torch.exp(s / T) / torch.exp(s / T).sum()
+        pt = torch.exp(t / T) / torch.exp(t / T).sum()
+        bs = torch.stack([ps[c], 1 - ps[c]])
+        bt = torch.stack([pt[c], 1 - pt[c]])
+        tckd = (bt * (torch.log(bt) - torch.log(bs))).sum()
+        keep = torch.arange(s.numel()) != c
+        qs = torch.exp(s[keep] / T) / torch.exp(s[keep] / T).sum()
+        qt = torch.exp(t[keep] / T) / torch.exp(t[keep] / T).sum()
+        nckd = (qt * (torch.log(qt) - torch.log(qs))).sum()
+        total = total + alpha * tckd + beta * nckd
+    return total / zs.shape[0] * T * T
+
+
 # --------------------------------------------------------------------------- WKD
 
 

@@ -3,22 +3,7 @@ import pytest
 import torch
 
 from mdistiller.losses.dkd import dkd_loss
-
-
-def _dkd_reference(zs, zt, y, alpha, beta, T):
-    total = 0.0
-    for s, t, c in zip(zs, zt, y):
-        ps = torch.exp(s / T) / torch.exp(s / T).sum()
-        pt = torch.exp(t / T) / torch.exp(t / T).sum()
-        bs = torch.stack([ps[c], 1 - ps[c]])
-        bt = torch.stack([pt[c], 1 - pt[c]])
-        tckd = (bt * (torch.log(bt) - torch.log(bs))).sum()
-        keep = torch.arange(s.numel()) != c
-        qs = torch.exp(s[keep] / T) / torch.exp(s[keep] / T).sum()
-        qt = torch.exp(t[keep] / T) / torch.exp(t[keep] / T).sum()
-        nckd = (qt * (torch.log(qt) - torch.log(qs))).sum()
-        total = total + alpha * tckd + beta * nckd
-    return total / zs.shape[0] * T * T
+from tests.helpers.loss_reference import dkd_reference as _dkd_reference
 
 
 @pytest.mark.parametrize("alpha,beta,T", [(1.0, 8.0, 4.0), (1.0, 0.5, 1.0), (2.0, 2.0, 2.0)])

@@ -242,6 +242,29 @@ def test_file_urls_install_and_resume(tmp_path):
     assert not (tmp_path / "out" / "other.pth").exists()
 
 
+def test_a_pinned_sha256_prefix_verifies_as_torch_hub_does(tmp_path, monkeypatch):
+    """torchvision publishes 8 hex digits of a weight file's SHA-256 in its name: a manifest may pin only those."""
+    src = tmp_path / "release" / "weights-abc.pth"
+    src.parent.mkdir()
+    src.write_bytes(PAYLOAD)
+    status, _ = install(entry(src.as_uri(), sha256=sha(PAYLOAD)[:8]), tmp_path / "out")
+    assert status == "installed" and (tmp_path / "out" / "ckpt" / "teacher.pth").read_bytes() == PAYLOAD
+    wrong = "0" * 8 if not sha(PAYLOAD).startswith("0" * 8) else "f" * 8
+    with pytest.raises(dl.ChecksumError):
+        install(entry(src.as_uri(), dest="other.pth", sha256=wrong), tmp_path / "out")
+    assert not (tmp_path / "out" / "other.pth").exists()
+    with pytest.raises(ValueError, match="sha256"):
+        dl._check_sha(sha(PAYLOAD)[:7], "m.json", "f")
+    # fetch_file: what a run calls for a released file it needs (the COCO R50-FPN teacher): installed once, then read
+    manifest = {"files": [entry(src.as_uri(), name="weights", sha256=sha(PAYLOAD)[:8], explicit=True)]}
+    monkeypatch.setattr(dl, "load_manifest", lambda path=None: manifest["files"])
+    assert dl.select(manifest["files"], []) == []  # explicit entries only when named
+    logs = []
+    path = dl.fetch_file("weights", str(tmp_path / "run"), log=logs.append)
+    assert open(path, "rb").read() == PAYLOAD and len(logs) > 0
+    assert dl.fetch_file("weights", str(tmp_path / "run"), log=logs.append) == path
+
+
 def test_mirror_prefix_replaces_the_host_and_keeps_the_hash(server, tmp_path):
     server.files["/mirror/wkd_cost_matrix/m.pth"] = PAYLOAD
     e = entry("https://github.com/JiamingLv/WKD/raw/main/wkd_cost_matrix/m.pth", dest="m.pth", sha256=sha(PAYLOAD))

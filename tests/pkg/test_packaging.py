@@ -40,7 +40,7 @@ def test_pyproject_replaces_setup_py(project):
     assert meta["name"] == "mdistiller" and meta["license"] == "MIT" and meta["readme"] == "README.md"
     assert meta["requires-python"] == ">=3.9"
     assert meta["scripts"] == SCRIPTS
-    assert set(meta["optional-dependencies"]) == {"wandb", "plots", "slurm", "tune", "test", "all"}
+    assert set(meta["optional-dependencies"]) == {"wandb", "plots", "slurm", "detection", "tune", "test", "all"}
     assert any(r.startswith("submitit") for r in meta["optional-dependencies"]["slurm"])
     assert _bound(meta["optional-dependencies"]["tune"], "optuna") == (4, 0)  # JournalFileBackend's first release
     assert "tune" in meta["optional-dependencies"]["all"][0]

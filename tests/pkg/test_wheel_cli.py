@@ -68,6 +68,24 @@ README_COMMANDS = {
         Needs("a SLURM cluster and a suite file"),
     "mdistiller-benchmark --suite suite.yaml --launcher slurm --wait --poll 60": Needs("a SLURM cluster and a suite file"),
     "mdistiller-benchmark --suite suite.yaml --collect-only": Needs("a suite file and its runs"),
+    # Object detection (COCO) without Detectron2
+    "mdistiller-train --cfg configs/coco/vanilla/r101.yaml": Needs("COCO 2017 and GPUs"),
+    "mdistiller-download fasterrcnn_resnet50_fpn_coco": Needs("the network (torchvision's weights)"),
+    "mdistiller-cost-matrix --cfg configs/coco/vanilla/r101.yaml --teacher ResNet101 "
+    "--ckpt output/coco_baselines/teacher,r101/student_best --max-per-class 500": Needs("COCO and the R-101 teacher"),
+    "torchrun --nproc_per_node=8 -m mdistiller.train --cfg configs/coco/dkd/r101_r18.yaml":
+        Needs("COCO, the R-101 teacher, 8 GPUs"),
+    "mdistiller-benchmark --configs configs/coco/{vanilla/r18,dkd/r101_r18,wkd_l/r101_r18}.yaml --seeds 0 1 2":
+        Needs("COCO, the R-101 teacher and its cost matrix, GPUs"),
+    "mdistiller-eval -c output/coco_baselines/dkd,r101,r18": Needs("a finished COCO run"),
+    "mdistiller-train --cfg configs/coco/kd/r101_r18.yaml --dry-run": Needs("COCO and the R-101 teacher"),
+    # the generated set: minutes per run on a CPU, hours for the sweep; tests/detection trains these configs on a
+    # 4-image set (resume, torchrun) and computes a cost matrix with the same command
+    "mdistiller-train --cfg shapes/teacher.yaml": Needs("35 CPU minutes"),
+    "mdistiller-cost-matrix --cfg shapes/teacher.yaml --teacher ResNet50 "
+    "--ckpt output/shapes_detection/teacher,r50/student_best --max-per-class 200": Needs("the trained shapes teacher"),
+    "mdistiller-benchmark --configs shapes/{vanilla,kd,dkd,fitnet,reviewkd,reviewkd_dkd,wkd_l,wkd_f,wkd_lf}.yaml "
+    "--seeds 0 1 2 --jobs 2 --name shapes": Needs("CPU hours (27 runs) and the shapes teacher"),
     # Tuned comparisons
     "mdistiller-tune --suite tune_digits.yaml": Shortened(
         ["--trials", "1", "--seeds", "0", "--no-plots", "SOLVER.EPOCHS", "1"],
