@@ -77,6 +77,8 @@ def method_label(cfg):
     label = get_distiller_class(cfg.DISTILLER.TYPE).label(cfg)
     if cfg.EXPERIMENT.LOGIT_STAND:
         label += "+LS"
-    if str(cfg.SOLVER.TRAINER).lower() == "dot":
+    from .engine.dot import DOT_TRAINERS  # here: the engine imports this module
+
+    if str(cfg.SOLVER.TRAINER).lower() in DOT_TRAINERS:
         label += "+DOT"
     return label

@@ -33,6 +33,7 @@ from ._common import (
     PENULTIMATE,
     CommonSpaceEmbed,
     TeacherConvEmbed,
+    at_least_fp32,
     parse_stage,
     probe_features,
     probe_input_size,
@@ -99,11 +100,6 @@ class StudentSideEmbed(nn.Module):
         elif self.map is not None:
             s = self.map(s.reshape(s.shape[0], -1))
         return s, t
-
-
-def _loss_dtype(x):
-    """float32 for half-precision features; float64 stays float64."""
-    return x if x.dtype == torch.float64 else x.float()
 
 
 @register_distiller("OTKD")
@@ -192,8 +188,8 @@ class OTKD(Distiller):
     def distill_losses(self, student, teacher, target, epoch, **batch):
         feats_s, feats_t = [], []
         for sel_s, sel_t, embed in zip(self.select_s, self.select_t, self.embeds):
-            s = _loss_dtype(select_stage(student.feats, sel_s))
-            t = _loss_dtype(select_stage(teacher.feats, sel_t))
+            s = at_least_fp32(select_stage(student.feats, sel_s))
+            t = at_least_fp32(select_stage(teacher.feats, sel_t))
             s, t = embed(s, t)
             feats_s.append(s)
             feats_t.append(t)

@@ -154,4 +154,8 @@ def test_imagenet_r50_mv1_dot_config_is_mdistillers():
     step = STEPS[r50.SOLVER.TRAINER]  # the config's step builds its optimizer
     assert isinstance(step.build_optimizer(r50, [torch.nn.Parameter(torch.zeros(1))]), DistillationOrientedSGD)
     assert method_label(r50) == "KD+DOT"
+    crd = r50.clone()
+    crd.defrost()
+    crd.DISTILLER.TYPE, crd.SOLVER.TRAINER = "CRD", "crd_dot"  # mdistiller's CRD+DOT trainer name
+    assert method_label(crd) == "CRD+DOT"
     assert published_top1("imagenet", "ResNet50", "MobileNetV1", "KD+DOT")[0] == 73.09
