@@ -85,7 +85,8 @@ def group_series(run_dirs, filename, column):
     return epochs, means, stds
 
 
-def _pyplot():
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (files only; no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -106,7 +107,7 @@ def plot_panels(groups, filename, columns, path, title, log_y=False):
         data[column] = lines
     if not any(data.values()):
         return None
-    plt = _pyplot()
+    plt = pyplot()
     ncols = min(3, len(columns)) if len(columns) != 4 else 2
     nrows = int(math.ceil(len(columns) / float(ncols)))
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)

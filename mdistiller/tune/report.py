@@ -50,9 +50,9 @@ def tuning_markdown(studies, settings, figures=None):
 def study_plots(studies, sweep_dir, echo=print):
     """``tune_<name>.png`` for each study -> ``{name: path}`` (none without matplotlib)."""
     try:
-        from ..plot import _pyplot
+        from ..plot import pyplot
 
-        plt = _pyplot()
+        plt = pyplot()
     except ImportError as e:
         echo("tuning figures skipped: {}".format(e))
         return {}
