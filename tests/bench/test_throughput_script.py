@@ -76,3 +76,22 @@ def test_benchmark_scripts_import_no_tests_and_leave_sys_path_alone():
             is_sys_path = (isinstance(node, ast.Attribute) and node.attr == "path"
                            and isinstance(node.value, ast.Name) and node.value.id == "sys")
             assert not is_sys_path, "{}:{} uses sys.path".format(path, node.lineno)
+
+
+def test_every_detection_method_is_timed_against_kd(capsys, monkeypatch):
+    from mdistiller.registry import task_distillers
+
+    script = os.path.join(REPO, "benchmarks", "detection_throughput.py")
+    # the smallest images whose P6 maps hold WKD-F's 4 x 4 windows; a light teacher
+    args = ["--teacher", "ResNet18", "--size", "256", "--batch-size", "2", "--repeats", "1", "--device", "cpu"]
+    monkeypatch.setattr(sys, "argv", [script] + args)
+    monkeypatch.syspath_prepend(os.path.dirname(script))
+    runpy.run_path(script, run_name="__main__")
+    out = capsys.readouterr().out
+    row = re.compile(r"^(.+?)\s+(\d+)\s+(\d+\.\d\d)x\s+(\d+)\s+(\d+\.\d\d)x$")
+    ratios = {m.group(1): float(m.group(3)) for m in map(row.match, out.splitlines()) if m}
+    assert ratios["KD"] == 1.0 and all(r > 0 for r in ratios.values())
+    assert "without a row" not in out
+    assert set(ratios) == {"student alone", "KD", "DKD", "FitNet", "ReviewKD", "ReviewKD+DKD", "WKD-L", "WKD-F",
+                           "WKD-L+F"}
+    assert {"KD", "DKD", "FITNET", "REVIEWKD", "WKD", "COMBINE"} <= set(task_distillers["detection"])
