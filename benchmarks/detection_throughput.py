@@ -15,12 +15,12 @@ on them). Repetitions interleave the methods with KD as ``benchmarks/throughput.
     python benchmarks/detection_throughput.py                           # from the repository root
     python benchmarks/detection_throughput.py --size 800 --batch-size 2 --device cuda
     python benchmarks/detection_throughput.py --teacher ResNet101 --student ResNet18 --repeats 5
+    python benchmarks/detection_throughput.py --size 96 WKD.SPATIAL_GRID 1 DETECTION.FPN_CHANNELS 64   # KEY VALUE
 """
 import argparse
 import os
 import platform
 import statistics
-import sys
 
 import torch
 
@@ -61,6 +61,7 @@ class Method:
                 "False", "DISTILLER.TEACHER_CKPT", "", "EXPERIMENT.DEVICE", str(device)]
         for key, value in overrides.items():
             opts += [key, str(value)]
+        opts += list(args.opts)
         self.cfg = get_cfg(os.path.join(CONFIG_DIR, config), opts)
         self.key = self.cfg.DISTILLER.TYPE
         torch.manual_seed(0)
@@ -106,6 +107,8 @@ def parse_args(argv=None):
     parser.add_argument("--epoch", type=int, default=1, help="epoch passed to forward_train")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("opts", nargs="*", default=[],
+                        help="KEY VALUE config overrides applied to every row (e.g. DETECTION.FPN_CHANNELS 64)")
     return parser.parse_args(argv)
 
 
@@ -118,7 +121,7 @@ def main(argv=None):
     print("machine: {} CPU cores ({}), torch {} ({} intra-op threads), device {}{}".format(
         os.cpu_count(), platform.processor() or platform.machine(), torch.__version__, torch.get_num_threads(),
         device, ", load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()) if hasattr(os, "getloadavg") else ""))
-    base = get_cfg(os.path.join(CONFIG_DIR, ROWS[1][1]), ["DISTILLER.TEACHER", args.teacher])
+    base = get_cfg(os.path.join(CONFIG_DIR, ROWS[1][1]), ["DISTILLER.TEACHER", args.teacher] + list(args.opts))
     torch.manual_seed(0)
     teacher = build_detector_model(base, args.teacher, CATEGORY_IDS, teacher=True).to(device).eval()
     methods = [Method(label, config, overrides, teacher, args, device) for label, config, overrides in ROWS]
@@ -147,4 +150,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -82,8 +82,10 @@ def test_every_detection_method_is_timed_against_kd(capsys, monkeypatch):
     from mdistiller.registry import task_distillers
 
     script = os.path.join(REPO, "benchmarks", "detection_throughput.py")
-    # the smallest images whose P6 maps hold WKD-F's 4 x 4 windows; a light teacher
-    args = ["--teacher", "ResNet18", "--size", "256", "--batch-size", "2", "--repeats", "1", "--device", "cpu"]
+    # small images and detector (the generated set's sizes), a light teacher; config overrides as KEY VALUE
+    args = ["--teacher", "ResNet18", "--size", "96", "--batch-size", "2", "--repeats", "1", "--device", "cpu",
+            "WKD.SPATIAL_GRID", "1", "DETECTION.FPN_CHANNELS", "16", "DETECTION.ROI_BOX_HEAD.FC_DIM", "32",
+            "DETECTION.RPN.POST_NMS_TOPK_TRAIN", "32", "DETECTION.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16"]
     monkeypatch.setattr(sys, "argv", [script] + args)
     monkeypatch.syspath_prepend(os.path.dirname(script))
     runpy.run_path(script, run_name="__main__")

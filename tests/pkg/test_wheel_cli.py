@@ -81,11 +81,11 @@ README_COMMANDS = {
     "mdistiller-train --cfg configs/coco/kd/r101_r18.yaml --dry-run": Needs("COCO and the R-101 teacher"),
     # the generated set: minutes per run on a CPU, hours for the sweep; tests/detection trains these configs on a
     # 4-image set (resume, torchrun) and computes a cost matrix with the same command
-    "mdistiller-train --cfg shapes/teacher.yaml": Needs("35 CPU minutes"),
+    "mdistiller-train --cfg shapes/teacher.yaml": Needs("about 9 minutes on 2 CPU cores"),
     "mdistiller-cost-matrix --cfg shapes/teacher.yaml --teacher ResNet50 "
     "--ckpt output/shapes_detection/teacher,r50/student_best --max-per-class 200": Needs("the trained shapes teacher"),
     "mdistiller-benchmark --configs shapes/{vanilla,kd,dkd,fitnet,reviewkd,reviewkd_dkd,wkd_l,wkd_f,wkd_lf}.yaml "
-    "--seeds 0 1 2 --jobs 2 --name shapes": Needs("CPU hours (27 runs) and the shapes teacher"),
+    "--seeds 0 1 --jobs 2 --name shapes": Needs("about 50 minutes of 2 CPU cores (18 runs) and the shapes teacher"),
     # Tuned comparisons
     "mdistiller-tune --suite tune_digits.yaml": Shortened(
         ["--trials", "1", "--seeds", "0", "--no-plots", "SOLVER.EPOCHS", "1"],
