@@ -13,6 +13,8 @@ in :data:`task_distillers`. ``distiller_dict`` is the classification table (mdis
 from collections import namedtuple
 
 distiller_dict = {}
+# SOLVER.TRAINER names that train with the Distillation-Oriented Trainer (engine.dot.DotStep); mdistiller's names.
+DOT_TRAINERS = ("dot", "crd_dot")
 # DatasetSpec.task -> {KEY: class}; "classification" is distiller_dict itself.
 task_distillers = {"classification": distiller_dict}
 _listeners = []
@@ -77,8 +79,6 @@ def method_label(cfg):
     label = get_distiller_class(cfg.DISTILLER.TYPE).label(cfg)
     if cfg.EXPERIMENT.LOGIT_STAND:
         label += "+LS"
-    from .engine.dot import DOT_TRAINERS  # here: the engine imports this module
-
     if str(cfg.SOLVER.TRAINER).lower() in DOT_TRAINERS:
         label += "+DOT"
     return label

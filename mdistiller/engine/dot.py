@@ -29,8 +29,6 @@ from .device import unwrap
 from .optim import sgd_settings
 from .step import Step
 
-DOT_TRAINERS = ("dot", "crd_dot")
-
 
 class DistillationOrientedSGD(torch.optim.Optimizer):
     """``step_kd()`` after the distillation backward, then ``step()`` after the task backward.

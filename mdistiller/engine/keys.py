@@ -10,8 +10,7 @@ from ..dataset.split import check_val_split
 from ..dataset.table import DATASETS
 
 COCO_OPTIONS = "mdistiller.dataset.coco:coco_options"  # the DatasetSpec.options that read DATASET.COCO
-from ..registry import data_needs
-from .dot import DOT_TRAINERS
+from ..registry import DOT_TRAINERS, data_needs
 
 # Run-level integer keys and their smallest meaningful value (0 epochs or an empty batch train nothing).
 MINIMUM_VALUES = (

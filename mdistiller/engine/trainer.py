@@ -23,7 +23,7 @@ from .._cli import check_writable, first_missing_folder
 from ..dataset import build_data, dataset_spec
 from ..dataset.split import check_split, write_split
 from ..distillers import build_distiller
-from ..registry import data_needs
+from ..registry import DOT_TRAINERS, data_needs
 from .build import build_student_and_teacher
 from .cfg import show_cfg
 from .checkpoint import (
@@ -44,7 +44,7 @@ from .device import (
     teardown_runtime,
     unwrap,
 )
-from .dot import DOT_TRAINERS, DotStep
+from .dot import DotStep
 from .evaluate import EVALUATORS
 from .logging import EvaluatorLog, RunLogger, build_diagnostics, write_run_info
 from .optim import learning_rate, set_learning_rate, warmup_factor
