@@ -50,6 +50,7 @@ def collect_run(run):
     """The run's record, from its own logs: status, last/best top-1, wall time, error; with a validation split also
     the trainer's ``test_at_val_best`` (test top-1 at the validation-best epoch), ``val_best_acc``,
     ``val_best_epoch`` and the split's hash (``summary.json``)."""
+    evaluator = evaluator_of(run.cfg)
     record = OrderedDict(
         name=run.name,
         config=run.config,
@@ -67,7 +68,7 @@ def collect_run(run):
         wall_time=None,
         error="",
         run_dir=run.run_dir,
-        metric=evaluator_of(run.cfg).LABEL,
+        metric=evaluator.LABEL,
         extras=OrderedDict(),
         attempts=0,
         job_ids="",
@@ -76,7 +77,6 @@ def collect_run(run):
         parallel=[],
     )
     rows = read_csv(os.path.join(run.run_dir, "metrics.csv"))
-    evaluator = evaluator_of(run.cfg)
     key = "test_" + evaluator.METRIC
     if rows and key in rows[0]:
         accs = [float(r[key]) for r in rows]

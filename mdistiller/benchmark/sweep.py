@@ -13,7 +13,7 @@ from .collect import collect_run, run_state
 from .execute import LocalLauncher, config_changed, retire_run_folder
 from .plan import plan_runs
 from .tables import (CSV_FIELDS, RUN_FIELDS, SPLIT_CSV_FIELDS, SPLIT_RUN_FIELDS, aggregate, format_markdown,
-                     selected_on_validation, write_csv)
+                     selected_on_validation, table_metric, write_csv)
 
 
 def sweep_folder(out="benchmark_runs", name=None):
@@ -124,7 +124,7 @@ def table_notes(records):
     detail = "; ".join((["{} thread(s) per run".format("/".join(map(str, threads)))] if threads else []) + how)
     metrics = sorted({r.get("metric", "top-1") for r in records})
     what = " and ".join(METRIC_TEXT.get(m, m) for m in metrics)
-    short = metrics[0] if len(metrics) == 1 else "score"
+    short = table_metric(records)
     wall = ("Wall = mean wall-clock seconds of a run's mdistiller.train process(es), summed over its attempts{}; every "
             "run's benchmark.json records its attempts.".format(" ({})".format(detail) if detail else ""))
     if selected_on_validation(records):
