@@ -147,10 +147,14 @@ class CocoDetection(Dataset):
             self.labels.append(rows[:, 4].astype(np.int64))
         if not self.image_ids:
             raise ValueError("{}: no image with a box to {} on".format(annotations, "train" if train else "evaluate"))
-        self.targets = [int(c) - 1 for labels in self.labels for c in labels]
 
     def __len__(self):
         return len(self.image_ids)
+
+    @property
+    def targets(self):
+        """The class index, 0-based, of every box of the split's images, in order."""
+        return [int(c) - 1 for labels in self.labels for c in labels]
 
     @property
     def strata(self):
@@ -165,7 +169,6 @@ class CocoDetection(Dataset):
         out = copy.copy(self)
         for name in ("image_ids", "files", "boxes", "labels"):
             setattr(out, name, [getattr(self, name)[i] for i in indices])
-        out.targets = [int(c) - 1 for labels in out.labels for c in labels]
         return out
 
     def __getitem__(self, index):
