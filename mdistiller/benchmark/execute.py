@@ -1,7 +1,8 @@
-"""Running runs: each one a ``python -m mdistiller.train`` subprocess, ``jobs`` of them at once.
+"""Running runs: each one a ``python -m mdistiller.train`` process, ``jobs`` of them at once.
 
 :func:`execute_run` is the one way a planned run is executed; :class:`LocalLauncher` calls it on
-this machine, :class:`mdistiller.benchmark.slurm.SlurmLauncher` inside SLURM jobs.
+this machine (each run forked from a server that imported torch once: :mod:`.fork_server`),
+:class:`mdistiller.benchmark.slurm.SlurmLauncher` inside SLURM jobs (a subprocess: one run per job).
 
 A run's subprocess reads ``<run>/benchmark_cfg.yaml`` (the merged config with its seed and
 output folder), writes its logs into the run folder, and gets ``OMP_NUM_THREADS =
@@ -26,6 +27,7 @@ import yaml
 
 from .._cli import EXIT_REQUEUE
 from .collect import ERROR_FILE, RUN_INFO, read_json, run_state
+from .fork_server import ForkedRun
 
 # Seconds a training process gets to stop cleanly (finish its step) when its attempt is cut short; SLURM's
 # time-limit signal comes 90 s before the end (submitit's --signal=USR2@90).
@@ -117,9 +119,11 @@ def train_command(cfg_path, resume=False, python=None, module=TRAIN_MODULE):
     return cmd
 
 
-def execute_run(run, sweep_dir, threads, python=None, attempt_info=None):
-    """Run (or resume) one run in a subprocess (``python -m <run.module or mdistiller.train>``); returns the action
-    taken. Never raises for a failing run.
+def execute_run(run, sweep_dir, threads, python=None, attempt_info=None, fork=False):
+    """Run (or resume) one run in a new process (``python -m <run.module or mdistiller.train>``); returns the action
+    taken. Never raises for a failing run. ``fork``: the process is forked from a fork server
+    (:class:`.fork_server.ForkedRun`, same module, arguments, folder, environment and threads) unless another
+    ``python`` is asked for or the platform cannot fork; else it is a subprocess.
 
     The action is decided from the run folder alone (:func:`run_state`): ``"skip"`` when finished,
     ``"resume"`` (``--resume``) when it has a ``latest``, else ``"new"``, so calling this again
@@ -157,16 +161,19 @@ def execute_run(run, sweep_dir, threads, python=None, attempt_info=None):
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     env["PYTHONUNBUFFERED"] = "1"
+    fork = fork and hasattr(os, "fork") and cmd[0] == sys.executable
+    stdout_path, stderr_path = os.path.join(run.run_dir, "stdout.txt"), os.path.join(run.run_dir, "stderr.txt")
     started = time.time()
     code = child = None
     try:
-        with open(os.path.join(run.run_dir, "stdout.txt"), "a") as out, open(
-            os.path.join(run.run_dir, "stderr.txt"), "w"
-        ) as err:
+        with open(stdout_path, "a") as out, open(stderr_path, "w") as err:
             out.write("$ {}\n".format(" ".join(cmd)))
             out.flush()
             try:
-                child = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+                if fork:
+                    child = ForkedRun(cmd[2], cmd[3:], env, stdout_path, stderr_path)
+                else:
+                    child = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
             except OSError as e:
                 err.write("{}: {}\n".format(type(e).__name__, e))
                 code = -1
@@ -210,7 +217,8 @@ def _wait(child):
 
 
 def execute_runs(runs, sweep_dir, jobs, threads, python=None, on_done=None):
-    """:func:`execute_run` for each run, ``jobs`` at once (one thread per run waiting on its subprocess).
+    """:func:`execute_run` for each run (forked from the fork server), ``jobs`` at once (one thread per run waiting
+    on its process).
 
     ``on_done(run, action, started)`` is called after each run (``started`` = its start time), one
     call at a time.
@@ -220,7 +228,8 @@ def execute_runs(runs, sweep_dir, jobs, threads, python=None, on_done=None):
 
     def work(run):
         started = time.time()
-        action = execute_run(run, sweep_dir, threads, python=python, attempt_info={"launcher": "local", "jobs": jobs})
+        action = execute_run(run, sweep_dir, threads, python=python, fork=True,
+                             attempt_info={"launcher": "local", "jobs": jobs})
         if on_done is not None:
             with lock:
                 on_done(run, action, started)
