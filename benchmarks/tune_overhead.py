@@ -4,8 +4,8 @@
 
 Three kinds of run of the same config (a digits KD student by default: the tune_digits suite's protocol, with a
 resnet20 teacher of random weights, since the cost does not depend on what the teacher knows), each launched as
-the benchmark runner launches it (:func:`mdistiller.benchmark.execute.execute_run`: a subprocess, one thread),
-interleaved ``plain, split, trial, plain, ...``:
+a SLURM job of the benchmark runner launches it (:func:`mdistiller.benchmark.execute.execute_run`: a subprocess,
+one thread), interleaved ``plain, split, trial, plain, ...``:
 
 * ``plain``: ``mdistiller.train`` as mdistiller runs it, the test set (450 images) evaluated every epoch;
 * ``split``: the same with ``DATASET.VAL_SPLIT 20`` (200 images held out, evaluated every epoch) and

@@ -12,6 +12,9 @@ Protocol (one JSON object per line): the client writes ``{"id", "module", "args"
 ``["ended", id, code]`` (the exit code, or minus the signal that ended it, as :class:`subprocess.Popen` reports
 it). The server exits when its stdin closes; running processes carry on.
 
+The server never touches CUDA (a process forked after CUDA was initialised cannot use it): its imports do not
+query it (tested), and each forked run initialises CUDA itself, as a new interpreter would.
+
 Unlike :mod:`multiprocessing`'s forkserver, a forked run does not re-import the client's ``__main__`` script, so a
 script calling :func:`mdistiller.benchmark.run_sweep` needs no ``if __name__ == "__main__"`` guard.
 """

@@ -87,3 +87,14 @@ def test_a_forked_run_trains_the_run_of_a_subprocess(tmp_path):
         column = table[0].index("epoch_time")
         rows[fork] = [row[:column] + row[column + 1:] for row in table]
     assert rows[True] == rows[False] and len(rows[True]) == 3
+
+
+def test_the_servers_imports_leave_cuda_untouched():
+    """A process forked after CUDA was queried cannot use CUDA: the server's preload must not query it."""
+    script = ("import torch\ncalls = []\ncount = torch._C._cuda_getDeviceCount\n"
+              "torch._C._cuda_getDeviceCount = lambda *a: calls.append(1) or count(*a)\n"
+              "from mdistiller.benchmark.fork_server import PRELOAD\n"
+              "for name in PRELOAD:\n    try:\n        __import__(name)\n    except ImportError:\n        pass\n"
+              "print(len(calls), torch.cuda.is_initialized())\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["0", "False"]
