@@ -61,8 +61,9 @@ def _run_request(request):
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    for fd, path, flags in ((0, os.devnull, os.O_RDONLY), (1, request["stdout"], os.O_WRONLY | os.O_APPEND | os.O_CREAT),
-                            (2, request["stderr"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)):
+    append = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+    for fd, path, flags in ((0, os.devnull, os.O_RDONLY), (1, request["stdout"], append),
+                            (2, request["stderr"], append)):
         opened = os.open(path, flags, 0o644)
         if opened != fd:
             os.dup2(opened, fd)
@@ -107,9 +108,7 @@ def _fork(request, channels):
     try:
         for fd in channels:
             os.close(fd)
-        for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the server ignores it; an interpreter does not
         code = _run_request(request)
     except BaseException:
         import traceback
@@ -129,21 +128,20 @@ def serve(requests_fd=0, replies_fd=1):
     replies = os.fdopen(os.dup(replies_fd), "w", buffering=1)
     os.dup2(2, replies_fd)  # anything printed by the server goes to its stderr, not into the replies
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the client, which stops its runs
-    running, pending, open_ = {}, b"", True
-    while open_ or running:
-        if open_:
-            ready, _, _ = select.select([requests_fd], [], [], POLL_S if running else None)
-            if ready:
-                data = os.read(requests_fd, 65536)
-                if not data:  # the client has gone: stop serving; running processes carry on
-                    return
-                pending += data
-                while b"\n" in pending:
-                    line, pending = pending.split(b"\n", 1)
-                    request = json.loads(line)
-                    pid = _fork(request, (requests_fd, replies.fileno()))
-                    running[pid] = request["id"]
-                    replies.write(json.dumps(["started", request["id"], pid]) + "\n")
+    running, pending = {}, b""
+    while True:
+        ready, _, _ = select.select([requests_fd], [], [], POLL_S if running else None)
+        if ready:
+            data = os.read(requests_fd, 65536)
+            if not data:  # the client has gone: stop serving; running processes carry on
+                return
+            pending += data
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                request = json.loads(line)
+                pid = _fork(request, (requests_fd, replies.fileno()))
+                running[pid] = request["id"]
+                replies.write(json.dumps(["started", request["id"], pid]) + "\n")
         while running:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if not pid:
