@@ -85,7 +85,7 @@ README_COMMANDS = {
     "mdistiller-cost-matrix --cfg shapes/teacher.yaml --teacher ResNet50 "
     "--ckpt output/shapes_detection/teacher,r50/student_best --max-per-class 200": Needs("the trained shapes teacher"),
     "mdistiller-benchmark --configs shapes/{vanilla,kd,dkd,fitnet,reviewkd,reviewkd_dkd,wkd_l,wkd_f,wkd_lf}.yaml "
-    "--seeds 0 1 --jobs 2 --name shapes": Needs("about 50 minutes of 2 CPU cores (18 runs) and the shapes teacher"),
+    "--seeds 0 1 2 --jobs 2 --name shapes": Needs("about 75 minutes of 2 CPU cores (27 runs) and the shapes teacher"),
     # Tuned comparisons
     "mdistiller-tune --suite tune_digits.yaml": Shortened(
         ["--trials", "1", "--seeds", "0", "--no-plots", "SOLVER.EPOCHS", "1"],
