@@ -179,7 +179,7 @@ class _Server:
         with self.lock:  # the server has gone: its processes can no longer be waited for
             runs, self.runs = list(self.runs.values()), {}
         for run in runs:
-            run._ended(None, lost=True)
+            run._ended(None)
 
     def submit(self, run, request):
         with self.lock:
@@ -206,11 +206,11 @@ def fork_server(env):
 
 class ForkedRun:
     """``python -m module *args`` forked from a fork server, with :class:`subprocess.Popen`'s interface:
-    ``pid``, ``wait(timeout)``, ``terminate()``, ``kill()``, ``returncode``."""
+    ``pid``, ``wait(timeout)``, ``terminate()``, ``kill()``, ``returncode`` (None when
+    the server died before the process ended)."""
 
     def __init__(self, module, args, env, stdout, stderr, cwd=None):
         self.pid = self.returncode = None
-        self.lost = False
         self._has_started, self._has_ended = threading.Event(), threading.Event()
         fork_server(env).submit(self, {"module": module, "args": list(args), "env": dict(env),
                                        "cwd": os.path.abspath(cwd or os.getcwd()),
@@ -220,8 +220,8 @@ class ForkedRun:
         self.pid = pid
         self._has_started.set()
 
-    def _ended(self, code, lost=False):
-        self.returncode, self.lost = code, lost
+    def _ended(self, code):
+        self.returncode = code
         self._has_started.set()
         self._has_ended.set()
 

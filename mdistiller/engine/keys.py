@@ -8,9 +8,9 @@ import warnings
 
 from ..dataset.split import check_val_split
 from ..dataset.table import DATASETS
+from ..registry import DOT_TRAINERS, data_needs
 
 COCO_OPTIONS = "mdistiller.dataset.coco:coco_options"  # the DatasetSpec.options that read DATASET.COCO
-from ..registry import DOT_TRAINERS, data_needs
 
 # Run-level integer keys and their smallest meaningful value (0 epochs or an empty batch train nothing).
 MINIMUM_VALUES = (
