@@ -15,17 +15,48 @@ class CheckpointError(ValueError):
     """A file named as a checkpoint cannot be used; the message names the file and says what to do."""
 
 
+class _KeepWriteError:
+    """A file wrapper that keeps the first ``OSError`` of a write: torch's zip writer reports a failed write
+    (disk full, quota, file-size limit) only as ``unexpected pos N vs M``."""
+
+    def __init__(self, file):
+        self.file = file
+        self.error = None
+
+    def write(self, data):
+        try:
+            return self.file.write(data)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def flush(self):
+        self.file.flush()
+
+
 def save_checkpoint(obj, path):
-    """Write to a temporary file in the same folder, then rename: a crash never leaves a truncated file."""
+    """Write to a temporary file in the same folder, then rename: a crash never leaves a truncated file.
+    A failed write (e.g. a full disk) raises an ``OSError`` naming ``path`` with the system's reason; the file
+    that was at ``path`` before is unchanged."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = "{}.tmp.{}".format(path, os.getpid())
     try:
         with open(tmp, "wb") as f:
-            torch.save(obj, f)
+            writer = _KeepWriteError(f)
+            try:
+                torch.save(obj, writer)
+            except RuntimeError:
+                if writer.error is None:
+                    raise
+                raise writer.error from None
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        reason = e.strerror or str(e) or type(e).__name__
+        raise OSError(e.errno, "{} while writing a checkpoint (the previous one, if any, is kept)".format(reason),
+                      os.path.abspath(path)) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -1,4 +1,5 @@
 """Checkpoint I/O: safe reads, atomic writes."""
+import errno
 import os
 
 import pytest
@@ -33,3 +34,25 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert load_checkpoint(path) == {"epoch": 1}
     assert os.listdir(tmp_path) == ["latest"]
+
+
+def test_a_failed_write_names_the_file_and_keeps_the_previous_checkpoint(tmp_path):
+    resource = pytest.importorskip("resource")  # POSIX
+    from mdistiller._cli import user_error_text
+
+    path = str(tmp_path / "latest")
+    save_checkpoint({"epoch": 1}, path)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # a file-size limit makes the kernel fail the write with EFBIG, as a full disk fails it with ENOSPC; torch's
+    # own writer would report either only as "unexpected pos" (Python ignores SIGXFSZ, so nothing is killed)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))
+    try:
+        with pytest.raises(OSError) as caught:
+            save_checkpoint({"epoch": 2, "model": {"w": torch.zeros(100_000)}}, path)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert caught.value.errno == errno.EFBIG and caught.value.filename == os.path.abspath(path)
+    assert load_checkpoint(path) == {"epoch": 1}
+    assert os.listdir(tmp_path) == ["latest"]
+    text = user_error_text(caught.value)  # the command line reports it in one line
+    assert text.startswith("File too large while writing a checkpoint") and path in text and "\n" not in text
