@@ -158,15 +158,15 @@ def detection_cost(args, cfg, feature, device):
 
 
 def save(dist, out):
-    """Symmetrise, zero the diagonal (:func:`~mdistiller.losses.class_cost.finalize`), ``torch.save`` to ``out``;
-    returns ``out``."""
+    """Symmetrise, zero the diagonal (:func:`~mdistiller.losses.class_cost.finalize`), ``torch.save`` to ``out``
+    (atomically: :func:`~mdistiller.engine.checkpoint.save_checkpoint`); returns ``out``."""
     import torch
 
+    from .engine.checkpoint import save_checkpoint
     from .losses.class_cost import finalize
 
     dist = finalize(dist)
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    torch.save(dist, out)
+    save_checkpoint(dist, out, what="the cost matrix")
     off = dist[~torch.eye(dist.shape[0], dtype=torch.bool)]
     print("saved {} ({}x{}, off-diagonal min {:.4f} mean {:.4f} max {:.4f})".format(
         out, dist.shape[0], dist.shape[1], off.min().item(), off.mean().item(), off.max().item()))

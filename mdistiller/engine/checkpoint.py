@@ -34,10 +34,10 @@ class _KeepWriteError:
         self.file.flush()
 
 
-def save_checkpoint(obj, path):
-    """Write to a temporary file in the same folder, then rename: a crash never leaves a truncated file.
-    A failed write (e.g. a full disk) raises an ``OSError`` naming ``path`` with the system's reason; the file
-    that was at ``path`` before is unchanged."""
+def save_checkpoint(obj, path, what="a checkpoint"):
+    """``torch.save`` to a temporary file in the same folder, then rename: a crash never leaves a truncated file.
+    A failed write (e.g. a full disk) raises an ``OSError`` naming ``path``, ``what`` was written and the system's
+    reason; the file that was at ``path`` before is unchanged."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = "{}.tmp.{}".format(path, os.getpid())
@@ -55,7 +55,7 @@ def save_checkpoint(obj, path):
         os.replace(tmp, path)
     except OSError as e:
         reason = e.strerror or str(e) or type(e).__name__
-        raise OSError(e.errno, "{} while writing a checkpoint (the previous one, if any, is kept)".format(reason),
+        raise OSError(e.errno, "{} while writing {} (the previous one, if any, is kept)".format(reason, what),
                       os.path.abspath(path)) from None
     finally:
         if os.path.exists(tmp):
